@@ -1,0 +1,134 @@
+/**
+ * Where time comes from. Production uses the monotonic `performance.now()` and the global
+ * `setTimeout` (looked up at call time, so vitest/sinon fake timers drive it too); tests can pass a
+ * virtual clock whose single `advance()` call moves time and runs everything that falls due.
+ */
+
+export interface Clock {
+  /** Monotonic milliseconds (never jumps with the wall clock). */
+  now(): number;
+  /** Wall-clock epoch milliseconds, used only to turn a `Date` deadline into monotonic time. */
+  wallNow(): number;
+  /** Runs `callback` once after `ms` milliseconds. Must not keep the process alive on its own. */
+  setTimer(callback: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+/** Largest delay setTimeout accepts before it overflows and fires at once (2^31 - 1 ms, ~24.8 days). */
+export const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
+interface UnrefTimerHost {
+  Deno?: { unrefTimer?(id: number): void };
+}
+
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  wallNow: () => Date.now(),
+  setTimer(callback, ms) {
+    const handle: unknown = setTimeout(callback, Math.min(Math.max(ms, 0), MAX_TIMER_DELAY));
+    // Node and Bun return an object with unref(); Deno returns a number and has Deno.unrefTimer.
+    if (typeof handle === "object" && handle !== null && typeof (handle as { unref?: unknown }).unref === "function") {
+      (handle as { unref(): void }).unref();
+    } else if (typeof handle === "number") {
+      (globalThis as UnrefTimerHost).Deno?.unrefTimer?.(handle);
+    }
+    return handle;
+  },
+  clearTimer(handle) {
+    clearTimeout(handle as Parameters<typeof clearTimeout>[0]);
+  },
+};
+
+export interface VirtualClock extends Clock {
+  /**
+   * Moves time forward by `ms`, running every timer that falls due in order, and letting promise
+   * and stream callbacks settle after each one. The only call a test needs to drive time.
+   */
+  advance(ms: number): Promise<void>;
+  /** Advances to an absolute virtual time. */
+  advanceTo(time: number): Promise<void>;
+  /** Settles pending promise/stream work without moving time. */
+  settle(): Promise<void>;
+  /** Resolves after `ms` of virtual time (for scripting peers and handlers in tests). */
+  sleep(ms: number): Promise<void>;
+  /** Number of timers scheduled and not yet run or cleared. */
+  readonly pendingTimers: number;
+}
+
+interface VirtualTimer {
+  at: number;
+  seq: number;
+  callback: () => void;
+}
+
+// Captured once: a macrotask that runs after every queued microtask, used to let streams settle.
+const runAfterMicrotasks: (fn: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
+    ? (globalThis as unknown as { setImmediate(fn: () => void): void }).setImmediate.bind(globalThis)
+    : (fn) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => {
+          channel.port1.close();
+          fn();
+        };
+        channel.port2.postMessage(null);
+      };
+
+/**
+ * A deterministic clock for tests. Time moves only through `advance`/`advanceTo`.
+ * `wallStart` is the epoch time that virtual time 0 maps to (for `Date` deadlines).
+ */
+export function createVirtualClock(options: { start?: number; wallStart?: number } = {}): VirtualClock {
+  let now = options.start ?? 0;
+  const wallOffset = (options.wallStart ?? 1_700_000_000_000) - now;
+  let seq = 0;
+  const timers = new Set<VirtualTimer>();
+
+  const settle = () => new Promise<void>((resolve) => runAfterMicrotasks(resolve));
+
+  function nextDue(limit: number): VirtualTimer | undefined {
+    let best: VirtualTimer | undefined;
+    for (const t of timers) {
+      if (t.at <= limit && (best === undefined || t.at < best.at || (t.at === best.at && t.seq < best.seq))) best = t;
+    }
+    return best;
+  }
+
+  async function advanceTo(target: number): Promise<void> {
+    if (!(target >= now)) throw new RangeError(`virtual clock: cannot move back from ${now} to ${target}`);
+    await settle();
+    for (;;) {
+      const timer = nextDue(target);
+      if (timer === undefined) break;
+      timers.delete(timer);
+      now = Math.max(now, timer.at);
+      timer.callback();
+      await settle();
+    }
+    now = target;
+    await settle();
+  }
+
+  const clock: VirtualClock = {
+    now: () => now,
+    wallNow: () => now + wallOffset,
+    setTimer(callback, ms) {
+      const timer: VirtualTimer = { at: now + Math.max(0, ms), seq: seq++, callback };
+      timers.add(timer);
+      return timer;
+    },
+    clearTimer(handle) {
+      timers.delete(handle as VirtualTimer);
+    },
+    advance: (ms) => advanceTo(now + ms),
+    advanceTo,
+    settle,
+    sleep(ms) {
+      return new Promise<void>((resolve) => clock.setTimer(resolve, ms));
+    },
+    get pendingTimers() {
+      return timers.size;
+    },
+  };
+  return clock;
+}

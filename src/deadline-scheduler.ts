@@ -1,0 +1,177 @@
+/**
+ * One native timer for all deadlines of a clock.
+ *
+ * Entries sit in a binary min-heap keyed by `scheduledAt`, a time at which the entry must be looked
+ * at again. Progress (a chunk, a reset idle timer) only moves an entry's real due time later, so
+ * the hot path writes no heap and arms no timer: the entry is re-checked lazily when its old time
+ * comes and re-inserted at its real due time. Only a due time moving *earlier* (a read starting,
+ * a limit tightened) touches the heap, and only then may the one native timer be re-armed.
+ */
+
+import { type Clock, MAX_TIMER_DELAY, systemClock } from "./clock.ts";
+
+export interface ScheduledEntry {
+  /** Owned by the scheduler: position in the heap, -1 when not scheduled. */
+  heapIndex: number;
+  /** Owned by the scheduler: when the entry will next be checked. */
+  scheduledAt: number;
+  /**
+   * Called at or after `scheduledAt`. Fires the deadline if it is due at `now` and returns
+   * Infinity, or returns the time it is really due (Infinity: nothing to watch now).
+   */
+  checkDue(now: number): number;
+}
+
+/**
+ * Entries due within this window after a firing are re-checked in the same sweep: entries whose
+ * deadline moved later get re-inserted at once instead of each costing a native timer wake-up.
+ * It never makes a deadline fire early: an entry fires only when its own check says it is due.
+ */
+const SWEEP_LOOKAHEAD_MS = 25;
+
+export class DeadlineScheduler {
+  readonly clock: Clock;
+  private readonly heap: ScheduledEntry[] = [];
+  private timer: unknown = undefined;
+  private armedAt = Infinity;
+  /** True while a sweep runs: re-inserted entries arm the timer once, at the end. */
+  private sweeping = false;
+  /** Native timer wake-ups so far (for benchmarks and leak tests). */
+  wakeups = 0;
+
+  constructor(clock: Clock) {
+    this.clock = clock;
+  }
+
+  /** Entries waiting to be checked. */
+  get size(): number {
+    return this.heap.length;
+  }
+
+  /** Whether a native timer is pending. */
+  get armed(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Makes sure `entry` is checked no later than `at`. O(1) when it already is. */
+  schedule(entry: ScheduledEntry, at: number): void {
+    if (entry.heapIndex >= 0) {
+      if (at >= entry.scheduledAt) return;
+      entry.scheduledAt = at;
+      this.siftUp(entry.heapIndex);
+    } else {
+      if (at === Infinity) return;
+      entry.scheduledAt = at;
+      entry.heapIndex = this.heap.length;
+      this.heap.push(entry);
+      this.siftUp(entry.heapIndex);
+    }
+    if (at < this.armedAt && !this.sweeping) this.arm(at);
+  }
+
+  unschedule(entry: ScheduledEntry): void {
+    const i = entry.heapIndex;
+    if (i < 0) return;
+    const last = this.heap.pop()!;
+    entry.heapIndex = -1;
+    entry.scheduledAt = Infinity;
+    if (last !== entry) {
+      this.heap[i] = last;
+      last.heapIndex = i;
+      this.siftDown(i);
+      this.siftUp(last.heapIndex);
+    }
+    if (this.heap.length === 0 && !this.sweeping) this.disarm();
+  }
+
+  private arm(at: number): void {
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.armedAt = at;
+    const delay = Math.min(Math.max(at - this.clock.now(), 0), MAX_TIMER_DELAY);
+    this.timer = this.clock.setTimer(this.onTimer, delay);
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    this.timer = undefined;
+    this.armedAt = Infinity;
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    this.armedAt = Infinity;
+    this.wakeups++;
+    const now = this.clock.now();
+    const horizon = now + SWEEP_LOOKAHEAD_MS;
+    const batch: ScheduledEntry[] = [];
+    this.sweeping = true;
+    while (this.heap.length > 0 && this.heap[0]!.scheduledAt <= horizon) {
+      const entry = this.heap[0]!;
+      this.unschedule(entry);
+      batch.push(entry);
+    }
+    for (const entry of batch) {
+      // checkDue may fire user-visible effects (abort listeners); one throwing must not strand the rest.
+      let next = Infinity;
+      try {
+        next = entry.checkDue(now);
+      } catch (error) {
+        reportError(error);
+      }
+      if (next !== Infinity && entry.heapIndex < 0) this.schedule(entry, next);
+    }
+    this.sweeping = false;
+    if (this.heap.length > 0 && this.timer === undefined) this.arm(this.heap[0]!.scheduledAt);
+  };
+
+  private siftUp(i: number): void {
+    const heap = this.heap;
+    const entry = heap[i]!;
+    while (i > 0) {
+      const parentIndex = (i - 1) >> 1;
+      const parent = heap[parentIndex]!;
+      if (parent.scheduledAt <= entry.scheduledAt) break;
+      heap[i] = parent;
+      parent.heapIndex = i;
+      i = parentIndex;
+    }
+    heap[i] = entry;
+    entry.heapIndex = i;
+  }
+
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const n = heap.length;
+    const entry = heap[i]!;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      const child = right < n && heap[right]!.scheduledAt < heap[left]!.scheduledAt ? right : left;
+      if (heap[child]!.scheduledAt >= entry.scheduledAt) break;
+      heap[i] = heap[child]!;
+      heap[i]!.heapIndex = i;
+      i = child;
+    }
+    heap[i] = entry;
+    entry.heapIndex = i;
+  }
+}
+
+function reportError(error: unknown): void {
+  const host = globalThis as { reportError?: (e: unknown) => void };
+  if (typeof host.reportError === "function") host.reportError(error);
+  else queueMicrotask(() => { throw error; });
+}
+
+const schedulers = new WeakMap<Clock, DeadlineScheduler>();
+
+/** The shared scheduler of a clock (one native timer per clock). */
+export function schedulerFor(clock: Clock = systemClock): DeadlineScheduler {
+  let scheduler = schedulers.get(clock);
+  if (scheduler === undefined) {
+    scheduler = new DeadlineScheduler(clock);
+    schedulers.set(clock, scheduler);
+  }
+  return scheduler;
+}

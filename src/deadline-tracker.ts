@@ -1,0 +1,323 @@
+/**
+ * The deadline engine of one body direction: limits, the gated clock, the rate credit, the
+ * figures, and firing exactly once. The stream guards tell it when the peer becomes to blame
+ * (`startWaiting`) and when bytes move (`progress`); the scheduler asks it when it is due.
+ *
+ * Rate model (credit, as Apache mod_reqtimeout's MinRate, with a cap):
+ *   credit starts at minRate × grace, drains at minRate per second of blamed time, grows by
+ *   every byte, and never exceeds minRate × grace. The deadline fires when credit reaches 0.
+ *   Guarantee: the peer may fall at most `grace` behind `minRate` on the blamed clock, and a
+ *   fast start banks at most `grace` worth of credit.
+ */
+
+import { type Clock, systemClock } from "./clock.ts";
+import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
+import { liveCounts } from "./debug-counters.ts";
+import { type DeadlineLimits, type ResolvedLimits, applyLimits, emptyLimits, parseLimits } from "./limits.ts";
+import { type DeadlineDirection, type DeadlineLimitName, TimeoutError } from "./timeout-error.ts";
+
+/** active: moving bytes; closed: completed; timedOut: a deadline fired; cancelled: its consumer cancelled it; errored: the source failed. */
+export type GuardState = "active" | "closed" | "timedOut" | "cancelled" | "errored";
+
+export interface DeadlineStats {
+  state: GuardState;
+  /** Bytes delivered by the peer (inbound) or taken by the peer (outbound). */
+  bytes: number;
+  /** Wall time since the guard started, ms. */
+  elapsed: number;
+  /** Time the peer has been to blame in total, ms (the clock idle and minRate run on). */
+  waited: number;
+  /** How long the current wait has lasted, ms (0 when the peer is not to blame right now). */
+  idleFor: number;
+  /** Whether the peer is to blame right now (a read waits on it, or a chunk waits for it). */
+  waiting: boolean;
+  /** bytes / waited, in bytes per second (0 before any wait). */
+  rate: number;
+  /** Rate credit left, in bytes (null without minRate). */
+  rateCredit: number | null;
+  /** Time left until the earliest limit fires if nothing moves, ms (null when none can fire now). */
+  remaining: number | null;
+}
+
+/** The live handle on one guarded stream: read its figures, change its limits at any moment. */
+export interface DeadlineController {
+  readonly direction: DeadlineDirection;
+  readonly subject: string;
+  readonly state: GuardState;
+  /** The limits now in force (a copy). */
+  readonly limits: Readonly<ResolvedLimits>;
+  /** A snapshot of the figures now. */
+  readonly stats: DeadlineStats;
+  /** Aborts, with the TimeoutError as its reason, when a deadline of this stream fires. */
+  readonly signal: AbortSignal;
+  /** The TimeoutError, once one fired. */
+  readonly error: TimeoutError | undefined;
+  /**
+   * Changes limits now: fields given replace the current ones (`0`/`null` turns one off, absent or
+   * `undefined` keeps it). Takes effect at once: a tightened limit already exceeded fires inside
+   * this call. Changing minRate or grace starts a fresh grace period. After the stream has ended
+   * (timed out, closed, cancelled) it validates its input and does nothing: nothing revives a
+   * stream that already failed.
+   */
+  set(limits: DeadlineLimits): void;
+  /** Turns every limit off. */
+  clear(): void;
+}
+
+export interface TrackerOptions {
+  direction: DeadlineDirection;
+  subject: string;
+  limits?: DeadlineLimits | undefined;
+  clock?: Clock | undefined;
+  onTimeout?: ((error: TimeoutError) => void) | undefined;
+}
+
+export class DeadlineTracker implements ScheduledEntry, DeadlineController {
+  heapIndex = -1;
+  scheduledAt = Infinity;
+
+  readonly direction: DeadlineDirection;
+  readonly subject: string;
+  private readonly clock: Clock;
+  private readonly scheduler: DeadlineScheduler;
+  private readonly current: ResolvedLimits = emptyLimits();
+  private readonly startedAt: number;
+  private totalDue = Infinity;
+  private _state: GuardState = "active";
+  private _error: TimeoutError | undefined;
+  private abortController: AbortController | undefined;
+  private readonly userOnTimeout: ((error: TimeoutError) => void) | undefined;
+  /** Set by the stream guard: errors its stream and cancels its source. */
+  onFire: ((error: TimeoutError) => void) | undefined;
+
+  private waiting = false;
+  private waitStart = 0;
+  private waitedBefore = 0;
+  private bytes = 0;
+  private credit = 0;
+  private creditAt = 0;
+
+  constructor(options: TrackerOptions) {
+    const patch = parseLimits(options.limits, `${options.subject} limits`);
+    this.direction = options.direction;
+    this.subject = options.subject;
+    this.clock = options.clock ?? systemClock;
+    this.scheduler = schedulerFor(this.clock);
+    this.userOnTimeout = options.onTimeout;
+    this.startedAt = this.clock.now();
+    liveCounts.guards++;
+    this.applyPatch(patch, this.startedAt);
+    this.reschedule(this.startedAt);
+  }
+
+  get state(): GuardState {
+    return this._state;
+  }
+
+  get ended(): boolean {
+    return this._state !== "active";
+  }
+
+  get error(): TimeoutError | undefined {
+    return this._error;
+  }
+
+  get limits(): Readonly<ResolvedLimits> {
+    return { ...this.current };
+  }
+
+  get signal(): AbortSignal {
+    if (this.abortController === undefined) {
+      this.abortController = new AbortController();
+      if (this._error !== undefined) this.abortController.abort(this._error);
+    }
+    return this.abortController.signal;
+  }
+
+  get stats(): DeadlineStats {
+    const now = this.clock.now();
+    const idleFor = this.waiting && !this.ended ? now - this.waitStart : 0;
+    const waited = this.waitedBefore + idleFor;
+    const due = this.ended ? Infinity : this.nextDue(now);
+    return {
+      state: this._state,
+      bytes: this.bytes,
+      elapsed: now - this.startedAt,
+      waited,
+      idleFor,
+      waiting: this.waiting && !this.ended,
+      rate: waited > 0 ? (this.bytes * 1000) / waited : 0,
+      rateCredit: this.current.minRate === null ? null : this.creditNow(now),
+      remaining: due === Infinity ? null : Math.max(0, due - now),
+    };
+  }
+
+  set(limits: DeadlineLimits): void {
+    const patch = parseLimits(limits, `${this.subject} limits`);
+    if (this.ended) return;
+    const now = this.clock.now();
+    this.applyPatch(patch, now);
+    this.reschedule(now);
+  }
+
+  clear(): void {
+    this.set({ idle: null, minRate: null, total: null });
+  }
+
+  /** The peer is to blame from now on: a read waits on it (inbound) or a chunk waits for it (outbound). */
+  startWaiting(): void {
+    if (this.waiting || this.ended) return;
+    const now = this.clock.now();
+    this.waiting = true;
+    this.waitStart = now;
+    this.creditAt = now;
+    if (this.current.idle !== null || this.current.minRate !== null) this.reschedule(now);
+  }
+
+  /** `n` bytes moved (delivered by or taken by the peer); ends the current wait if any. */
+  progress(n: number): void {
+    this.bytes += n;
+    const minRate = this.current.minRate;
+    if (this.waiting) {
+      const now = this.clock.now();
+      this.waiting = false;
+      this.waitedBefore += now - this.waitStart;
+      if (minRate !== null) this.credit -= (minRate * (now - this.creditAt)) / 1000;
+    }
+    if (minRate !== null) {
+      const cap = (minRate * this.current.grace) / 1000;
+      this.credit = Math.min(cap, this.credit + n);
+    }
+  }
+
+  /** The stream ended without a timeout. Frees its scheduler entry. */
+  finish(state: "closed" | "cancelled" | "errored"): void {
+    if (this.ended) return;
+    if (this.waiting) {
+      this.waitedBefore += this.clock.now() - this.waitStart;
+      this.waiting = false;
+    }
+    this._state = state;
+    this.release();
+  }
+
+  checkDue(now: number): number {
+    if (this.ended) return Infinity;
+    const fired = this.dueLimit(now);
+    if (fired !== null) {
+      this.fire(fired, now);
+      return Infinity;
+    }
+    return this.nextDue(now);
+  }
+
+  private release(): void {
+    this.scheduler.unschedule(this);
+    liveCounts.guards--;
+  }
+
+  private creditNow(now: number): number {
+    return this.waiting ? this.credit - ((this.current.minRate ?? 0) * (now - this.creditAt)) / 1000 : this.credit;
+  }
+
+  private applyPatch(patch: Partial<ResolvedLimits>, now: number): void {
+    const { rateChanged } = applyLimits(this.current, patch);
+    if (rateChanged && this.current.minRate !== null) {
+      this.credit = (this.current.minRate * this.current.grace) / 1000;
+      this.creditAt = now;
+    }
+    if ("total" in patch || "totalAt" in patch) {
+      const { total, totalAt } = this.current;
+      if (total !== null) this.totalDue = this.startedAt + total;
+      else if (totalAt !== null) this.totalDue = now + (totalAt - this.clock.wallNow());
+      else this.totalDue = Infinity;
+    }
+  }
+
+  private idleDue(): number {
+    return this.waiting && this.current.idle !== null ? this.waitStart + this.current.idle : Infinity;
+  }
+
+  private rateDue(): number {
+    const minRate = this.current.minRate;
+    return this.waiting && minRate !== null ? this.creditAt + (this.credit * 1000) / minRate : Infinity;
+  }
+
+  private nextDue(_now?: number): number {
+    return Math.min(this.totalDue, this.idleDue(), this.rateDue());
+  }
+
+  /** The limit that is due at `now`, the earliest-due one when several are. */
+  private dueLimit(now: number): DeadlineLimitName | null {
+    let best: DeadlineLimitName | null = null;
+    let bestAt = now;
+    if (this.totalDue <= bestAt) {
+      best = "total";
+      bestAt = this.totalDue;
+    }
+    const idleDue = this.idleDue();
+    if (idleDue <= bestAt && (best === null || idleDue < bestAt)) {
+      best = "idle";
+      bestAt = idleDue;
+    }
+    const rateDue = this.rateDue();
+    if (rateDue <= bestAt && (best === null || rateDue < bestAt)) best = "minRate";
+    return best;
+  }
+
+  /** Fires what is due now, or makes sure the scheduler looks again when the next limit is due. */
+  private reschedule(now: number): void {
+    if (this.ended) return;
+    const due = this.nextDue(now);
+    if (due <= now) {
+      this.fire(this.dueLimit(now)!, now);
+      return;
+    }
+    this.scheduler.schedule(this, due);
+  }
+
+  private fire(limit: DeadlineLimitName, now: number): void {
+    if (this.ended) return;
+    const idleFor = this.waiting ? now - this.waitStart : 0;
+    const waited = this.waitedBefore + idleFor;
+    const c = this.current;
+    const limitValue =
+      limit === "idle"
+        ? c.idle!
+        : limit === "minRate"
+          ? c.minRate!
+          : c.total !== null
+            ? c.total
+            : this.totalDue - this.startedAt;
+    const error = new TimeoutError({
+      subject: this.subject,
+      direction: this.direction,
+      limit,
+      limitValue,
+      ...(limit === "minRate" ? { grace: c.grace } : {}),
+      bytes: this.bytes,
+      elapsed: now - this.startedAt,
+      waited,
+      idleFor,
+      rate: waited > 0 ? (this.bytes * 1000) / waited : 0,
+    });
+    this._error = error;
+    this.waitedBefore = waited;
+    this.waiting = false;
+    this._state = "timedOut";
+    this.release();
+    // Stream first (pending reads reject, source cancelled), then the signal, then the report:
+    // whoever reacts to the signal already sees the stream failed.
+    this.onFire?.(error);
+    this.abortController?.abort(error);
+    if (this.userOnTimeout !== undefined) {
+      try {
+        this.userOnTimeout(error);
+      } catch (callbackError) {
+        queueMicrotask(() => {
+          throw callbackError;
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,70 @@
+/** What both stream guards share: their options, their result, and input checks. */
+import type { Clock } from "./clock.ts";
+import type { DeadlineController } from "./deadline-tracker.ts";
+import type { DeadlineLimits } from "./limits.ts";
+import type { TimeoutError } from "./timeout-error.ts";
+
+export interface GuardOptions extends DeadlineLimits {
+  /** Words for messages and reports, e.g. "request body". */
+  subject?: string;
+  /** Time source and timers; default: performance.now() and setTimeout. */
+  clock?: Clock;
+  /** Called once when a deadline fires, after the stream has failed. */
+  onTimeout?: (error: TimeoutError) => void;
+}
+
+export interface GuardedStream {
+  /** The stream to hand to the consumer in place of the source. */
+  readable: ReadableStream<Uint8Array>;
+  /** Read the figures and change the limits while the stream runs. */
+  controller: DeadlineController;
+}
+
+const OPTION_KEYS = new Set(["idle", "minRate", "grace", "total", "subject", "clock", "onTimeout"]);
+
+export function splitGuardOptions(where: string, options: GuardOptions | undefined): {
+  limits: DeadlineLimits;
+  subject: string | undefined;
+  clock: Clock | undefined;
+  onTimeout: ((error: TimeoutError) => void) | undefined;
+} {
+  if (options === undefined || options === null) return { limits: {}, subject: undefined, clock: undefined, onTimeout: undefined };
+  if (typeof options !== "object") throw new TypeError(`${where}: options must be an object, got ${typeof options}`);
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) {
+      throw new TypeError(`${where}: unknown option "${key}" (expected idle, minRate, grace, total, subject, clock or onTimeout)`);
+    }
+  }
+  const { subject, clock, onTimeout, ...limits } = options;
+  if (subject !== undefined && typeof subject !== "string") throw new TypeError(`${where}: subject must be a string, got ${typeof subject}`);
+  if (onTimeout !== undefined && typeof onTimeout !== "function") throw new TypeError(`${where}: onTimeout must be a function, got ${typeof onTimeout}`);
+  if (clock !== undefined && (typeof clock !== "object" || clock === null || typeof clock.now !== "function" || typeof clock.setTimer !== "function")) {
+    throw new TypeError(`${where}: clock must be a Clock ({ now, wallNow, setTimer, clearTimer })`);
+  }
+  return { limits, subject, clock, onTimeout };
+}
+
+export function checkSourceStream(where: string, source: unknown): asserts source is ReadableStream<Uint8Array> {
+  if (typeof source !== "object" || source === null || typeof (source as ReadableStream).getReader !== "function") {
+    throw new TypeError(`${where}: expected a ReadableStream, got ${source === null ? "null" : typeof source}`);
+  }
+  if ((source as ReadableStream).locked) {
+    throw new TypeError(`${where}: the stream is already locked to a reader (it is being read elsewhere)`);
+  }
+}
+
+/** Byte chunks only, as the Fetch standard requires of bodies; cross-realm Uint8Arrays pass too. */
+export function isByteChunk(chunk: unknown): chunk is Uint8Array {
+  return (
+    chunk instanceof Uint8Array ||
+    (ArrayBuffer.isView(chunk) && Object.prototype.toString.call(chunk) === "[object Uint8Array]")
+  );
+}
+
+export function nonByteChunkError(subject: string, chunk: unknown): TypeError {
+  const kind =
+    chunk === null ? "null" : typeof chunk === "object" ? (chunk as object).constructor?.name ?? "object" : typeof chunk;
+  return new TypeError(`${subject}: chunks must be Uint8Array, got ${kind}`);
+}
+
+export function ignore(): void {}

@@ -1,0 +1,117 @@
+/**
+ * The three limits of one body direction, and their validation. Bad input throws at once,
+ * naming the field and the value, so a typo never turns into "no limit" silently.
+ */
+
+/** Limits as the user writes them. Every field is optional; `0` or `null` turns a limit off. */
+export interface DeadlineLimits {
+  /** Longest wait, in ms, for the peer to deliver (inbound) or take (outbound) a single byte. */
+  idle?: number | null;
+  /** Minimum average rate in bytes per second, measured on the time the peer is to blame. */
+  minRate?: number | null;
+  /** How far, in ms, the peer may fall behind `minRate` (also the most credit it can bank). Default 5000. */
+  grace?: number | null;
+  /** Absolute deadline for the whole body: ms after the guard started, or a point in time (`Date`). */
+  total?: number | Date | null;
+}
+
+/** Limits after validation: `null` means off. `total` is kept as given (ms from start, or epoch ms). */
+export interface ResolvedLimits {
+  idle: number | null;
+  minRate: number | null;
+  grace: number;
+  /** ms after the guard started, or null. */
+  total: number | null;
+  /** When `total` was given as a Date: its epoch milliseconds. */
+  totalAt: number | null;
+}
+
+export const DEFAULT_GRACE_MS = 5000;
+
+const LIMIT_KEYS = new Set(["idle", "minRate", "grace", "total"]);
+
+export function emptyLimits(): ResolvedLimits {
+  return { idle: null, minRate: null, grace: DEFAULT_GRACE_MS, total: null, totalAt: null };
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return `string ${JSON.stringify(value)}`;
+  if (typeof value === "bigint") return `bigint ${value}n`;
+  if (typeof value === "number") return String(value);
+  if (value instanceof Date) return `Invalid Date`;
+  if (Array.isArray(value)) return "an array";
+  if (value === null) return "null";
+  return typeof value;
+}
+
+/** A positive finite number, or 0/null (off). `undefined` means "not given". */
+function checkOptionalPositive(where: string, field: string, value: unknown, unit: string): number | null | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || value === 0) return null;
+  if (typeof value !== "number") {
+    throw new TypeError(`${where}: ${field} must be a number of ${unit} (or 0/null to turn it off), got ${describe(value)}`);
+  }
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${where}: ${field} must be a positive finite number of ${unit} (or 0/null to turn it off), got ${describe(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Validates a limits patch. Absent or `undefined` fields are left out of the result (unchanged when
+ * applied); `0`/`null` become `null` (off). Throws TypeError/RangeError naming the field.
+ */
+export function parseLimits(input: unknown, where = "stream-deadlines"): Partial<ResolvedLimits> {
+  if (input === undefined || input === null) return {};
+  if (typeof input !== "object" || Array.isArray(input)) {
+    throw new TypeError(`${where}: limits must be an object like { idle, minRate, grace, total }, got ${describe(input)}`);
+  }
+  const record = input as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    if (!LIMIT_KEYS.has(key)) {
+      throw new TypeError(`${where}: unknown limit "${key}" (expected idle, minRate, grace or total)`);
+    }
+  }
+  const out: Partial<ResolvedLimits> = {};
+  const idle = checkOptionalPositive(where, "idle", record.idle, "milliseconds");
+  if (idle !== undefined) out.idle = idle;
+  const minRate = checkOptionalPositive(where, "minRate", record.minRate, "bytes per second");
+  if (minRate !== undefined) out.minRate = minRate;
+  if (record.grace !== undefined && record.grace !== null) {
+    const grace = record.grace;
+    if (typeof grace !== "number") {
+      throw new TypeError(`${where}: grace must be a number of milliseconds, got ${describe(grace)}`);
+    }
+    if (!Number.isFinite(grace) || grace <= 0) {
+      throw new RangeError(`${where}: grace must be a positive finite number of milliseconds, got ${describe(grace)}`);
+    }
+    if (record.minRate === 0 || record.minRate === null) {
+      throw new RangeError(`${where}: grace is ${grace} but minRate is ${record.minRate}: a grace period needs a minimum rate`);
+    }
+    out.grace = grace;
+  } else if (record.grace === null) {
+    out.grace = DEFAULT_GRACE_MS;
+  }
+  const total = record.total;
+  if (total instanceof Date) {
+    const at = total.getTime();
+    if (Number.isNaN(at)) throw new RangeError(`${where}: total must be a valid Date or a number of milliseconds, got Invalid Date`);
+    out.total = null;
+    out.totalAt = at;
+  } else {
+    const ms = checkOptionalPositive(where, "total", total, "milliseconds (or a Date)");
+    if (ms !== undefined) {
+      out.total = ms;
+      out.totalAt = null;
+    }
+  }
+  return out;
+}
+
+/** Applies a validated patch onto current limits. Returns which groups changed. */
+export function applyLimits(current: ResolvedLimits, patch: Partial<ResolvedLimits>): { rateChanged: boolean } {
+  const rateChanged =
+    ("minRate" in patch && patch.minRate !== current.minRate) || ("grace" in patch && patch.grace !== current.grace);
+  Object.assign(current, patch);
+  return { rateChanged };
+}

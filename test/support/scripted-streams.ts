@@ -1,0 +1,113 @@
+/** Peers and producers scripted on a virtual clock, for the core tests. */
+import type { VirtualClock } from "../../src/index.ts";
+
+export interface ScriptedChunk {
+  /** Virtual time at which the chunk is available. */
+  at: number;
+  bytes: number;
+}
+
+export interface ScriptedSource {
+  stream: ReadableStream<Uint8Array>;
+  /** The reason the source was cancelled with, once it was. */
+  readonly cancelReason: unknown;
+  readonly cancelled: boolean;
+  /** Chunks handed out so far. */
+  readonly pulled: number;
+}
+
+/**
+ * A source whose chunk i becomes available at `chunks[i].at` (pull waits for it), then ends at
+ * `endAt` (default: right after the last chunk). Optionally errors instead of ending.
+ */
+export function scriptedSource(
+  clock: VirtualClock,
+  chunks: ScriptedChunk[],
+  options: { endAt?: number; errorAt?: { at: number; error: unknown } } = {},
+): ScriptedSource {
+  let index = 0;
+  let cancelReason: unknown;
+  let cancelled = false;
+  const waitUntil = (at: number) => (at > clock.now() ? clock.sleep(at - clock.now()) : Promise.resolve());
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (index < chunks.length) {
+          const chunk = chunks[index++]!;
+          await waitUntil(chunk.at);
+          if (cancelled) return;
+          controller.enqueue(new Uint8Array(chunk.bytes).fill(index & 0xff));
+          return;
+        }
+        if (options.errorAt) {
+          await waitUntil(options.errorAt.at);
+          if (!cancelled) controller.error(options.errorAt.error);
+          return;
+        }
+        await waitUntil(options.endAt ?? 0);
+        if (!cancelled) controller.close();
+      },
+      cancel(reason) {
+        cancelled = true;
+        cancelReason = reason;
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return {
+    stream,
+    get cancelReason() {
+      return cancelReason;
+    },
+    get cancelled() {
+      return cancelled;
+    },
+    get pulled() {
+      return index;
+    },
+  };
+}
+
+export interface ConsumerResult {
+  bytes: number;
+  chunks: number;
+  error: unknown;
+  done: boolean;
+  /** Virtual time at which the consumer saw the end or the error. */
+  endedAt: number | undefined;
+}
+
+/**
+ * Reads `readable`, starting at `startAt`, pausing `pauseAfter(i)` ms after chunk i before the next
+ * read. Returns a live result object (fields fill in as the clock advances).
+ */
+export function scriptedConsumer(
+  clock: VirtualClock,
+  readable: ReadableStream<Uint8Array>,
+  options: { startAt?: number; pauseAfter?: (chunkIndex: number) => number } = {},
+): ConsumerResult {
+  const result: ConsumerResult = { bytes: 0, chunks: 0, error: undefined, done: false, endedAt: undefined };
+  const reader = readable.getReader();
+  void (async () => {
+    if (options.startAt && options.startAt > clock.now()) await clock.sleep(options.startAt - clock.now());
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) {
+          result.done = true;
+          break;
+        }
+        result.bytes += value.byteLength;
+        const pause = options.pauseAfter?.(result.chunks) ?? 0;
+        result.chunks++;
+        if (pause > 0) await clock.sleep(pause);
+      }
+    } catch (error) {
+      result.error = error;
+    }
+    result.endedAt = clock.now();
+  })();
+  return result;
+}
+
+export const bytesOf = (n: number, fill = 1) => new Uint8Array(n).fill(fill);
