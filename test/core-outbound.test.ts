@@ -133,7 +133,18 @@ describe("guardOutboundStream: endings", () => {
         finallyRan = true;
       }
     }
-    const source = ReadableStream.from(produce()) as ReadableStream<Uint8Array>;
+    const iterator = produce();
+    // A producer backed by an async generator, as frameworks build them (ReadableStream.from is not in every lib typing).
+    const source = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        const { done, value } = await iterator.next();
+        if (done) c.close();
+        else c.enqueue(value);
+      },
+      async cancel() {
+        await iterator.return(undefined);
+      },
+    }, { highWaterMark: 0 });
     const { readable, controller } = guardOutboundStream(source, { clock, idle: 1000 });
     const reader = readable.getReader();
     await reader.read(); // take one, then stall
@@ -156,7 +167,7 @@ describe("guardOutboundStream: endings", () => {
 
   it("a non-byte chunk from the producer is a clear TypeError", async () => {
     const clock = createVirtualClock();
-    const source = new ReadableStream({ start: (c) => c.enqueue({ hello: 1 }) }) as ReadableStream<Uint8Array>;
+    const source = new ReadableStream<unknown>({ start: (c) => c.enqueue({ hello: 1 }) }) as ReadableStream<Uint8Array>;
     const { readable } = guardOutboundStream(source, { clock, subject: "response body" });
     await expect(readable.getReader().read()).rejects.toThrow("response body: chunks must be Uint8Array, got Object");
   });
