@@ -7,7 +7,7 @@
  * deadline bookkeeping is free and 0.900 means it costs 10% on top of a wrapper.
  *
  * Run: npx tsx bench/run-core.ts [--quick]
- *      node --expose-gc --import tsx bench/run-core.ts   (adds a GC before every timed run)
+ *      node --expose-gc --import tsx bench/run-core.ts   (adds a GC before every timed sample)
  * Output: one `ratio <scenario> <x.xxx>` line per scenario, plus `figure ...` lines.
  */
 import { deadlineDebugCounters, guardInboundStream, guardOutboundStream } from "../src/index.ts";

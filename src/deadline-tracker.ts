@@ -87,8 +87,11 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private _error: TimeoutError | undefined;
   private abortController: AbortController | undefined;
   private readonly userOnTimeout: ((error: TimeoutError) => void) | undefined;
-  /** Set by the stream guard: errors its stream and cancels its source. */
-  onFire: ((error: TimeoutError) => void) | undefined;
+  /** Set by the stream guard: errors its stream with `reason` and cancels its source with it. */
+  failStream: ((reason: unknown) => void) | undefined;
+  /** Called once when the guard ends, however it ends (for owners that clean up per request). */
+  onSettled: (() => void) | undefined;
+  private retired = false;
 
   private waiting = false;
   private waitStart = 0;
@@ -154,7 +157,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
 
   set(limits: DeadlineLimits): void {
     const patch = parseLimits(limits, `${this.subject} limits`);
-    if (this.ended) return;
+    if (this.ended || this.retired) return;
     const now = this.clock.now();
     this.applyPatch(patch, now);
     this.reschedule(now);
@@ -211,9 +214,36 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     return this.nextDue(now);
   }
 
-  private release(): void {
+  /**
+   * Fails the stream from outside (the client went away): errors it and cancels the source with
+   * `reason`. No deadline fired, so no TimeoutError and no report.
+   */
+  abort(reason: unknown): void {
+    if (this.ended) return;
+    this.finish("cancelled");
+    this.failStream?.(reason);
+  }
+
+  /**
+   * Stops all deadline work but leaves the stream flowing as a plain pass-through: for a request
+   * body nobody needs bounded any more (its response has ended). Frees the scheduler entry.
+   */
+  retire(): void {
+    if (this.ended || this.retired) return;
+    this.current.idle = this.current.minRate = this.current.total = this.current.totalAt = null;
+    this.totalDue = Infinity;
+    this.retired = true;
     this.scheduler.unschedule(this);
     liveCounts.guards--;
+  }
+
+  private release(): void {
+    this.scheduler.unschedule(this);
+    if (!this.retired) liveCounts.guards--;
+    this.retired = true;
+    const settled = this.onSettled;
+    this.onSettled = undefined;
+    settled?.();
   }
 
   private creditNow(now: number): number {
@@ -308,7 +338,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.release();
     // Stream first (pending reads reject, source cancelled), then the signal, then the report:
     // whoever reacts to the signal already sees the stream failed.
-    this.onFire?.(error);
+    this.failStream?.(error);
     this.abortController?.abort(error);
     if (this.userOnTimeout !== undefined) {
       try {

@@ -11,6 +11,12 @@ export function guardInboundStream(source: ReadableStream<Uint8Array>, options?:
   const { limits, subject = "inbound body", clock, onTimeout } = splitGuardOptions("guardInboundStream", options);
   checkSourceStream("guardInboundStream", source);
   const tracker = new DeadlineTracker({ direction: "inbound", subject, limits, clock, onTimeout });
+  return { readable: attachInboundGuard(source, tracker), controller: tracker };
+}
+
+/** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
+export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
+  const subject = tracker.subject;
   const reader = source.getReader();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
 
@@ -52,7 +58,7 @@ export function guardInboundStream(source: ReadableStream<Uint8Array>, options?:
     release();
   };
 
-  tracker.onFire = (error) => {
+  tracker.failStream = (error) => {
     controller.error(error);
     reader.cancel(error).then(release, release);
   };
@@ -76,5 +82,5 @@ export function guardInboundStream(source: ReadableStream<Uint8Array>, options?:
     },
     { highWaterMark: 0 },
   );
-  return { readable, controller: tracker };
+  return readable;
 }

@@ -17,6 +17,12 @@ export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?
   const { limits, subject = "outbound body", clock, onTimeout } = splitGuardOptions("guardOutboundStream", options);
   checkSourceStream("guardOutboundStream", source);
   const tracker = new DeadlineTracker({ direction: "outbound", subject, limits, clock, onTimeout });
+  return { readable: attachOutboundGuard(source, tracker), controller: tracker };
+}
+
+/** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
+export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
+  const subject = tracker.subject;
   const reader = source.getReader();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
@@ -106,7 +112,7 @@ export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?
     resolvePull();
   };
 
-  tracker.onFire = (error) => {
+  tracker.failStream = (error) => {
     held = undefined;
     controller.error(error);
     reader.cancel(error).then(release, release);
@@ -142,5 +148,5 @@ export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?
     },
     { highWaterMark: 0 },
   );
-  return { readable, controller: tracker };
+  return readable;
 }

@@ -1,0 +1,527 @@
+/**
+ * Deadline-aware fetch handlers: `withDeadlines(handler, options)` puts every request under
+ * deadlines, and `deadlines(request)` gives the handler the live controls from anywhere that holds
+ * the Request (so frameworks need no new parameter).
+ */
+import { type Clock, systemClock } from "./clock.ts";
+import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
+import { type DeadlineController, DeadlineTracker, type DeadlineStats } from "./deadline-tracker.ts";
+import { attachInboundGuard } from "./guard-inbound.ts";
+import { attachOutboundGuard } from "./guard-outbound.ts";
+import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
+import { TimeoutError, formatRate, isTimeoutError } from "./timeout-error.ts";
+
+/** Per-request limits, as returned by `policy` or given as defaults. */
+export interface RequestPolicy {
+  /** Limits of the request body. */
+  request?: DeadlineLimits;
+  /** Limits of the response body (`total` counts from the request's arrival). */
+  response?: DeadlineLimits;
+  /** Time in ms until the handler must return a Response (Go's TimeoutHandler); 0/null: off. */
+  handler?: number | null;
+}
+
+/** What `onTimeout` receives, once per firing. */
+export interface TimeoutEvent {
+  error: TimeoutError;
+  /** The request as the handler saw it. */
+  request: Request;
+  method: string;
+  /** URL path of the request (no query string, so secrets in queries stay out of logs). */
+  path: string;
+  /** Which deadline: the request body, the response body, or the handler. */
+  direction: "request" | "response" | "handler";
+  limit: TimeoutError["limit"];
+  bytes: number;
+  elapsed: number;
+  rate: number;
+  /** Whether response headers had already gone out (then the client sees an aborted body). */
+  afterHeaders: boolean;
+}
+
+export interface WithDeadlinesOptions<Args extends unknown[] = unknown[]> {
+  /** Default limits of request bodies. Default: `{ idle: 30_000, minRate: 240, grace: 5_000 }`. */
+  request?: DeadlineLimits;
+  /** Default limits of response bodies. Default: `{ idle: 30_000, minRate: 240, grace: 5_000 }`. */
+  response?: DeadlineLimits;
+  /** Default handler deadline in ms. Default: off. */
+  handler?: number | null;
+  /** Per-request limits (per route, client, method), merged field by field over the defaults. */
+  policy?: (request: Request, ...args: Args) => RequestPolicy | undefined | null | void;
+  /** Called once per firing. Default: one `console.warn` line. `false` silences it. */
+  onTimeout?: ((event: TimeoutEvent) => void) | false;
+  /** The response sent when a deadline fires before headers. Default: 408 (request body) or 503. */
+  timeoutResponse?: (event: TimeoutEvent) => Response;
+  /** Time source; default: the system clock. */
+  clock?: Clock;
+}
+
+/** The live controls of one request. */
+export interface RequestDeadlines {
+  /** The request body's deadlines (an inert, closed controller when the request has no body). */
+  readonly request: DeadlineController;
+  /** The response body's deadlines: set them before or after returning the Response. */
+  readonly response: DeadlineController;
+  /** Aborts when any deadline of this request fires (reason: the TimeoutError) or the client goes away. */
+  readonly signal: AbortSignal;
+  /** Sets the handler deadline, in ms from the request's arrival; 0/null turns it off. */
+  setHandlerTimeout(ms: number | null): void;
+  /** The handler deadline's error, once it fired. */
+  readonly handlerError: TimeoutError | undefined;
+}
+
+export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
+export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
+
+const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock"]);
+const POLICY_KEYS = new Set(["request", "response", "handler"]);
+const registry = new WeakMap<Request, RequestState>();
+
+/** The live controls of a request handled by `withDeadlines`. Throws for any other request. */
+export function deadlines(request: Request): RequestDeadlines {
+  const state = registry.get(request);
+  if (state === undefined) {
+    throw new TypeError("deadlines(request): this Request is not handled by withDeadlines (pass the Request your handler received)");
+  }
+  return state;
+}
+
+function checkHandlerMs(where: string, value: unknown): number | null {
+  if (value === undefined || value === null || value === 0) return null;
+  if (typeof value !== "number") throw new TypeError(`${where}: handler must be a number of milliseconds (or 0/null to turn it off), got ${typeof value}`);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${where}: handler must be a positive finite number of milliseconds (or 0/null to turn it off), got ${value}`);
+  }
+  return value;
+}
+
+/** A controller for a body that does not exist: closed, figures zero, `set` validates and does nothing. */
+function inertController(subject: string): DeadlineController {
+  const stats: DeadlineStats = { state: "closed", bytes: 0, elapsed: 0, waited: 0, idleFor: 0, waiting: false, rate: 0, rateCredit: null, remaining: null };
+  let signal: AbortSignal | undefined;
+  return {
+    direction: "inbound",
+    subject,
+    state: "closed",
+    get limits(): ResolvedLimits {
+      return emptyLimits();
+    },
+    get stats() {
+      return { ...stats };
+    },
+    get signal() {
+      return (signal ??= new AbortController().signal);
+    },
+    error: undefined,
+    set(limits) {
+      parseLimits(limits, `${subject} limits`);
+    },
+    clear() {},
+  };
+}
+
+/** The handler deadline: one scheduler entry, counted from the request's arrival. */
+class HandlerDeadline implements ScheduledEntry {
+  heapIndex = -1;
+  scheduledAt = Infinity;
+  due = Infinity;
+  limit = 0;
+  constructor(
+    private readonly state: RequestState,
+    private readonly clock: Clock,
+  ) {}
+  checkDue(now: number): number {
+    if (this.due === Infinity) return Infinity;
+    if (now >= this.due) {
+      this.due = Infinity;
+      this.state.handlerDeadlinePassed(now, this.limit);
+      return Infinity;
+    }
+    return this.due;
+  }
+  set(ms: number | null, startedAt: number): void {
+    const scheduler = schedulerFor(this.clock);
+    if (ms === null) {
+      this.due = Infinity;
+      scheduler.unschedule(this);
+      return;
+    }
+    this.limit = ms;
+    this.due = startedAt + ms;
+    const now = this.clock.now();
+    if (now >= this.due) {
+      this.checkDue(now);
+      return;
+    }
+    scheduler.unschedule(this); // the deadline may move later: re-insert at the exact time
+    scheduler.schedule(this, this.due);
+  }
+  stop(): void {
+    this.due = Infinity;
+    schedulerFor(this.clock).unschedule(this);
+  }
+}
+
+/** Resolves the handler race when a deadline answered before the handler returned. */
+const ANSWERED_EARLY: unique symbol = Symbol("answered early");
+
+/** Everything the wrapper keeps for one request. */
+class RequestState implements RequestDeadlines {
+  readonly startedAt: number;
+  readonly requestTracker: DeadlineTracker | undefined;
+  readonly responseTracker: DeadlineTracker;
+  readonly handlerRequest: Request;
+  handlerError: TimeoutError | undefined;
+  /** A response for the client has been chosen (the handler's, or a timeout response). */
+  private answered = false;
+  private handlerDone = false;
+  private earlyResponse: Response | undefined;
+  private resolveEarly: (() => void) | undefined;
+  private abortController: AbortController | undefined;
+  private abortReason: unknown;
+  private aborted = false;
+  private handlerDeadline: HandlerDeadline | undefined;
+  private disconnectListener: (() => void) | undefined;
+  private inertRequest: DeadlineController | undefined;
+
+  constructor(
+    private readonly original: Request,
+    private readonly config: ResolvedConfig,
+    policy: ResolvedPolicy,
+  ) {
+    const clock = config.clock;
+    this.startedAt = clock.now();
+    this.responseTracker = new DeadlineTracker({
+      direction: "outbound",
+      subject: "response body",
+      limits: policy.response,
+      clock,
+      onTimeout: (error) => this.bodyDeadlineFired(error, "response"),
+    });
+    const body = original.body;
+    if (body !== null && !original.bodyUsed && !body.locked) {
+      const tracker = new DeadlineTracker({
+        direction: "inbound",
+        subject: "request body",
+        limits: policy.request,
+        clock,
+        onTimeout: (error) => this.bodyDeadlineFired(error, "request"),
+      });
+      this.requestTracker = tracker;
+      // Same method, headers, URL and signal; only the body is the guarded stream.
+      this.handlerRequest = new Request(original, { body: attachInboundGuard(body, tracker), duplex: "half" } as RequestInit);
+    } else {
+      this.handlerRequest = original;
+    }
+    if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
+    const clientSignal = original.signal as AbortSignal | undefined | null;
+    if (clientSignal != null) {
+      if (clientSignal.aborted) this.clientWentAway(clientSignal.reason);
+      else {
+        this.disconnectListener = () => this.clientWentAway(clientSignal.reason);
+        clientSignal.addEventListener("abort", this.disconnectListener, { once: true });
+      }
+    }
+  }
+
+  get request(): DeadlineController {
+    return this.requestTracker ?? (this.inertRequest ??= inertController("request body"));
+  }
+
+  get response(): DeadlineController {
+    return this.responseTracker;
+  }
+
+  get signal(): AbortSignal {
+    if (this.abortController === undefined) {
+      this.abortController = new AbortController();
+      if (this.aborted) this.abortController.abort(this.abortReason);
+    }
+    return this.abortController.signal;
+  }
+
+  setHandlerTimeout(ms: number | null): void {
+    const value = checkHandlerMs("setHandlerTimeout", ms);
+    if (this.handlerDone || this.answered) return;
+    this.handlerDeadline ??= new HandlerDeadline(this, this.config.clock);
+    this.handlerDeadline.set(value, this.startedAt);
+  }
+
+  /** Waits for the handler, unless a deadline answers first; a late Response then has its body cancelled. */
+  raceHandler<T>(pending: T | Promise<T>): Promise<T | typeof ANSWERED_EARLY> {
+    return new Promise((resolve, reject) => {
+      this.resolveEarly = () => resolve(ANSWERED_EARLY);
+      Promise.resolve(pending).then(
+        (value) => {
+          if (this.answered && this.earlyResponse !== undefined) cancelLateBody(value, this.handlerError ?? this.responseTracker.error);
+          else resolve(value);
+        },
+        (error: unknown) => {
+          if (!(this.answered && this.earlyResponse !== undefined)) reject(error);
+        },
+      );
+    });
+  }
+
+  /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
+  handlerThrew(error: unknown): Response {
+    this.handlerFinished();
+    if (isTimeoutError(error) && this.requestTracker !== undefined && error === this.requestTracker.error) {
+      this.answered = true;
+      this.finishRequest();
+      return this.config.timeoutResponse(this.event(error, "request"));
+    }
+    this.finishRequest();
+    throw error;
+  }
+
+  /** The handler returned: pass the value on, with its body guarded when it has one to guard. */
+  handlerReturned<T>(result: T | typeof ANSWERED_EARLY): T | Response {
+    if (result === ANSWERED_EARLY) return this.earlyResponse!;
+    this.handlerFinished();
+    this.answered = true;
+    if (!isResponse(result) || passThroughUntouched(this.original, result)) {
+      this.finishRequest();
+      return result;
+    }
+    const tracker = this.responseTracker;
+    if (tracker.ended) {
+      // The client went away before the handler returned: free the producer, send no body.
+      cancelLateBody(result, this.abortReason);
+      this.finishRequest();
+      return new Response(null, { status: result.status, statusText: result.statusText, headers: result.headers });
+    }
+    tracker.onSettled = () => this.finishRequest();
+    return new Response(attachOutboundGuard(result.body!, tracker), { status: result.status, statusText: result.statusText, headers: result.headers });
+  }
+
+  private handlerFinished(): void {
+    this.handlerDone = true;
+    this.handlerDeadline?.stop();
+  }
+
+  private abortAll(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.abortReason = reason;
+    this.abortController?.abort(reason);
+  }
+
+  private event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
+    return {
+      error,
+      request: this.handlerRequest,
+      method: this.original.method,
+      path: pathOf(this.original.url),
+      direction,
+      limit: error.limit,
+      bytes: error.bytes,
+      elapsed: error.elapsed,
+      rate: error.rate,
+      afterHeaders: direction === "response" && this.answered,
+    };
+  }
+
+  private report(event: TimeoutEvent): void {
+    const onTimeout = this.config.onTimeout;
+    if (onTimeout === false) return;
+    try {
+      onTimeout(event);
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  private answerEarly(response: Response): void {
+    this.answered = true;
+    this.earlyResponse = response;
+    const resolve = this.resolveEarly;
+    this.resolveEarly = undefined;
+    resolve?.();
+  }
+
+  /** A body deadline fired (reported once; the stream itself already failed). */
+  private bodyDeadlineFired(error: TimeoutError, direction: "request" | "response"): void {
+    const event = this.event(error, direction);
+    this.abortAll(error);
+    this.report(event);
+    // The response's total ran out before the handler returned: answer now, as a handler deadline would.
+    if (direction === "response" && !this.answered && !this.handlerDone) {
+      this.handlerFinished();
+      this.requestTracker?.abort(error);
+      this.answerEarly(this.config.timeoutResponse(event));
+      this.finishRequest();
+    }
+  }
+
+  handlerDeadlinePassed(now: number, limit: number): void {
+    if (this.handlerDone || this.answered) return;
+    const error = new TimeoutError({
+      subject: "handler",
+      direction: null,
+      limit: "handler",
+      limitValue: limit,
+      bytes: this.requestTracker?.stats.bytes ?? 0,
+      elapsed: now - this.startedAt,
+      waited: 0,
+      idleFor: 0,
+      rate: 0,
+    });
+    this.handlerError = error;
+    const event = this.event(error, "handler");
+    this.abortAll(error);
+    // A handler stuck reading its upload gets the same error, and the upload is freed.
+    this.requestTracker?.abort(error);
+    this.responseTracker.abort(error);
+    this.report(event);
+    this.handlerFinished();
+    this.answerEarly(this.config.timeoutResponse(event));
+    this.finishRequest();
+  }
+
+  private clientWentAway(reason: unknown): void {
+    const why = reason ?? new DOMException("The client went away", "AbortError");
+    this.abortAll(why);
+    this.responseTracker.abort(why);
+  }
+
+  /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
+  private finishRequest(): void {
+    this.handlerDeadline?.stop();
+    if (this.disconnectListener !== undefined) {
+      this.original.signal.removeEventListener("abort", this.disconnectListener);
+      this.disconnectListener = undefined;
+    }
+    this.requestTracker?.retire();
+    this.responseTracker.retire();
+  }
+}
+
+interface ResolvedPolicy {
+  request: DeadlineLimits;
+  response: DeadlineLimits;
+  handler: number | null;
+}
+
+interface ResolvedConfig {
+  onTimeout: ((event: TimeoutEvent) => void) | false;
+  timeoutResponse: (event: TimeoutEvent) => Response;
+  clock: Clock;
+}
+
+function pathOf(url: string): string {
+  // Cheaper than new URL() and enough for logs: the part after the host, before "?" or "#".
+  const afterScheme = url.indexOf("://");
+  const pathStart = afterScheme >= 0 ? url.indexOf("/", afterScheme + 3) : 0;
+  if (pathStart < 0) return "/";
+  const end = url.slice(pathStart).search(/[?#]/);
+  return end < 0 ? url.slice(pathStart) : url.slice(pathStart, pathStart + end);
+}
+
+/** 408 with `Connection: close` for a request body that timed out; 503 otherwise. */
+export function defaultTimeoutResponse(event: TimeoutEvent): Response {
+  const headers = { "content-type": "text/plain; charset=utf-8", connection: "close" };
+  if (event.direction === "request") return new Response("Request Timeout\n", { status: 408, headers });
+  return new Response("Service Unavailable\n", { status: 503, headers });
+}
+
+/** One concise line per firing: who, what, which limit, and the figures. */
+export function defaultTimeoutReporter(event: TimeoutEvent): void {
+  console.warn(
+    `[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout` +
+      `${event.afterHeaders ? " after headers" : ""}: ${event.error.message}` +
+      ` bytes=${event.bytes} elapsed_ms=${Math.round(event.elapsed)} rate=${formatRate(event.rate)}`,
+  );
+}
+
+function mergeLimits(where: string, base: DeadlineLimits, override: DeadlineLimits | undefined): DeadlineLimits {
+  if (override === undefined) return base;
+  parseLimits(override, where);
+  const merged = { ...base, ...override };
+  // Turning minRate off drops the default's grace with it (a grace alone is refused).
+  if (!merged.minRate && override.grace === undefined) delete merged.grace;
+  return merged;
+}
+
+function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined | null | void): ResolvedPolicy {
+  const where = "withDeadlines: policy()";
+  if (override === undefined || override === null) return base;
+  if (typeof override !== "object") throw new TypeError(`${where} must return an object like { request, response, handler } or undefined, got ${typeof override}`);
+  for (const key of Object.keys(override)) {
+    if (!POLICY_KEYS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
+  }
+  return {
+    request: mergeLimits(`${where} request`, base.request, override.request),
+    response: mergeLimits(`${where} response`, base.response, override.response),
+    handler: override.handler === undefined ? base.handler : checkHandlerMs(where, override.handler),
+  };
+}
+
+/** Bodies that reach the runtime as they are: nothing to bound, or not HTTP any more. */
+function passThroughUntouched(request: Request, response: Response): boolean {
+  const body = response.body;
+  return (
+    body === null ||
+    request.method === "HEAD" ||
+    response.status === 101 ||
+    response.status === 204 ||
+    response.status === 304 ||
+    response.type === "error" ||
+    (response as { webSocket?: unknown }).webSocket != null ||
+    response.bodyUsed ||
+    body.locked
+  );
+}
+
+/** Structural, so a Response from another realm (or a framework's lightweight class) counts. */
+function isResponse(value: unknown): value is Response {
+  return (
+    value instanceof Response ||
+    (typeof value === "object" && value !== null && typeof (value as Response).status === "number" && "body" in value && typeof (value as Response).headers?.get === "function")
+  );
+}
+
+function cancelLateBody(response: unknown, reason: unknown): void {
+  if (isResponse(response) && response.body !== null && !response.body.locked) response.body.cancel(reason).catch(() => {});
+}
+
+/**
+ * Wraps a fetch handler so every request runs under deadlines. Extra arguments (Workers `env`/`ctx`,
+ * Deno's `info`, Bun's `server`) pass through untouched.
+ */
+export function withDeadlines<Args extends unknown[], Result>(
+  handler: (request: Request, ...args: Args) => Result | Promise<Result>,
+  options: WithDeadlinesOptions<Args> = {},
+): (request: Request, ...args: Args) => Promise<Result | Response> {
+  if (typeof handler !== "function") throw new TypeError(`withDeadlines: handler must be a function, got ${typeof handler}`);
+  if (typeof options !== "object" || options === null) throw new TypeError(`withDeadlines: options must be an object, got ${options === null ? "null" : typeof options}`);
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw new TypeError(`withDeadlines: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
+  }
+  const { policy, onTimeout = defaultTimeoutReporter, timeoutResponse = defaultTimeoutResponse, clock = systemClock } = options;
+  if (policy !== undefined && typeof policy !== "function") throw new TypeError("withDeadlines: policy must be a function");
+  if (onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("withDeadlines: onTimeout must be a function or false");
+  if (typeof timeoutResponse !== "function") throw new TypeError("withDeadlines: timeoutResponse must be a function");
+  const defaults: ResolvedPolicy = {
+    request: mergeLimits("withDeadlines: request", {}, options.request ?? DEFAULT_REQUEST_LIMITS),
+    response: mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
+    handler: checkHandlerMs("withDeadlines", options.handler),
+  };
+  const config: ResolvedConfig = { onTimeout, timeoutResponse, clock };
+
+  return async function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
+    const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));
+    const state = new RequestState(request, config, limits);
+    registry.set(state.handlerRequest, state);
+    if (state.handlerRequest !== request) registry.set(request, state);
+    let result: Result | typeof ANSWERED_EARLY;
+    try {
+      result = await state.raceHandler(handler(state.handlerRequest, ...args));
+    } catch (error) {
+      return state.handlerThrew(error);
+    }
+    return state.handlerReturned(result);
+  };
+}
