@@ -12,17 +12,40 @@ export interface Clock {
   /** Runs `callback` once after `ms` milliseconds. Must not keep the process alive on its own. */
   setTimer(callback: () => void, ms: number): unknown;
   clearTimer(handle: unknown): void;
+  /**
+   * Optional: runs `callback` once the current event-loop turn (this task and its microtasks) is
+   * over. With it, the engine reads the clock about once per turn instead of twice per chunk (see
+   * event-loop-turns.ts); without it, every reading is fresh.
+   */
+  afterTurn?(callback: () => void): void;
 }
 
 /** Largest delay setTimeout accepts before it overflows and fires at once (2^31 - 1 ms, ~24.8 days). */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
+// Captured once: a macrotask that runs after every queued microtask, used to let streams settle.
+const runAfterMicrotasks: (fn: () => void) => void =
+  typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
+    ? (globalThis as unknown as { setImmediate(fn: () => void): void }).setImmediate.bind(globalThis)
+    : (fn) => {
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => {
+          channel.port1.close();
+          fn();
+        };
+        channel.port2.postMessage(null);
+      };
+
 interface UnrefTimerHost {
   Deno?: { unrefTimer?(id: number): void };
 }
 
+// Captured once: the per-call global lookup of `performance` costs more than the reading itself.
+const monotonicNow: () => number =
+  typeof performance === "object" && typeof performance.now === "function" ? performance.now.bind(performance) : Date.now;
+
 export const systemClock: Clock = {
-  now: () => performance.now(),
+  now: monotonicNow,
   wallNow: () => Date.now(),
   setTimer(callback, ms) {
     const handle: unknown = setTimeout(callback, Math.min(Math.max(ms, 0), MAX_TIMER_DELAY));
@@ -37,6 +60,18 @@ export const systemClock: Clock = {
   clearTimer(handle) {
     clearTimeout(handle as Parameters<typeof clearTimeout>[0]);
   },
+  afterTurn: (callback) => runAfterMicrotasks(callback),
+};
+
+/**
+ * Like `systemClock`, but looks `performance.now` and `setTimeout` up on every call, so that
+ * vitest/sinon fake timers installed after import drive it. Slower per reading; for tests.
+ */
+export const globalTimersClock: Clock = {
+  now: () => performance.now(),
+  wallNow: () => Date.now(),
+  setTimer: (callback, ms) => systemClock.setTimer(callback, ms),
+  clearTimer: (handle) => clearTimeout(handle as Parameters<typeof clearTimeout>[0]),
 };
 
 export interface VirtualClock extends Clock {
@@ -61,19 +96,6 @@ interface VirtualTimer {
   callback: () => void;
 }
 
-// Captured once: a macrotask that runs after every queued microtask, used to let streams settle.
-const runAfterMicrotasks: (fn: () => void) => void =
-  typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
-    ? (globalThis as unknown as { setImmediate(fn: () => void): void }).setImmediate.bind(globalThis)
-    : (fn) => {
-        const channel = new MessageChannel();
-        channel.port1.onmessage = () => {
-          channel.port1.close();
-          fn();
-        };
-        channel.port2.postMessage(null);
-      };
-
 /**
  * A deterministic clock for tests. Time moves only through `advance`/`advanceTo`.
  * `wallStart` is the epoch time that virtual time 0 maps to (for `Date` deadlines).
@@ -83,8 +105,18 @@ export function createVirtualClock(options: { start?: number; wallStart?: number
   const wallOffset = (options.wallStart ?? 1_700_000_000_000) - now;
   let seq = 0;
   const timers = new Set<VirtualTimer>();
+  let turnCallbacks: (() => void)[] = [];
 
-  const settle = () => new Promise<void>((resolve) => runAfterMicrotasks(resolve));
+  // A virtual turn ends when promise and stream work has settled; time moves only after that.
+  const settle = async (): Promise<void> => {
+    for (;;) {
+      await new Promise<void>((resolve) => runAfterMicrotasks(resolve));
+      if (turnCallbacks.length === 0) return;
+      const due = turnCallbacks;
+      turnCallbacks = [];
+      for (const callback of due) callback();
+    }
+  };
 
   function nextDue(limit: number): VirtualTimer | undefined {
     let best: VirtualTimer | undefined;
@@ -119,6 +151,9 @@ export function createVirtualClock(options: { start?: number; wallStart?: number
     },
     clearTimer(handle) {
       timers.delete(handle as VirtualTimer);
+    },
+    afterTurn(callback) {
+      turnCallbacks.push(callback);
     },
     advance: (ms) => advanceTo(now + ms),
     advanceTo,

@@ -9,6 +9,7 @@
  */
 
 import { type Clock, MAX_TIMER_DELAY, systemClock } from "./clock.ts";
+import { EventLoopTurns } from "./event-loop-turns.ts";
 
 export interface ScheduledEntry {
   /** Owned by the scheduler: position in the heap, -1 when not scheduled. */
@@ -31,6 +32,8 @@ const SWEEP_LOOKAHEAD_MS = 25;
 
 export class DeadlineScheduler {
   readonly clock: Clock;
+  /** Per-turn clock readings shared by every deadline of this clock. */
+  readonly turns: EventLoopTurns;
   private readonly heap: ScheduledEntry[] = [];
   private timer: unknown = undefined;
   private armedAt = Infinity;
@@ -41,6 +44,7 @@ export class DeadlineScheduler {
 
   constructor(clock: Clock) {
     this.clock = clock;
+    this.turns = new EventLoopTurns(clock);
   }
 
   /** Entries waiting to be checked. */

@@ -13,6 +13,7 @@
 import { type Clock, systemClock } from "./clock.ts";
 import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { liveCounts } from "./debug-counters.ts";
+import type { EventLoopTurns, Turn } from "./event-loop-turns.ts";
 import { type DeadlineLimits, type ResolvedLimits, applyLimits, emptyLimits, parseLimits } from "./limits.ts";
 import { type DeadlineDirection, type DeadlineLimitName, TimeoutError } from "./timeout-error.ts";
 
@@ -80,6 +81,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   readonly subject: string;
   private readonly clock: Clock;
   private readonly scheduler: DeadlineScheduler;
+  private readonly turns: EventLoopTurns;
   private readonly current: ResolvedLimits = emptyLimits();
   private readonly startedAt: number;
   private totalDue = Infinity;
@@ -94,11 +96,14 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private retired = false;
 
   private waiting = false;
-  private waitStart = 0;
+  /** The turn in which the current wait began; it counts from that turn's end (see event-loop-turns.ts). */
+  private waitTurn: Turn | undefined;
   private waitedBefore = 0;
   private bytes = 0;
+  /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
   private credit = 0;
-  private creditAt = 0;
+  /** During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. */
+  private creditFrom = -Infinity;
 
   constructor(options: TrackerOptions) {
     const patch = parseLimits(options.limits, `${options.subject} limits`);
@@ -106,6 +111,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.subject = options.subject;
     this.clock = options.clock ?? systemClock;
     this.scheduler = schedulerFor(this.clock);
+    this.turns = this.scheduler.turns;
     this.userOnTimeout = options.onTimeout;
     this.startedAt = this.clock.now();
     liveCounts.guards++;
@@ -139,7 +145,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
 
   get stats(): DeadlineStats {
     const now = this.clock.now();
-    const idleFor = this.waiting && !this.ended ? now - this.waitStart : 0;
+    const idleFor = this.waiting && !this.ended ? Math.max(0, now - this.waitStartAt(now)) : 0;
     const waited = this.waitedBefore + idleFor;
     const due = this.ended ? Infinity : this.nextDue(now);
     return {
@@ -170,11 +176,18 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   /** The peer is to blame from now on: a read waits on it (inbound) or a chunk waits for it (outbound). */
   startWaiting(): void {
     if (this.waiting || this.ended) return;
-    const now = this.clock.now();
+    const turn = this.turns.turn();
     this.waiting = true;
-    this.waitStart = now;
-    this.creditAt = now;
-    if (this.current.idle !== null || this.current.minRate !== null) this.reschedule(now);
+    this.waitTurn = turn;
+    this.creditFrom = -Infinity;
+    const { idle, minRate } = this.current;
+    if (idle === null && minRate === null) return;
+    // The wait began no earlier than turn.start: checking from there on is early enough, and the
+    // check itself decides on the real figures (lazily; usually the entry is already due later).
+    let due = this.totalDue;
+    if (idle !== null) due = Math.min(due, turn.start + idle);
+    if (minRate !== null) due = Math.min(due, turn.start + (this.credit * 1000) / minRate);
+    this.scheduler.schedule(this, due);
   }
 
   /** `n` bytes moved (delivered by or taken by the peer); ends the current wait if any. */
@@ -182,10 +195,17 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.bytes += n;
     const minRate = this.current.minRate;
     if (this.waiting) {
-      const now = this.clock.now();
       this.waiting = false;
-      this.waitedBefore += now - this.waitStart;
-      if (minRate !== null) this.credit -= (minRate * (now - this.creditAt)) / 1000;
+      const began = this.waitTurn!.end; // NaN: the wait began in this very turn and counts as zero
+      this.waitTurn = undefined;
+      if (began === began) {
+        const end = this.turns.turn().start;
+        if (end > began) this.waitedBefore += end - began;
+        if (minRate !== null) {
+          const drained = end - Math.max(began, this.creditFrom);
+          if (drained > 0) this.credit -= (minRate * drained) / 1000;
+        }
+      }
     }
     if (minRate !== null) {
       const cap = (minRate * this.current.grace) / 1000;
@@ -197,8 +217,10 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   finish(state: "closed" | "cancelled" | "errored"): void {
     if (this.ended) return;
     if (this.waiting) {
-      this.waitedBefore += this.clock.now() - this.waitStart;
+      const now = this.clock.now();
+      this.waitedBefore += Math.max(0, now - this.waitStartAt(now));
       this.waiting = false;
+      this.waitTurn = undefined;
     }
     this._state = state;
     this.release();
@@ -246,15 +268,23 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     settled?.();
   }
 
+  /** When the current wait counts from, judged at `now` (a wait begun in the running turn: from now). */
+  private waitStartAt(now: number): number {
+    const began = this.waitTurn?.end ?? now;
+    return began === began ? began : now;
+  }
+
   private creditNow(now: number): number {
-    return this.waiting ? this.credit - ((this.current.minRate ?? 0) * (now - this.creditAt)) / 1000 : this.credit;
+    if (!this.waiting) return this.credit;
+    const drained = now - Math.max(this.waitStartAt(now), this.creditFrom);
+    return drained > 0 ? this.credit - ((this.current.minRate ?? 0) * drained) / 1000 : this.credit;
   }
 
   private applyPatch(patch: Partial<ResolvedLimits>, now: number): void {
     const { rateChanged } = applyLimits(this.current, patch);
     if (rateChanged && this.current.minRate !== null) {
       this.credit = (this.current.minRate * this.current.grace) / 1000;
-      this.creditAt = now;
+      this.creditFrom = now;
     }
     if ("total" in patch || "totalAt" in patch) {
       const { total, totalAt } = this.current;
@@ -264,17 +294,18 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     }
   }
 
-  private idleDue(): number {
-    return this.waiting && this.current.idle !== null ? this.waitStart + this.current.idle : Infinity;
+  private idleDue(now: number): number {
+    return this.waiting && this.current.idle !== null ? this.waitStartAt(now) + this.current.idle : Infinity;
   }
 
-  private rateDue(): number {
+  private rateDue(now: number): number {
     const minRate = this.current.minRate;
-    return this.waiting && minRate !== null ? this.creditAt + (this.credit * 1000) / minRate : Infinity;
+    if (!this.waiting || minRate === null) return Infinity;
+    return Math.max(this.waitStartAt(now), this.creditFrom) + (this.credit * 1000) / minRate;
   }
 
-  private nextDue(_now?: number): number {
-    return Math.min(this.totalDue, this.idleDue(), this.rateDue());
+  private nextDue(now: number): number {
+    return Math.min(this.totalDue, this.idleDue(now), this.rateDue(now));
   }
 
   /** The limit that is due at `now`, the earliest-due one when several are. */
@@ -285,12 +316,12 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       best = "total";
       bestAt = this.totalDue;
     }
-    const idleDue = this.idleDue();
+    const idleDue = this.idleDue(now);
     if (idleDue <= bestAt && (best === null || idleDue < bestAt)) {
       best = "idle";
       bestAt = idleDue;
     }
-    const rateDue = this.rateDue();
+    const rateDue = this.rateDue(now);
     if (rateDue <= bestAt && (best === null || rateDue < bestAt)) best = "minRate";
     return best;
   }
@@ -308,7 +339,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
 
   private fire(limit: DeadlineLimitName, now: number): void {
     if (this.ended) return;
-    const idleFor = this.waiting ? now - this.waitStart : 0;
+    const idleFor = this.waiting ? Math.max(0, now - this.waitStartAt(now)) : 0;
     const waited = this.waitedBefore + idleFor;
     const c = this.current;
     const limitValue =
@@ -334,6 +365,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this._error = error;
     this.waitedBefore = waited;
     this.waiting = false;
+    this.waitTurn = undefined;
     this._state = "timedOut";
     this.release();
     // Stream first (pending reads reject, source cancelled), then the signal, then the report:

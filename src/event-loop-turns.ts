@@ -1,0 +1,49 @@
+/**
+ * Clock readings per event-loop turn instead of per chunk.
+ *
+ * A reading costs ~40 ns on this machine, as much as the rest of the per-chunk work together. So
+ * the engine reads the clock once when a turn first needs the time (`turn.start`) and once when the
+ * turn is over (`turn.end`, via the clock's `afterTurn`). Then:
+ * - a wait that begins in a turn is taken to begin at `turn.end`: never before it really began, so
+ *   a deadline can be late by what was left of that turn but never early;
+ * - progress in a turn is taken to happen at `turn.start`: never after it really happened, so the
+ *   blamed time is never over-counted.
+ * A wait that begins and ends within one turn counts as zero. On a virtual clock time does not move
+ * within a turn, so both are exact.
+ */
+import type { Clock } from "./clock.ts";
+
+export interface Turn {
+  /** Clock reading when the turn first needed the time. */
+  readonly start: number;
+  /** Clock reading when the turn was over; NaN while it is still running. */
+  end: number;
+}
+
+export class EventLoopTurns {
+  private current: Turn | null = null;
+  private readonly clock: Clock;
+
+  constructor(clock: Clock) {
+    this.clock = clock;
+  }
+
+  /** The running turn (opened, with one clock reading, if none is). */
+  turn(): Turn {
+    const running = this.current;
+    if (running !== null) return running;
+    const now = this.clock.now();
+    if (this.clock.afterTurn === undefined) return { start: now, end: now }; // no turn hook: exact readings
+    const opened: Turn = { start: now, end: NaN };
+    this.current = opened;
+    this.clock.afterTurn(this.close);
+    return opened;
+  }
+
+  private readonly close = (): void => {
+    const running = this.current;
+    if (running === null) return;
+    running.end = this.clock.now();
+    this.current = null;
+  };
+}
