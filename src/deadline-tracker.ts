@@ -65,12 +65,29 @@ export interface DeadlineController {
   clear(): void;
 }
 
+/** The stream guard a tracker fails when a deadline fires. */
+export interface GuardedSource {
+  /** Errors the guarded stream with `reason` and cancels its source with it. */
+  fail(reason: unknown): void;
+}
+
+/** Who owns a tracker (withDeadlines' per-request state): told of firings and of the end. */
+export interface TrackerOwner {
+  trackerFired(tracker: DeadlineTracker, error: TimeoutError): void;
+  trackerSettled(tracker: DeadlineTracker): void;
+}
+
 export interface TrackerOptions {
   direction: DeadlineDirection;
   subject: string;
   limits?: DeadlineLimits | undefined;
+  /** Limits already validated by parseLimits (skips validating them again per stream). */
+  parsedLimits?: Partial<ResolvedLimits> | undefined;
   clock?: Clock | undefined;
   onTimeout?: ((error: TimeoutError) => void) | undefined;
+  owner?: TrackerOwner | undefined;
+  /** When `total` counts from (default: now), e.g. a request's arrival for its response body. */
+  startedAt?: number | undefined;
 }
 
 export class DeadlineTracker implements ScheduledEntry, DeadlineController {
@@ -89,10 +106,10 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private _error: TimeoutError | undefined;
   private abortController: AbortController | undefined;
   private readonly userOnTimeout: ((error: TimeoutError) => void) | undefined;
-  /** Set by the stream guard: errors its stream with `reason` and cancels its source with it. */
-  failStream: ((reason: unknown) => void) | undefined;
-  /** Called once when the guard ends, however it ends (for owners that clean up per request). */
-  onSettled: (() => void) | undefined;
+  /** Set by the stream guard once it is attached. */
+  source: GuardedSource | undefined = undefined;
+  /** Told once of a firing and once of the end, however the stream ends. */
+  owner: TrackerOwner | undefined;
   private retired = false;
 
   private waiting = false;
@@ -106,17 +123,19 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private creditFrom = -Infinity;
 
   constructor(options: TrackerOptions) {
-    const patch = parseLimits(options.limits, `${options.subject} limits`);
+    const patch = options.parsedLimits ?? parseLimits(options.limits, `${options.subject} limits`);
     this.direction = options.direction;
     this.subject = options.subject;
     this.clock = options.clock ?? systemClock;
     this.scheduler = schedulerFor(this.clock);
     this.turns = this.scheduler.turns;
     this.userOnTimeout = options.onTimeout;
-    this.startedAt = this.clock.now();
+    this.owner = options.owner;
+    this.startedAt = options.startedAt ?? this.clock.now();
     liveCounts.guards++;
-    this.applyPatch(patch, this.startedAt);
-    this.reschedule(this.startedAt);
+    const now = options.startedAt === undefined ? this.startedAt : this.clock.now();
+    this.applyPatch(patch, now);
+    this.reschedule(now);
   }
 
   get state(): GuardState {
@@ -243,7 +262,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   abort(reason: unknown): void {
     if (this.ended) return;
     this.finish("cancelled");
-    this.failStream?.(reason);
+    this.source?.fail(reason);
   }
 
   /**
@@ -263,9 +282,9 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.scheduler.unschedule(this);
     if (!this.retired) liveCounts.guards--;
     this.retired = true;
-    const settled = this.onSettled;
-    this.onSettled = undefined;
-    settled?.();
+    const owner = this.owner;
+    this.owner = undefined;
+    if (this._state !== "timedOut") owner?.trackerSettled(this);
   }
 
   /** When the current wait counts from, judged at `now` (a wait begun in the running turn: from now). */
@@ -281,12 +300,12 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   }
 
   private applyPatch(patch: Partial<ResolvedLimits>, now: number): void {
-    const { rateChanged } = applyLimits(this.current, patch);
+    const rateChanged = applyLimits(this.current, patch);
     if (rateChanged && this.current.minRate !== null) {
       this.credit = (this.current.minRate * this.current.grace) / 1000;
       this.creditFrom = now;
     }
-    if ("total" in patch || "totalAt" in patch) {
+    if (patch.total !== undefined || patch.totalAt !== undefined) {
       const { total, totalAt } = this.current;
       if (total !== null) this.totalDue = this.startedAt + total;
       else if (totalAt !== null) this.totalDue = now + (totalAt - this.clock.wallNow());
@@ -367,11 +386,14 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.waiting = false;
     this.waitTurn = undefined;
     this._state = "timedOut";
+    const owner = this.owner;
     this.release();
-    // Stream first (pending reads reject, source cancelled), then the signal, then the report:
+    // Stream first (pending reads reject, source cancelled), then the signal, then the reports:
     // whoever reacts to the signal already sees the stream failed.
-    this.failStream?.(error);
+    this.source?.fail(error);
     this.abortController?.abort(error);
+    owner?.trackerFired(this, error);
+    owner?.trackerSettled(this);
     if (this.userOnTimeout !== undefined) {
       try {
         this.userOnTimeout(error);

@@ -3,8 +3,11 @@
  * only while the consumer's read is pending and unsatisfied: a handler busy elsewhere never gets
  * its client timed out. Pull-based with no buffer of its own (highWaterMark 0), so a read of the
  * guarded stream is exactly one read of the source.
+ *
+ * One object per stream serves as the underlying source (methods on the prototype): per stream
+ * there are two bound callbacks and no other closure, which matters at many requests per second.
  */
-import { DeadlineTracker } from "./deadline-tracker.ts";
+import { DeadlineTracker, type GuardedSource } from "./deadline-tracker.ts";
 import { type GuardOptions, type GuardedStream, checkSourceStream, isByteChunk, nonByteChunkError, splitGuardOptions } from "./guard-common.ts";
 
 export function guardInboundStream(source: ReadableStream<Uint8Array>, options?: GuardOptions): GuardedStream {
@@ -16,71 +19,67 @@ export function guardInboundStream(source: ReadableStream<Uint8Array>, options?:
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
 export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
-  const subject = tracker.subject;
-  const reader = source.getReader();
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  return new ReadableStream<Uint8Array>(new InboundGuard(source.getReader(), tracker), { highWaterMark: 0 });
+}
 
-  const release = () => {
-    try {
-      reader.releaseLock();
-    } catch {
-      // Already released.
-    }
-  };
+class InboundGuard implements UnderlyingDefaultSource<Uint8Array>, GuardedSource {
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly tracker: DeadlineTracker;
 
-  const onRead = (result: ReadableStreamReadResult<Uint8Array>): Promise<void> | undefined => {
-    if (tracker.ended) return undefined; // timed out while the read was pending: the stream already failed
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker) {
+    this.reader = reader;
+    this.tracker = tracker;
+    tracker.source = this;
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller;
+  }
+
+  pull(): Promise<void> {
+    this.tracker.startWaiting();
+    return this.reader.read().then(this.onRead, this.onReadError);
+  }
+
+  cancel(reason: unknown): Promise<void> {
+    this.tracker.finish("cancelled");
+    return this.reader.cancel(reason);
+  }
+
+  /** A deadline fired (or the owner aborted): fail the stream and free the source, same reason. */
+  fail(reason: unknown): void {
+    this.controller.error(reason);
+    this.reader.cancel(reason).catch(ignore);
+  }
+
+  private readonly onRead = (result: ReadableStreamReadResult<Uint8Array>): Promise<void> | undefined => {
+    const tracker = this.tracker;
+    if (tracker.ended) return undefined; // failed while the read was pending: the stream already errored
     if (result.done) {
       tracker.finish("closed");
-      controller.close();
-      release();
+      this.controller.close();
       return undefined;
     }
     const chunk: unknown = result.value;
     if (!isByteChunk(chunk)) {
-      const error = nonByteChunkError(subject, chunk);
+      const error = nonByteChunkError(tracker.subject, chunk);
       tracker.finish("errored");
-      controller.error(error);
-      reader.cancel(error).then(release, release);
+      this.fail(error);
       return undefined;
     }
     // An empty chunk is no progress: keep waiting, clock still running.
-    if (chunk.byteLength === 0) return reader.read().then(onRead, onReadError);
+    if (chunk.byteLength === 0) return this.reader.read().then(this.onRead, this.onReadError);
     tracker.progress(chunk.byteLength);
-    controller.enqueue(chunk);
+    this.controller.enqueue(chunk);
     return undefined;
   };
 
-  const onReadError = (error: unknown): void => {
-    if (tracker.ended) return;
-    tracker.finish("errored");
-    controller.error(error);
-    release();
+  private readonly onReadError = (error: unknown): void => {
+    if (this.tracker.ended) return;
+    this.tracker.finish("errored");
+    this.controller.error(error);
   };
-
-  tracker.failStream = (error) => {
-    controller.error(error);
-    reader.cancel(error).then(release, release);
-  };
-
-  const readable = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        controller = c;
-      },
-      pull() {
-        tracker.startWaiting();
-        return reader.read().then(onRead, onReadError);
-      },
-      cancel(reason) {
-        tracker.finish("cancelled");
-        return reader.cancel(reason).then(release, (error: unknown) => {
-          release();
-          throw error;
-        });
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return readable;
 }
+
+function ignore(): void {}

@@ -7,7 +7,7 @@
  * source once the consumer has asked for the first one. Chunks over 64 KiB are handed out as
  * 64 KiB views (no copy), so one huge chunk cannot hide a slow client behind a single "take".
  */
-import { DeadlineTracker } from "./deadline-tracker.ts";
+import { DeadlineTracker, type GuardedSource } from "./deadline-tracker.ts";
 import { type GuardOptions, type GuardedStream, checkSourceStream, isByteChunk, nonByteChunkError, splitGuardOptions } from "./guard-common.ts";
 
 /** Largest piece handed to the consumer at once; bigger chunks are split into views. */
@@ -22,131 +22,122 @@ export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
 export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
-  const subject = tracker.subject;
-  const reader = source.getReader();
-  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  return new ReadableStream<Uint8Array>(new OutboundGuard(source.getReader(), tracker), { highWaterMark: 0 });
+}
+
+class OutboundGuard implements UnderlyingDefaultSource<Uint8Array>, GuardedSource {
+  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly tracker: DeadlineTracker;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
-  let held: Uint8Array | undefined;
-  let reading = false;
-  let sourceDone = false;
+  private held: Uint8Array | undefined = undefined;
+  private reading = false;
+  private sourceDone = false;
   /** Resolves the pending pull while the consumer waits on the producer. */
-  let wakeConsumer: (() => void) | undefined;
+  private wakeConsumer: (() => void) | undefined = undefined;
 
-  const release = () => {
-    try {
-      reader.releaseLock();
-    } catch {
-      // Already released.
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker) {
+    this.reader = reader;
+    this.tracker = tracker;
+    tracker.source = this;
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller;
+  }
+
+  pull(): Promise<void> | undefined {
+    if (this.held !== undefined) {
+      this.deliver(this.held);
+      this.fill();
+      return undefined;
     }
-  };
+    if (this.sourceDone) return undefined;
+    return new Promise<void>((resolve) => {
+      this.wakeConsumer = resolve;
+      this.fill();
+    });
+  }
 
-  const resolvePull = () => {
-    const wake = wakeConsumer;
-    wakeConsumer = undefined;
+  cancel(reason: unknown): Promise<void> {
+    this.held = undefined;
+    this.tracker.finish("cancelled");
+    this.resolvePull();
+    return this.reader.cancel(reason);
+  }
+
+  /** A deadline fired (or the owner aborted): fail the stream and free the producer, same reason. */
+  fail(reason: unknown): void {
+    this.held = undefined;
+    this.controller.error(reason);
+    this.reader.cancel(reason).catch(ignore);
+    this.resolvePull();
+  }
+
+  private resolvePull(): void {
+    const wake = this.wakeConsumer;
+    this.wakeConsumer = undefined;
     wake?.();
-  };
-
-  const closeNow = () => {
-    tracker.finish("closed");
-    controller.close();
-    release();
-    resolvePull();
-  };
+  }
 
   /** The consumer asked: give it one slice, keep any remainder held (and the consumer to blame). */
-  const deliver = (chunk: Uint8Array) => {
+  private deliver(chunk: Uint8Array): void {
     if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
-      held = chunk.subarray(OUTBOUND_SLICE_BYTES);
+      this.held = chunk.subarray(OUTBOUND_SLICE_BYTES);
       chunk = chunk.subarray(0, OUTBOUND_SLICE_BYTES);
     } else {
-      held = undefined;
+      this.held = undefined;
     }
-    tracker.progress(chunk.byteLength);
-    controller.enqueue(chunk);
-    if (held !== undefined) tracker.startWaiting();
-  };
+    this.tracker.progress(chunk.byteLength);
+    this.controller.enqueue(chunk);
+    if (this.held !== undefined) this.tracker.startWaiting();
+  }
 
-  const fill = () => {
-    if (reading || held !== undefined || sourceDone || tracker.ended) return;
-    reading = true;
-    reader.read().then(onRead, onReadError);
-  };
+  /** Reads ahead one chunk, if none is held or being read. */
+  private fill(): void {
+    if (this.reading || this.held !== undefined || this.sourceDone || this.tracker.ended) return;
+    this.reading = true;
+    this.reader.read().then(this.onRead, this.onReadError);
+  }
 
-  const onRead = (result: ReadableStreamReadResult<Uint8Array>) => {
-    reading = false;
+  private readonly onRead = (result: ReadableStreamReadResult<Uint8Array>): void => {
+    this.reading = false;
+    const tracker = this.tracker;
     if (tracker.ended) return;
     if (result.done) {
-      sourceDone = true;
-      closeNow();
+      this.sourceDone = true;
+      tracker.finish("closed");
+      this.controller.close();
+      this.resolvePull();
       return;
     }
     const chunk: unknown = result.value;
     if (!isByteChunk(chunk)) {
-      const error = nonByteChunkError(subject, chunk);
       tracker.finish("errored");
-      controller.error(error);
-      reader.cancel(error).then(release, release);
-      resolvePull();
+      this.fail(nonByteChunkError(tracker.subject, chunk));
       return;
     }
     if (chunk.byteLength === 0) {
-      fill();
+      this.fill();
       return;
     }
-    if (wakeConsumer !== undefined) {
-      deliver(chunk);
-      resolvePull();
-      fill();
+    if (this.wakeConsumer !== undefined) {
+      this.deliver(chunk);
+      this.resolvePull();
+      this.fill();
     } else {
-      held = chunk;
+      this.held = chunk;
       tracker.startWaiting();
     }
   };
 
-  const onReadError = (error: unknown) => {
-    reading = false;
-    if (tracker.ended) return;
-    tracker.finish("errored");
-    controller.error(error);
-    release();
-    resolvePull();
+  private readonly onReadError = (error: unknown): void => {
+    this.reading = false;
+    if (this.tracker.ended) return;
+    this.tracker.finish("errored");
+    this.controller.error(error);
+    this.resolvePull();
   };
-
-  tracker.failStream = (error) => {
-    held = undefined;
-    controller.error(error);
-    reader.cancel(error).then(release, release);
-    resolvePull();
-  };
-
-  const readable = new ReadableStream<Uint8Array>(
-    {
-      start(c) {
-        controller = c;
-      },
-      pull() {
-        if (held !== undefined) {
-          deliver(held);
-          fill();
-          return undefined;
-        }
-        if (sourceDone) return undefined;
-        return new Promise<void>((resolve) => {
-          wakeConsumer = resolve;
-          fill();
-        });
-      },
-      cancel(reason) {
-        held = undefined;
-        tracker.finish("cancelled");
-        resolvePull();
-        return reader.cancel(reason).then(release, (error: unknown) => {
-          release();
-          throw error;
-        });
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return readable;
 }
+
+function ignore(): void {}

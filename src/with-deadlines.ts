@@ -5,7 +5,7 @@
  */
 import { type Clock, systemClock } from "./clock.ts";
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
-import { type DeadlineController, DeadlineTracker, type DeadlineStats } from "./deadline-tracker.ts";
+import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
 import { attachInboundGuard } from "./guard-inbound.ts";
 import { attachOutboundGuard } from "./guard-outbound.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
@@ -75,11 +75,16 @@ export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
 
 const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock"]);
 const POLICY_KEYS = new Set(["request", "response", "handler"]);
-const registry = new WeakMap<Request, RequestState>();
+/**
+ * Where a Request keeps its controls: a symbol-keyed property rather than a WeakMap, because
+ * thousands of short-lived WeakMap keys per second make every garbage collection slower
+ * (ephemerons). `Symbol.for`, so two copies of the package find each other's controls.
+ */
+const CONTROLS = Symbol.for("stream-deadlines.requestDeadlines");
 
 /** The live controls of a request handled by `withDeadlines`. Throws for any other request. */
 export function deadlines(request: Request): RequestDeadlines {
-  const state = registry.get(request);
+  const state = (request as unknown as { [CONTROLS]?: RequestDeadlines } | null)?.[CONTROLS];
   if (state === undefined) {
     throw new TypeError("deadlines(request): this Request is not handled by withDeadlines (pass the Request your handler received)");
   }
@@ -165,63 +170,46 @@ class HandlerDeadline implements ScheduledEntry {
 /** Resolves the handler race when a deadline answered before the handler returned. */
 const ANSWERED_EARLY: unique symbol = Symbol("answered early");
 
-/** Everything the wrapper keeps for one request. */
-class RequestState implements RequestDeadlines {
+/** Everything the wrapper keeps for one request. Built lazily: most requests need little of it. */
+class RequestState implements RequestDeadlines, TrackerOwner {
   readonly startedAt: number;
   readonly requestTracker: DeadlineTracker | undefined;
-  readonly responseTracker: DeadlineTracker;
   readonly handlerRequest: Request;
   handlerError: TimeoutError | undefined;
+  private responseTracker: DeadlineTracker | undefined;
   /** A response for the client has been chosen (the handler's, or a timeout response). */
   private answered = false;
   private handlerDone = false;
   private earlyResponse: Response | undefined;
-  private resolveEarly: (() => void) | undefined;
+  private resolveEarly: ((value: typeof ANSWERED_EARLY) => void) | undefined;
   private abortController: AbortController | undefined;
   private abortReason: unknown;
   private aborted = false;
   private handlerDeadline: HandlerDeadline | undefined;
-  private disconnectListener: (() => void) | undefined;
+  private listening = false;
   private inertRequest: DeadlineController | undefined;
+  /** The response body is guarded: its end is the end of the exchange. */
+  private bodyAttached = false;
 
   constructor(
     private readonly original: Request,
     private readonly config: ResolvedConfig,
-    policy: ResolvedPolicy,
+    private readonly policy: ResolvedPolicy,
   ) {
     const clock = config.clock;
     this.startedAt = clock.now();
-    this.responseTracker = new DeadlineTracker({
-      direction: "outbound",
-      subject: "response body",
-      limits: policy.response,
-      clock,
-      onTimeout: (error) => this.bodyDeadlineFired(error, "response"),
-    });
     const body = original.body;
     if (body !== null && !original.bodyUsed && !body.locked) {
-      const tracker = new DeadlineTracker({
-        direction: "inbound",
-        subject: "request body",
-        limits: policy.request,
-        clock,
-        onTimeout: (error) => this.bodyDeadlineFired(error, "request"),
-      });
+      const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: policy.request, clock, owner: this, startedAt: this.startedAt });
       this.requestTracker = tracker;
       // Same method, headers, URL and signal; only the body is the guarded stream.
       this.handlerRequest = new Request(original, { body: attachInboundGuard(body, tracker), duplex: "half" } as RequestInit);
     } else {
       this.handlerRequest = original;
     }
+    // A response total runs from the request's arrival, and can fire before the handler returns.
+    if (policy.response.total != null || policy.response.totalAt != null) this.ensureResponseTracker();
     if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
-    const clientSignal = original.signal as AbortSignal | undefined | null;
-    if (clientSignal != null) {
-      if (clientSignal.aborted) this.clientWentAway(clientSignal.reason);
-      else {
-        this.disconnectListener = () => this.clientWentAway(clientSignal.reason);
-        clientSignal.addEventListener("abort", this.disconnectListener, { once: true });
-      }
-    }
   }
 
   get request(): DeadlineController {
@@ -229,13 +217,14 @@ class RequestState implements RequestDeadlines {
   }
 
   get response(): DeadlineController {
-    return this.responseTracker;
+    return this.ensureResponseTracker();
   }
 
   get signal(): AbortSignal {
     if (this.abortController === undefined) {
       this.abortController = new AbortController();
       if (this.aborted) this.abortController.abort(this.abortReason);
+      else this.listenForDisconnect();
     }
     return this.abortController.signal;
   }
@@ -247,18 +236,44 @@ class RequestState implements RequestDeadlines {
     this.handlerDeadline.set(value, this.startedAt);
   }
 
+  private ensureResponseTracker(): DeadlineTracker {
+    return (this.responseTracker ??= new DeadlineTracker({
+      direction: "outbound",
+      subject: "response body",
+      parsedLimits: this.policy.response,
+      clock: this.config.clock,
+      owner: this,
+      startedAt: this.startedAt,
+    }));
+  }
+
+  /** Listens for the client going away (only once something would react to it). */
+  private listenForDisconnect(): void {
+    if (this.listening || this.aborted) return;
+    const clientSignal = this.original.signal as AbortSignal | undefined | null;
+    if (clientSignal == null) return;
+    if (clientSignal.aborted) {
+      this.clientWentAway();
+      return;
+    }
+    this.listening = true;
+    clientSignal.addEventListener("abort", this, { once: true });
+  }
+
+  /** EventListener interface: the client's signal aborted (an object listener needs no closure). */
+  handleEvent(): void {
+    this.listening = false;
+    this.clientWentAway();
+  }
+
   /** Waits for the handler, unless a deadline answers first; a late Response then has its body cancelled. */
-  raceHandler<T>(pending: T | Promise<T>): Promise<T | typeof ANSWERED_EARLY> {
+  raceHandler<T>(pending: T | Promise<T>): T | Promise<T | typeof ANSWERED_EARLY> {
+    if (!(pending instanceof Promise)) return pending; // a synchronous handler: nothing to race
     return new Promise((resolve, reject) => {
-      this.resolveEarly = () => resolve(ANSWERED_EARLY);
-      Promise.resolve(pending).then(
-        (value) => {
-          if (this.answered && this.earlyResponse !== undefined) cancelLateBody(value, this.handlerError ?? this.responseTracker.error);
-          else resolve(value);
-        },
-        (error: unknown) => {
-          if (!(this.answered && this.earlyResponse !== undefined)) reject(error);
-        },
+      this.resolveEarly = resolve;
+      pending.then(
+        (value) => (this.earlyResponse !== undefined ? cancelLateBody(value, this.handlerError ?? this.responseTracker?.error) : resolve(value)),
+        (error: unknown) => (this.earlyResponse !== undefined ? undefined : reject(error)),
       );
     });
   }
@@ -284,15 +299,19 @@ class RequestState implements RequestDeadlines {
       this.finishRequest();
       return result;
     }
-    const tracker = this.responseTracker;
+    const clientSignal = this.original.signal as AbortSignal | undefined | null;
+    if (clientSignal?.aborted) this.clientWentAway();
+    const tracker = this.ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
       cancelLateBody(result, this.abortReason);
       this.finishRequest();
       return new Response(null, { status: result.status, statusText: result.statusText, headers: result.headers });
     }
-    tracker.onSettled = () => this.finishRequest();
-    return new Response(attachOutboundGuard(result.body!, tracker), { status: result.status, statusText: result.statusText, headers: result.headers });
+    this.bodyAttached = true;
+    const guarded = new Response(attachOutboundGuard(result.body!, tracker), { status: result.status, statusText: result.statusText, headers: result.headers });
+    this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
+    return guarded;
   }
 
   private handlerFinished(): void {
@@ -339,11 +358,11 @@ class RequestState implements RequestDeadlines {
     this.earlyResponse = response;
     const resolve = this.resolveEarly;
     this.resolveEarly = undefined;
-    resolve?.();
+    resolve?.(ANSWERED_EARLY);
   }
 
-  /** A body deadline fired (reported once; the stream itself already failed). */
-  private bodyDeadlineFired(error: TimeoutError, direction: "request" | "response"): void {
+  trackerFired(tracker: DeadlineTracker, error: TimeoutError): void {
+    const direction = tracker === this.requestTracker ? "request" : "response";
     const event = this.event(error, direction);
     this.abortAll(error);
     this.report(event);
@@ -354,6 +373,10 @@ class RequestState implements RequestDeadlines {
       this.answerEarly(this.config.timeoutResponse(event));
       this.finishRequest();
     }
+  }
+
+  trackerSettled(tracker: DeadlineTracker): void {
+    if (tracker === this.responseTracker && this.bodyAttached) this.finishRequest();
   }
 
   handlerDeadlinePassed(now: number, limit: number): void {
@@ -374,34 +397,39 @@ class RequestState implements RequestDeadlines {
     this.abortAll(error);
     // A handler stuck reading its upload gets the same error, and the upload is freed.
     this.requestTracker?.abort(error);
-    this.responseTracker.abort(error);
+    this.ensureResponseTracker().abort(error);
     this.report(event);
     this.handlerFinished();
     this.answerEarly(this.config.timeoutResponse(event));
     this.finishRequest();
   }
 
-  private clientWentAway(reason: unknown): void {
+  private clientWentAway(): void {
+    const reason: unknown = this.original.signal?.reason;
     const why = reason ?? new DOMException("The client went away", "AbortError");
     this.abortAll(why);
-    this.responseTracker.abort(why);
+    this.ensureResponseTracker().abort(why);
   }
 
   /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
   private finishRequest(): void {
     this.handlerDeadline?.stop();
-    if (this.disconnectListener !== undefined) {
-      this.original.signal.removeEventListener("abort", this.disconnectListener);
-      this.disconnectListener = undefined;
+    if (this.listening) {
+      this.listening = false;
+      this.original.signal.removeEventListener("abort", this);
     }
     this.requestTracker?.retire();
-    this.responseTracker.retire();
+    this.responseTracker?.retire();
   }
 }
 
 interface ResolvedPolicy {
-  request: DeadlineLimits;
-  response: DeadlineLimits;
+  /** Raw limits, for merging a policy's fields over them. */
+  rawRequest: DeadlineLimits;
+  rawResponse: DeadlineLimits;
+  /** The same, validated once. */
+  request: Partial<ResolvedLimits>;
+  response: Partial<ResolvedLimits>;
   handler: number | null;
 }
 
@@ -445,6 +473,16 @@ function mergeLimits(where: string, base: DeadlineLimits, override: DeadlineLimi
   return merged;
 }
 
+function resolvedPolicy(where: string, rawRequest: DeadlineLimits, rawResponse: DeadlineLimits, handler: number | null): ResolvedPolicy {
+  return {
+    rawRequest,
+    rawResponse,
+    request: parseLimits(rawRequest, `${where} request`),
+    response: parseLimits(rawResponse, `${where} response`),
+    handler,
+  };
+}
+
 function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined | null | void): ResolvedPolicy {
   const where = "withDeadlines: policy()";
   if (override === undefined || override === null) return base;
@@ -452,11 +490,12 @@ function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined
   for (const key of Object.keys(override)) {
     if (!POLICY_KEYS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
   }
-  return {
-    request: mergeLimits(`${where} request`, base.request, override.request),
-    response: mergeLimits(`${where} response`, base.response, override.response),
-    handler: override.handler === undefined ? base.handler : checkHandlerMs(where, override.handler),
-  };
+  return resolvedPolicy(
+    where,
+    mergeLimits(`${where} request`, base.rawRequest, override.request),
+    mergeLimits(`${where} response`, base.rawResponse, override.response),
+    override.handler === undefined ? base.handler : checkHandlerMs(where, override.handler),
+  );
 }
 
 /** Bodies that reach the runtime as they are: nothing to bound, or not HTTP any more. */
@@ -504,21 +543,23 @@ export function withDeadlines<Args extends unknown[], Result>(
   if (policy !== undefined && typeof policy !== "function") throw new TypeError("withDeadlines: policy must be a function");
   if (onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("withDeadlines: onTimeout must be a function or false");
   if (typeof timeoutResponse !== "function") throw new TypeError("withDeadlines: timeoutResponse must be a function");
-  const defaults: ResolvedPolicy = {
-    request: mergeLimits("withDeadlines: request", {}, options.request ?? DEFAULT_REQUEST_LIMITS),
-    response: mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
-    handler: checkHandlerMs("withDeadlines", options.handler),
-  };
+  const defaults = resolvedPolicy(
+    "withDeadlines:",
+    mergeLimits("withDeadlines: request", {}, options.request ?? DEFAULT_REQUEST_LIMITS),
+    mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
+    checkHandlerMs("withDeadlines", options.handler),
+  );
   const config: ResolvedConfig = { onTimeout, timeoutResponse, clock };
 
   return async function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));
     const state = new RequestState(request, config, limits);
-    registry.set(state.handlerRequest, state);
-    if (state.handlerRequest !== request) registry.set(request, state);
+    (state.handlerRequest as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
+    if (state.handlerRequest !== request) (request as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
     let result: Result | typeof ANSWERED_EARLY;
     try {
-      result = await state.raceHandler(handler(state.handlerRequest, ...args));
+      const pending = handler(state.handlerRequest, ...args);
+      result = await state.raceHandler(pending);
     } catch (error) {
       return state.handlerThrew(error);
     }

@@ -12,6 +12,8 @@ export interface ScriptedSource {
   /** The reason the source was cancelled with, once it was. */
   readonly cancelReason: unknown;
   readonly cancelled: boolean;
+  /** Closed, errored or cancelled: nothing of it is left running. */
+  readonly finished: boolean;
   /** Chunks handed out so far. */
   readonly pulled: number;
 }
@@ -28,6 +30,7 @@ export function scriptedSource(
   let index = 0;
   let cancelReason: unknown;
   let cancelled = false;
+  let ended = false;
   const waitUntil = (at: number) => (at > clock.now() ? clock.sleep(at - clock.now()) : Promise.resolve());
   const stream = new ReadableStream<Uint8Array>(
     {
@@ -42,10 +45,12 @@ export function scriptedSource(
         if (options.errorAt) {
           await waitUntil(options.errorAt.at);
           if (!cancelled) controller.error(options.errorAt.error);
+          ended = true;
           return;
         }
         await waitUntil(options.endAt ?? 0);
         if (!cancelled) controller.close();
+        ended = true;
       },
       cancel(reason) {
         cancelled = true;
@@ -61,6 +66,9 @@ export function scriptedSource(
     },
     get cancelled() {
       return cancelled;
+    },
+    get finished() {
+      return ended || cancelled;
     },
     get pulled() {
       return index;
