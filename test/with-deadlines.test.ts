@@ -204,6 +204,19 @@ describe("withDeadlines: the handler deadline", () => {
     expect(() => deadlines(new Request("http://x")).setHandlerTimeout(1)).toThrow();
   });
 
+  it("can be set after the handler's first await, with none configured", async () => {
+    const { clock, onTimeout } = setup();
+    const wrapped = withDeadlines(async (request: Request) => {
+      await clock.sleep(10);
+      deadlines(request).setHandlerTimeout(500);
+      await clock.sleep(60_000);
+      return new Response("too late");
+    }, { clock, onTimeout });
+    const pending = wrapped(new Request("http://localhost/"));
+    await clock.advance(500);
+    expect(((await pending) as Response).status).toBe(503);
+  });
+
   it("a response total that runs out before the handler returns answers 503", async () => {
     const { clock, events, onTimeout } = setup();
     const wrapped = withDeadlines(async () => {
@@ -390,5 +403,56 @@ describe("withDeadlines with Hono", () => {
     expect([ra.status, await ra.json()]).toEqual([200, { bytes: 10 }]);
     expect(rb.status).toBe(408);
     expect(events).toHaveLength(1);
+  });
+});
+
+describe("withDeadlines: nothing outlives a request", () => {
+  it("after 250 requests ending every way, no guard, deadline, timer or listener is left", async () => {
+    const { getEventListeners } = await import("node:events");
+    const { clock, onTimeout } = setup();
+    const before = deadlineDebugCounters(clock).liveGuards;
+    const signals: AbortSignal[] = [];
+    const wrapped = withDeadlines(async (request: Request) => {
+      const kind = new URL(request.url).pathname;
+      if (kind === "/upload") return new Response(await request.text());
+      if (kind === "/slow") await clock.sleep(10_000);
+      return new Response(trackedProducer(clock, drip(300, 100, 10)).stream);
+    }, { clock, onTimeout, request: { idle: 1000 }, response: { idle: 1000 }, handler: 5000 });
+    const pending: Promise<unknown>[] = [];
+    for (let i = 0; i < 250; i++) {
+      const kind = i % 5;
+      if (kind === 0 || kind === 1) {
+        const upload = scriptedUpload(clock, kind === 0 ? drip(300, 100, 10) : [{ at: 50_000, bytes: 1 }]);
+        signals.push(upload.request.signal);
+        pending.push(wrapped(upload.request).then((r) => (r as Response).text()));
+      } else {
+        const { request, disconnect } = clientRequest(`http://localhost/${kind === 2 ? "slow" : "download"}`);
+        signals.push(request.signal);
+        pending.push(
+          wrapped(request).then((r) => {
+            const response = r as Response;
+            if (kind === 4) {
+              scriptedConsumer(clock, response.body!);
+              clock.setTimer(() => disconnect(), 15);
+              return;
+            }
+            return kind === 3 ? void scriptedConsumer(clock, response.body!, { pauseAfter: () => 100_000 }) : response.text();
+          }),
+        );
+      }
+    }
+    await clock.advance(200_000);
+    await Promise.all(pending);
+    expect(deadlineDebugCounters(clock)).toMatchObject({ liveGuards: before, scheduledDeadlines: 0, timerArmed: false });
+    // Only our own listener counts: undici's derived Request (the one with the guarded body) follows
+    // the original signal through a listener that undici itself removes when the Request is collected.
+    const ours = (s: AbortSignal) => getEventListeners(s, "abort").filter((l) => typeof l === "object");
+    expect(signals.filter((s) => ours(s).length > 0)).toHaveLength(0);
+    // The check can fail: while a response is still streaming, the listener is there.
+    const { request } = clientRequest("http://localhost/download");
+    const open = (await wrapped(request)) as Response;
+    expect(ours(request.signal)).toHaveLength(1);
+    await open.body!.cancel();
+    expect(ours(request.signal)).toHaveLength(0);
   });
 });
