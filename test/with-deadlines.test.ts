@@ -408,7 +408,7 @@ describe("withDeadlines with Hono", () => {
 
 describe("withDeadlines: nothing outlives a request", () => {
   it("after 250 requests ending every way, no guard, deadline, timer or listener is left", async () => {
-    const { getEventListeners } = await import("node:events");
+    const { getEventListeners } = (await import("node:events")) as unknown as { getEventListeners(target: EventTarget, type: string): unknown[] };
     const { clock, onTimeout } = setup();
     const before = deadlineDebugCounters(clock).liveGuards;
     const signals: AbortSignal[] = [];
