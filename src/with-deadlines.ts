@@ -498,11 +498,26 @@ function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined
   );
 }
 
+/**
+ * A response that declares a Content-Length up to this size goes out unwrapped: it fits the
+ * socket's send buffer (and an HTTP/2 stream's initial window), so no outbound idle or rate clock
+ * could ever run on it, while wrapping would cost a stream and a Response per request.
+ */
+export const UNGUARDED_DECLARED_LENGTH = 64 * 1024;
+
+function declaresSmallLength(response: Response): boolean {
+  const declared = response.headers.get("content-length");
+  // Digits only, as RFC 9110 writes it: "1e3" or "12, 12" is no declared length.
+  if (declared === null || declared.length > 6 || !/^\d+$/.test(declared)) return false;
+  return Number(declared) <= UNGUARDED_DECLARED_LENGTH;
+}
+
 /** Bodies that reach the runtime as they are: nothing to bound, or not HTTP any more. */
 function passThroughUntouched(request: Request, response: Response): boolean {
   const body = response.body;
   return (
     body === null ||
+    declaresSmallLength(response) ||
     request.method === "HEAD" ||
     response.status === 101 ||
     response.status === 204 ||

@@ -288,6 +288,16 @@ describe("withDeadlines: the response body", () => {
     expect(await run(true)).toMatchObject({ done: true, bytes: 256 * KiB, error: undefined });
   });
 
+  it("passes a body that declares a Content-Length of at most 64 KiB through unwrapped; a larger one is guarded", async () => {
+    const small = new Response("x".repeat(64 * 1024), { headers: { "content-length": String(64 * 1024) } });
+    const large = new Response("x".repeat(64 * 1024 + 1), { headers: { "content-length": String(64 * 1024 + 1) } });
+    const bogus = new Response("x", { headers: { "content-length": "1e3" } });
+    const wrap = (r: Response) => withDeadlines(() => r, { onTimeout: false })(new Request("http://x/"));
+    expect(await wrap(small)).toBe(small);
+    expect(await wrap(large)).not.toBe(large);
+    expect(await wrap(bogus)).not.toBe(bogus);
+  });
+
   it("passes through untouched: no body, HEAD, 204, 304, WebSocket responses, Bun's upgrade (undefined)", async () => {
     const cases: [string, () => unknown, RequestInit?][] = [
       ["no body", () => new Response(null, { status: 200 })],
