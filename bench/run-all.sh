@@ -8,3 +8,4 @@ echo '{"type":"module"}' > .bench-out/package.json
 node .bench-out/bench/run-core.js "$@"
 node .bench-out/bench/run-handler.js "$@"
 node .bench-out/bench/run-accuracy.js "$@"
+node .bench-out/bench/run-scheduler.js
