@@ -167,6 +167,24 @@ class HandlerDeadline implements ScheduledEntry {
   }
 }
 
+/**
+ * The same request (method, URL, headers, signal, and Workers' `cf`) with another body. Built from
+ * its fields rather than `new Request(original, init)`: adapters' lazy Request classes (srvx,
+ * @hono/node-server) are not the runtime's own Request, which `new Request(request)` needs.
+ */
+function requestWithBody(original: Request, body: ReadableStream<Uint8Array>): Request {
+  const init: RequestInit & { duplex: "half"; cf?: unknown } = {
+    method: original.method,
+    headers: original.headers,
+    body,
+    duplex: "half",
+    signal: original.signal,
+  };
+  const cf = (original as { cf?: unknown }).cf;
+  if (cf !== undefined) init.cf = cf;
+  return new Request(original.url, init);
+}
+
 /** Resolves the handler race when a deadline answered before the handler returned. */
 const ANSWERED_EARLY: unique symbol = Symbol("answered early");
 
@@ -202,8 +220,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     if (body !== null && !original.bodyUsed && !body.locked) {
       const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: policy.request, clock, owner: this, startedAt: this.startedAt });
       this.requestTracker = tracker;
-      // Same method, headers, URL and signal; only the body is the guarded stream.
-      this.handlerRequest = new Request(original, { body: attachInboundGuard(body, tracker), duplex: "half" } as RequestInit);
+      this.handlerRequest = requestWithBody(original, attachInboundGuard(body, tracker));
     } else {
       this.handlerRequest = original;
     }

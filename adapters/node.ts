@@ -1,0 +1,118 @@
+/**
+ * stream-deadlines on Node (HTTP/1.1, HTTPS, HTTP/2 with TLS or h2c).
+ *
+ * Request conversion and response writing are srvx's (`toNodeHandler`): it reads the request body
+ * as a pull-based stream (so a stalled handler stops the socket), writes the response with
+ * backpressure (so a stalled client stops pulling, and the outbound clock runs), and on a stream
+ * error after the headers destroys the response: the socket for HTTP/1.1 (the client sees a
+ * truncated transfer, never a chunked terminator), only that stream for HTTP/2 (RST_STREAM).
+ *
+ * What this adapter adds: Node's own `requestTimeout` (300 s, which kills progressing uploads) is
+ * turned off so the library's limits govern; `headersTimeout` (slowloris protection, which a body
+ * limit cannot give) is set from the options and checked often enough to mean it; the policy gets
+ * the client address.
+ */
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import https from "node:https";
+import type { AddressInfo } from "node:net";
+import { toNodeHandler } from "srvx/node";
+import { withDeadlines } from "../src/index.ts";
+import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
+
+export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
+
+/** Extra argument the handler gets on Node: the raw request and response. */
+export interface NodeContext {
+  req: IncomingMessage | Http2ServerRequest;
+  res: ServerResponse | Http2ServerResponse;
+}
+
+export type NodeFetchHandler = (request: Request, context: NodeContext) => Response | Promise<Response>;
+
+export type NodeRequestListener = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+
+interface SrvxRequest extends Request {
+  runtime?: { node?: NodeContext };
+}
+
+const contextOf = (request: Request): NodeContext => (request as SrvxRequest).runtime!.node!;
+
+/** A request listener for `http.createServer`, `https.createServer` or `http2.create(Secure)Server`. */
+export function createNodeListener(handler: NodeFetchHandler, options: AdapterOptions<[NodeContext]> = {}): NodeRequestListener {
+  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
+  const guarded = withDeadlines(handler, policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress));
+  const listener = toNodeHandler((request: Request) => guarded(request, contextOf(request)) as Promise<Response>);
+  return listener as unknown as NodeRequestListener;
+}
+
+export interface NodeServeOptions extends AdapterOptions<[NodeContext]> {
+  /** Default 8787; 0 picks a free port. */
+  port?: number;
+  /** Default "127.0.0.1". */
+  hostname?: string;
+  /** `"h2c"`: HTTP/2 without TLS; `true`: HTTP/2 over TLS (needs `tls`), HTTP/1.1 allowed too. */
+  http2?: boolean | "h2c";
+  /** PEM key and certificate: HTTPS, or HTTP/2 over TLS. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
+  /** Longest time, in ms, for a client to send the request headers (slowloris). Default 10_000. */
+  headersTimeout?: number;
+}
+
+export interface NodeServerHandle {
+  server: http.Server | https.Server | http2.Http2Server | http2.Http2SecureServer;
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Node's own limits set so the library's govern: no `requestTimeout` (it kills uploads that are
+ * still progressing), a `headersTimeout` for slowloris, checked every quarter of it (Node's default
+ * check interval is 30 s, which makes a short headersTimeout meaningless).
+ */
+export function nodeServerLimits(headersTimeout = 10_000): http.ServerOptions {
+  if (!Number.isFinite(headersTimeout) || headersTimeout <= 0) {
+    throw new RangeError(`stream-deadlines/node: headersTimeout must be a positive number of milliseconds, got ${headersTimeout}`);
+  }
+  return { requestTimeout: 0, headersTimeout, connectionsCheckingInterval: Math.max(250, Math.min(headersTimeout / 4, 30_000)) };
+}
+
+/** Starts a server for `handler` under deadlines. */
+export async function serve(handler: NodeFetchHandler, options: NodeServeOptions = {}): Promise<NodeServerHandle> {
+  const { port = 8787, hostname = "127.0.0.1", http2: useHttp2 = false, tls, headersTimeout, ...deadlineOptions } = options;
+  const listener = createNodeListener(handler, deadlineOptions);
+  let server: NodeServerHandle["server"];
+  if (useHttp2 === "h2c") server = http2.createServer(listener as never);
+  else if (useHttp2) {
+    if (tls === undefined) throw new TypeError("stream-deadlines/node: http2 over TLS needs the tls option ({ key, cert }); use http2: \"h2c\" for cleartext");
+    server = http2.createSecureServer({ ...tls, allowHTTP1: true }, listener as never);
+  } else if (tls !== undefined) server = https.createServer({ ...nodeServerLimits(headersTimeout), ...tls }, listener as never);
+  else server = http.createServer(nodeServerLimits(headersTimeout), listener as never);
+  // HTTP/2 sessions are not connections `closeAllConnections` knows: track them to close them.
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, hostname, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const scheme = tls !== undefined ? "https" : "http";
+  return {
+    server,
+    port: address.port,
+    url: `${scheme}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        (server as http.Server).closeAllConnections?.();
+        for (const session of sessions) session.destroy();
+        server.close((error) => (error ? reject(error) : resolve()));
+      }),
+  };
+}

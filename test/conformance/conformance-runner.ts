@@ -1,0 +1,61 @@
+/** Runs the scenario table against runtime rows and collects the runtime × scenario matrix. */
+import { launch, type RuntimeRow } from "./runtime-launchers.ts";
+import { appliesTo, CONFORMANCE_CONFIG, type Scenario, SCENARIOS } from "./scenarios.ts";
+
+export type CellKind = "ok" | "FAIL" | "limit" | "n/a";
+
+export interface Cell {
+  row: RuntimeRow;
+  scenario: string;
+  kind: CellKind;
+  detail: string;
+  ms: number;
+}
+
+/** Runs one scenario on a running server; a thrown error is a failed cell, never a crash. */
+export async function runCell(scenario: Scenario, row: RuntimeRow, server: Awaited<ReturnType<typeof launch>>): Promise<Cell> {
+  const limitRow = scenario.knownLimit?.rows.includes(row) ?? false;
+  const started = performance.now();
+  try {
+    const result = await scenario.run(server, limitRow);
+    const kind: CellKind = result.ok ? (limitRow ? "limit" : "ok") : "FAIL";
+    const detail = limitRow ? `${result.detail} [known limit: ${scenario.knownLimit!.expected}; ${scenario.knownLimit!.reference}]` : result.detail;
+    return { row, scenario: scenario.id, kind, detail, ms: performance.now() - started };
+  } catch (error) {
+    return { row, scenario: scenario.id, kind: "FAIL", detail: `threw: ${error instanceof Error ? error.stack ?? error.message : String(error)}`, ms: performance.now() - started };
+  }
+}
+
+export async function runRow(row: RuntimeRow, onCell?: (cell: Cell) => void): Promise<Cell[]> {
+  const cells: Cell[] = [];
+  const applicable = SCENARIOS.filter((s) => appliesTo(s, row));
+  for (const s of SCENARIOS.filter((s) => !appliesTo(s, row))) cells.push({ row, scenario: s.id, kind: "n/a", detail: "", ms: 0 });
+  if (applicable.length === 0) return cells;
+  const server = await launch(row, CONFORMANCE_CONFIG);
+  try {
+    for (const scenario of applicable) {
+      const cell = await runCell(scenario, row, server);
+      cells.push(cell);
+      onCell?.(cell);
+    }
+  } finally {
+    await server.stop();
+  }
+  return cells;
+}
+
+export function formatMatrix(cells: Cell[], rows: RuntimeRow[]): string {
+  const ids = SCENARIOS.map((s) => s.id);
+  const width = Math.max(...ids.map((id) => id.length)) + 2;
+  const col = 12;
+  const lines = [`${"scenario".padEnd(width)}${rows.map((r) => r.padEnd(col)).join("")}`];
+  for (const id of ids) {
+    const parts = rows.map((row) => {
+      const cell = cells.find((c) => c.row === row && c.scenario === id);
+      return (cell ? cell.kind : "-").padEnd(col);
+    });
+    lines.push(`${id.padEnd(width)}${parts.join("")}`);
+  }
+  const limits = SCENARIOS.filter((s) => s.knownLimit).map((s) => `  limit = known platform limit, its documented behaviour asserted: ${s.id} on ${s.knownLimit!.rows.join(", ")}: ${s.knownLimit!.expected} (${s.knownLimit!.reference})`);
+  return [...lines, "", ...limits].join("\n");
+}

@@ -1,0 +1,324 @@
+/**
+ * The conformance scenarios: written once, run over real TCP against the demo on every runtime.
+ * Each one measures facts, then judges them; a runtime that cannot meet a scenario has its
+ * documented behaviour asserted instead (a known platform limit, with its upstream issue).
+ */
+import { createHash } from "node:crypto";
+import http2 from "node:http2";
+import type { DemoConfig } from "../../demo/demo-app.ts";
+import { downloadByte } from "../../demo/demo-app.ts";
+import { connect, exchange, requestHead, sleep } from "./raw-http-client.ts";
+import type { RunningServer, RuntimeRow } from "./runtime-launchers.ts";
+
+/** Short real limits, generous margins: hundreds of milliseconds, never seconds of sleep per limit. */
+export const CONFORMANCE_CONFIG: DemoConfig = {
+  request: { idle: 600, minRate: 4096, grace: 800 },
+  response: { idle: 600 },
+  handler: 500,
+  authenticated: { idle: 5000, minRate: 100, grace: 3000, total: null },
+};
+
+/** How late a firing may be seen at the client, beyond the limit: timer accuracy plus scheduling on a loaded 2-core machine. */
+export const MARGIN_MS = 700;
+
+export interface Verdict {
+  ok: boolean;
+  /** What was measured, in words (shown in the matrix's details and in failures). */
+  detail: string;
+}
+
+export interface KnownLimit {
+  rows: RuntimeRow[];
+  /** The upstream issue or documentation that describes the limit. */
+  reference: string;
+  /** What the runtime does instead, asserted. */
+  expected: string;
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  /** Rows this scenario runs on (default: every HTTP/1.1 row). */
+  rows?: RuntimeRow[];
+  knownLimit?: KnownLimit;
+  /** Measures and judges. For a known-limit row, `ok` means "behaves as documented". */
+  run(server: RunningServer, limitRow: boolean): Promise<Verdict>;
+}
+
+const HTTP1_ROWS: RuntimeRow[] = ["node20", "node24", "deno", "bun", "workers"];
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+function verdict(checks: [boolean, string][]): Verdict {
+  const failed = checks.filter(([ok]) => !ok).map(([, what]) => what);
+  return { ok: failed.length === 0, detail: failed.length ? `failed: ${failed.join("; ")}` : checks.map(([, what]) => what).join("; ") };
+}
+
+function expectedDownloadHash(bytes: number): string {
+  const hash = createHash("sha256");
+  const chunk = Buffer.alloc(64 * KiB);
+  for (let sent = 0; sent < bytes; sent += chunk.length) {
+    const size = Math.min(chunk.length, bytes - sent);
+    for (let i = 0; i < size; i++) chunk[i] = downloadByte(sent + i);
+    hash.update(chunk.subarray(0, size));
+  }
+  return hash.digest("hex");
+}
+
+/** Sends `total` bytes in `size`-byte pieces every `everyMs`, until the response has come (or all is sent). */
+async function drip(socket: import("node:net").Socket, total: number, size: number, everyMs: number, stop: () => boolean): Promise<number> {
+  let sent = 0;
+  while (sent < total && !stop() && !socket.destroyed) {
+    const n = Math.min(size, total - sent);
+    socket.write(Buffer.alloc(n, 0x61));
+    sent += n;
+    await sleep(everyMs);
+  }
+  return sent;
+}
+
+export const SCENARIOS: Scenario[] = [
+  {
+    id: "fast-upload",
+    title: "fast upload passes (256 KiB at once)",
+    async run(server) {
+      const socket = await connect(server.port);
+      const body = Buffer.alloc(256 * KiB, 0x62);
+      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": body.length, Connection: "close" }));
+      socket.write(body);
+      const res = await ex.response;
+      socket.destroy();
+      return verdict([
+        [res.status === 200, `status ${res.status}`],
+        [res.body.toString() === JSON.stringify({ bytes: body.length }), `body ${res.body.toString().slice(0, 60)}`],
+      ]);
+    },
+  },
+  {
+    id: "download-intact",
+    title: "download within limits arrives byte for byte (8 MiB, sha256)",
+    async run(server) {
+      const bytes = 8 * MiB;
+      const socket = await connect(server.port);
+      const res = await exchange(socket, requestHead("GET", `/download?bytes=${bytes}`, { Connection: "close" })).response;
+      socket.destroy();
+      const hash = createHash("sha256").update(res.body).digest("hex");
+      return verdict([
+        [res.status === 200, `status ${res.status}`],
+        [res.ending === "complete", `ending ${res.ending}`],
+        [res.body.length === bytes, `${res.body.length} bytes`],
+        [hash === expectedDownloadHash(bytes), "sha256 matches"],
+      ]);
+    },
+  },
+  {
+    id: "slow-drip-upload",
+    title: "slow-drip upload under minRate fails with 408 before headers; the handler saw the error",
+    async run(server) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": 100_000 }));
+      let answered = false;
+      void ex.headers.then(() => (answered = true));
+      const started = performance.now();
+      await drip(socket, 100_000, 200, 100, () => answered); // 2000 B/s against a 4096 B/s minimum
+      const res = await ex.response;
+      socket.destroy();
+      const seen = await server.waitFor((o) => o.event === "upload-failed", 3000, since);
+      const after = res.statusAt - started;
+      return verdict([
+        [res.status === 408, `status ${res.status}`],
+        [after < 6000, `answered after ${Math.round(after)} ms`],
+        [seen?.reason === "timeout" && seen.limit === "minRate", `handler saw ${seen ? `${String(seen.reason)}/${String(seen.limit)}` : "nothing"}`],
+      ]);
+    },
+  },
+  {
+    id: "stalled-upload",
+    title: `stalled upload fails at the idle limit (${CONFORMANCE_CONFIG.request.idle} ms, late by < ${MARGIN_MS} ms, never early)`,
+    async run(server) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": 100_000 }));
+      socket.write(Buffer.alloc(1000, 0x63));
+      const lastByteAt = performance.now();
+      const res = await ex.response;
+      socket.destroy();
+      const seen = await server.waitFor((o) => o.event === "timeout" && o.direction === "request", 3000, since);
+      const idle = CONFORMANCE_CONFIG.request.idle as number;
+      const after = res.statusAt - lastByteAt;
+      return verdict([
+        [res.status === 408, `status ${res.status}`],
+        [seen?.limit === "idle", `limit ${String(seen?.limit)}`],
+        [after >= idle - 5 && after <= idle + MARGIN_MS, `408 after ${Math.round(after)} ms of silence`],
+      ]);
+    },
+  },
+  {
+    id: "quiet-sse",
+    title: "quiet SSE stream: a gap longer than idle survives",
+    async run(server) {
+      const socket = await connect(server.port);
+      const res = await exchange(socket, requestHead("GET", "/events?every=1500&count=3", { Connection: "close" }), 30_000).response;
+      socket.destroy();
+      const events = (res.body.toString().match(/^data: /gm) ?? []).length;
+      return verdict([
+        [res.status === 200, `status ${res.status}`],
+        [events === 3, `${events} events over 3 s with gaps of 1.5 s (idle ${CONFORMANCE_CONFIG.response.idle} ms)`],
+        [res.ending === "complete", `ending ${res.ending}`],
+      ]);
+    },
+  },
+  {
+    id: "stalled-reader",
+    title: "stalled reader of a large download is cut: truncated at the client, producer cancelled",
+    async run(server) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const declared = 1024 * MiB;
+      const ex = exchange(socket, requestHead("GET", `/download?bytes=${declared}`), 60_000);
+      await ex.headers;
+      socket.pause(); // stop reading: kernel buffers fill, the runtime stops pulling, the clock runs
+      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.path === "/download", 15_000, since);
+      socket.resume();
+      const res = await ex.response;
+      socket.destroy();
+      return verdict([
+        [cancelled?.reason === "timeout", `producer cancelled: ${cancelled ? `${String(cancelled.reason)}/${String(cancelled.limit)}` : "no"}`],
+        [res.ending !== "complete" && res.body.length < declared, `client saw ${res.ending} after ${(res.body.length / MiB).toFixed(1)} of ${declared / MiB} MiB`],
+      ]);
+    },
+  },
+  {
+    id: "stalled-reader-chunked",
+    title: "stalled reader of a chunked stream is cut without a chunked terminator",
+    knownLimit: {
+      rows: ["workers"],
+      reference: "cloudflare/workerd#6818",
+      expected: "workerd ends the chunked body with 0\\r\\n\\r\\n: the cut looks like a clean end",
+    },
+    async run(server, limitRow) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const ex = exchange(socket, requestHead("GET", "/events?every=0&count=1000000"), 60_000);
+      await ex.headers;
+      socket.pause();
+      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.path === "/events", 15_000, since);
+      socket.resume();
+      const res = await ex.response;
+      socket.destroy();
+      const cut = cancelled?.reason === "timeout";
+      if (limitRow) return verdict([[cut, "producer cancelled by the deadline"], [res.sawChunkedTerminator, `terminator seen: ${res.sawChunkedTerminator} (${res.ending})`]]);
+      return verdict([
+        [cut, `producer cancelled: ${cancelled ? `${String(cancelled.reason)}/${String(cancelled.limit)}` : "no"}`],
+        [!res.sawChunkedTerminator && res.ending !== "complete", `client saw ${res.ending}, terminator ${res.sawChunkedTerminator}`],
+      ]);
+    },
+  },
+  {
+    id: "relax-after-auth",
+    title: "relax after authentication: the same slow upload succeeds with Authorization: Bearer demo",
+    async run(server) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const total = 6000;
+      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": total, Authorization: "Bearer demo", Connection: "close" }));
+      let answered = false;
+      void ex.headers.then(() => (answered = true));
+      await drip(socket, total, 200, 100, () => answered); // 2000 B/s: fails unauthenticated (slow-drip-upload)
+      const res = await ex.response;
+      socket.destroy();
+      const relaxed = await server.waitFor((o) => o.event === "relaxed", 1000, since);
+      return verdict([
+        [relaxed !== undefined, "limits raised by the handler"],
+        [res.status === 200, `status ${res.status}`],
+        [res.body.toString() === JSON.stringify({ bytes: total }), `body ${res.body.toString().slice(0, 40)}`],
+      ]);
+    },
+  },
+  {
+    id: "handler-deadline",
+    title: `handler deadline (${CONFORMANCE_CONFIG.handler} ms) answers 503 and the handler's signal fired`,
+    async run(server) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const started = performance.now();
+      const res = await exchange(socket, requestHead("GET", "/slow?ms=5000", { Connection: "close" })).response;
+      socket.destroy();
+      const aborted = await server.waitFor((o) => o.event === "handler-signal-aborted", 2000, since);
+      const after = res.statusAt - started;
+      const limit = CONFORMANCE_CONFIG.handler as number;
+      return verdict([
+        [res.status === 503, `status ${res.status}`],
+        [after >= limit - 5 && after <= limit + MARGIN_MS, `503 after ${Math.round(after)} ms`],
+        [aborted?.reason === "timeout" && aborted.limit === "handler", `signal: ${aborted ? `${String(aborted.reason)}/${String(aborted.limit)}` : "not aborted"}`],
+      ]);
+    },
+  },
+  {
+    id: "client-disconnect",
+    title: "client disconnect cancels the producer promptly",
+    knownLimit: {
+      rows: ["workers"],
+      reference: "workerd never calls cancel() on a response body when the client goes away",
+      expected: "the producer is freed by the outbound deadline instead (idle + accuracy), not at once",
+    },
+    async run(server, limitRow) {
+      const since = server.observations.length;
+      const socket = await connect(server.port);
+      const ex = exchange(socket, requestHead("GET", "/events?every=50&count=100000"), 30_000);
+      await ex.headers;
+      await sleep(200);
+      const goneAt = Date.now(); // observations carry the server's Date.now(): same machine, same clock
+      socket.destroy();
+      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.path === "/events", limitRow ? 15_000 : 3000, since);
+      const after = cancelled ? (cancelled.t as number) - goneAt : Infinity;
+      if (limitRow) return verdict([[cancelled !== undefined, `producer freed ${cancelled ? `by ${String(cancelled.reason)}/${String(cancelled.limit)}` : "never"}`]]);
+      return verdict([[cancelled !== undefined && after < 1000, `producer cancelled ${cancelled ? `after ~${Math.max(0, Math.round(after))} ms (${String(cancelled.reason)})` : "never"}`]]);
+    },
+  },
+  {
+    id: "h2-one-stream-reset",
+    title: "HTTP/2: a stalled stream is reset while a second stream on the same connection completes",
+    rows: ["node20-h2c"],
+    async run(server) {
+      const since = server.observations.length;
+      const session = http2.connect(`http://127.0.0.1:${server.port}`);
+      session.on("error", () => {});
+      await new Promise<void>((resolve) => session.once("connect", () => resolve()));
+      // A large connection window, so the stalled stream cannot starve the others of it.
+      session.setLocalWindowSize(64 * MiB);
+      const stalled = session.request({ ":path": `/download?bytes=${1024 * MiB}` });
+      stalled.on("error", () => {});
+      stalled.pause(); // never read: its stream window (64 KiB) fills and the server stops pulling
+      const stalledClosed = new Promise<number>((resolve) => stalled.once("close", () => resolve(stalled.rstCode ?? -1)));
+      await new Promise<void>((resolve) => stalled.once("response", () => resolve()));
+      const other = session.request({ ":path": `/download?bytes=${4 * MiB}` });
+      const hash = createHash("sha256");
+      let otherBytes = 0;
+      other.on("data", (chunk: Buffer) => {
+        otherBytes += chunk.length;
+        hash.update(chunk);
+      });
+      await new Promise<void>((resolve) => other.once("close", () => resolve()));
+      const rstCode = await Promise.race([stalledClosed, sleep(15_000).then(() => -2)]);
+      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.reason === "timeout", 3000, since);
+      // The connection is still usable after the reset.
+      const third = session.request({ ":path": "/download?bytes=1024" });
+      let thirdBytes = 0;
+      third.on("data", (chunk: Buffer) => (thirdBytes += chunk.length));
+      await new Promise<void>((resolve) => third.once("close", () => resolve()));
+      session.close();
+      return verdict([
+        [otherBytes === 4 * MiB && hash.digest("hex") === expectedDownloadHash(4 * MiB), `second stream: ${otherBytes} bytes, sha256 ok`],
+        [rstCode > 0, `stalled stream reset with code ${rstCode}`],
+        [cancelled !== undefined, "its producer cancelled by the deadline"],
+        [thirdBytes === 1024, "the connection still serves new streams"],
+      ]);
+    },
+  },
+];
+
+export function appliesTo(scenario: Scenario, row: RuntimeRow): boolean {
+  return (scenario.rows ?? HTTP1_ROWS).includes(row);
+}
