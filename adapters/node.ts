@@ -42,8 +42,21 @@ const contextOf = (request: Request): NodeContext => (request as SrvxRequest).ru
 export function createNodeListener(handler: NodeFetchHandler, options: AdapterOptions<[NodeContext]> = {}): NodeRequestListener {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
   const guarded = withDeadlines(handler, policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress));
-  const listener = toNodeHandler((request: Request) => guarded(request, contextOf(request)) as Promise<Response>);
+  const listener = toNodeHandler((request: Request) => {
+    const context = contextOf(request);
+    return (guarded(request, context) as Promise<Response>).catch((error: unknown) => handlerFailed(error, context));
+  });
   return listener as unknown as NodeRequestListener;
+}
+
+/**
+ * A handler error that is not a deadline's: logged (unless the client had gone, which explains it)
+ * and answered with a bare 500, as Node's own servers do; never an unhandled rejection.
+ */
+function handlerFailed(error: unknown, context: NodeContext): Response {
+  const clientGone = context.req.destroyed || (context.req as IncomingMessage).aborted === true || context.res.destroyed;
+  if (!clientGone) console.error("stream-deadlines/node: the handler threw", error);
+  return new Response(null, { status: 500 });
 }
 
 export interface NodeServeOptions extends AdapterOptions<[NodeContext]> {

@@ -1,0 +1,116 @@
+/**
+ * The Node adapter over real sockets: what it changes in Node's own limits, HTTP/2 over TLS,
+ * and the client address in the policy. Short real limits (hundreds of ms), generous margins.
+ */
+import http2 from "node:http2";
+import { afterEach, describe, expect, it } from "vitest";
+import { generate } from "selfsigned";
+import { type NodeServerHandle, nodeServerLimits, serve } from "../adapters/node.ts";
+import { deadlines } from "../src/index.ts";
+import { connect, exchange, requestHead, sleep } from "./conformance/raw-http-client.ts";
+
+let server: NodeServerHandle | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+describe("stream-deadlines/node", () => {
+  /** An upload of 1500 bytes over 1.5 s: progressing, never 300 ms without a byte. */
+  async function progressingUpload(port: number) {
+    const socket = await connect(port);
+    socket.on("error", () => {});
+    const ex = exchange(socket, requestHead("POST", "/", { "Content-Length": 1500, Connection: "close" }));
+    for (let i = 0; i < 15 && !socket.destroyed; i++) {
+      socket.write(Buffer.alloc(100));
+      await sleep(100);
+    }
+    return ex.response;
+  }
+  const countBytes = async (request: Request) => Response.json({ bytes: (await request.arrayBuffer()).byteLength });
+
+  it("turns Node's requestTimeout off: a progressing upload outlives it; the library's limits govern", async () => {
+    // Node's own requestTimeout cuts a progressing upload (the documented behaviour the adapter removes) ...
+    const http = await import("node:http");
+    const { createNodeListener } = await import("../adapters/node.ts");
+    const plain = http.createServer({ requestTimeout: 800, connectionsCheckingInterval: 100 }, createNodeListener(countBytes, { onTimeout: false }) as never);
+    await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
+    const cut = await progressingUpload((plain.address() as import("node:net").AddressInfo).port);
+    plain.closeAllConnections();
+    plain.close();
+    expect(cut.status === 408 || cut.ending !== "complete").toBe(true);
+    // ... and the adapter's server lets it finish, under the library's idle limit of 300 ms.
+    expect(nodeServerLimits()).toMatchObject({ requestTimeout: 0 });
+    server = await serve(countBytes, { port: 0, onTimeout: false, request: { idle: 300 } });
+    const res = await progressingUpload(server.port);
+    expect([res.status, res.body.toString()]).toEqual([200, '{"bytes":1500}']);
+  });
+
+  it("headersTimeout bounds a slowloris client that never finishes its headers", async () => {
+    server = await serve(() => new Response("ok"), { port: 0, onTimeout: false, headersTimeout: 400 });
+    const socket = await connect(server.port);
+    socket.on("error", () => {});
+    const closed = new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now())));
+    const started = performance.now();
+    socket.write("GET / HTTP/1.1\r\nHost: x\r\n");
+    const drip = setInterval(() => socket.write("X-Slow: y\r\n"), 100);
+    const at = await Promise.race([closed, sleep(5000).then(() => Infinity)]);
+    clearInterval(drip);
+    socket.destroy();
+    // Node checks every quarter of headersTimeout (the adapter sets connectionsCheckingInterval).
+    expect(at - started).toBeGreaterThanOrEqual(400);
+    expect(at - started).toBeLessThan(2000);
+  });
+
+  it("refuses a nonsense headersTimeout", () => {
+    expect(() => nodeServerLimits(-1)).toThrow(RangeError);
+    expect(() => nodeServerLimits(Number.NaN)).toThrow(/headersTimeout/);
+  });
+
+  it("gives the policy the client address", async () => {
+    const seen: unknown[] = [];
+    server = await serve((request) => new Response(JSON.stringify(deadlines(request).request.limits.idle)), {
+      port: 0,
+      onTimeout: false,
+      policy: (_request, client) => {
+        seen.push(client);
+        return { request: { idle: client.address === "127.0.0.1" ? 1234 : 1 } };
+      },
+    });
+    const res = await fetch(`${server.url}/`, { method: "POST", body: "x" });
+    expect(await res.text()).toBe("1234");
+    expect(seen).toEqual([{ address: "127.0.0.1", runtime: "node" }]);
+  });
+
+  it("serves HTTP/2 over TLS, and resets only the stalled stream", async () => {
+    const pems = await generate([{ name: "commonName", value: "127.0.0.1" }], { keyType: "ec" });
+    let sent = 0;
+    server = await serve(
+      (request) => {
+        if (new URL(request.url).pathname === "/small") return new Response("hello over h2");
+        return new Response(new ReadableStream<Uint8Array>({ pull: (c) => void ((sent += 65536), c.enqueue(new Uint8Array(65536))) }, { highWaterMark: 0 }));
+      },
+      { port: 0, onTimeout: false, http2: true, tls: { key: pems.private, cert: pems.cert }, response: { idle: 300 } },
+    );
+    const session = http2.connect(server.url, { rejectUnauthorized: false });
+    session.on("error", () => {});
+    await new Promise<void>((resolve) => session.once("connect", () => resolve()));
+    session.setLocalWindowSize(32 * 1024 * 1024);
+    const stalled = session.request({ ":path": "/endless" });
+    stalled.on("error", () => {});
+    stalled.pause();
+    const reset = new Promise<number>((resolve) => stalled.once("close", () => resolve(stalled.rstCode ?? -1)));
+    const small = session.request({ ":path": "/small" });
+    let text = "";
+    small.setEncoding("utf8").on("data", (d: string) => (text += d));
+    await new Promise<void>((resolve) => small.once("close", () => resolve()));
+    expect(text).toBe("hello over h2");
+    expect(await Promise.race([reset, sleep(10_000).then(() => -2)])).toBeGreaterThan(0);
+    expect(sent).toBeLessThan(64 * 1024 * 1024); // the producer stopped: backpressure reached it
+    session.close();
+  });
+
+  it("refuses HTTP/2 over TLS without a certificate", async () => {
+    await expect(serve(() => new Response(), { port: 0, http2: true })).rejects.toThrow(/needs the tls option/);
+  });
+});
