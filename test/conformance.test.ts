@@ -1,0 +1,36 @@
+/**
+ * The conformance suite in `npm test`: every scenario (test/conformance/scenarios.ts) over real TCP
+ * against the demo on every runtime row. A known platform limit is asserted as its documented
+ * behaviour ("limit"), never skipped. The matrix is printed at the end.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Cell, formatMatrix, runCell } from "./conformance/conformance-runner.ts";
+import { ALL_ROWS, launch, type RunningServer } from "./conformance/runtime-launchers.ts";
+import { appliesTo, CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
+
+const cells: Cell[] = [];
+
+afterAll(() => {
+  console.log(`\nconformance matrix (runtime × scenario)\n${formatMatrix(cells, ALL_ROWS)}\n`);
+});
+
+for (const row of ALL_ROWS) {
+  const scenarios = SCENARIOS.filter((s) => appliesTo(s, row));
+  describe(`conformance: ${row}`, () => {
+    let server: RunningServer;
+    beforeAll(async () => {
+      server = await launch(row, CONFORMANCE_CONFIG);
+    }, 120_000);
+    afterAll(async () => {
+      await server?.stop();
+    });
+    for (const scenario of scenarios) {
+      const limitRow = scenario.knownLimit?.rows.includes(row) ?? false;
+      it(`${scenario.id}${limitRow ? ` (known limit: ${scenario.knownLimit!.reference})` : ""}`, async () => {
+        const cell = await runCell(scenario, row, server);
+        cells.push(cell);
+        expect(cell.kind, `${row} ${scenario.id}: ${cell.detail}\n--- server log ---\n${server.log.slice(-20).join("\n")}`).toBe(limitRow ? "limit" : "ok");
+      }, 90_000);
+    }
+  });
+}
