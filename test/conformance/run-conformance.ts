@@ -1,11 +1,18 @@
 /**
- * `npm run conformance [-- row …]`: runs every scenario against every runtime row (or the rows
- * named) and prints the runtime × scenario matrix, then each cell's measured details.
+ * `npm run conformance [-- row …] [--write FILE.md]`: runs every scenario against every runtime row
+ * (or the rows named) and prints the runtime × scenario matrix, then each cell's measured details.
+ * `--write` also records the matrix and details as Markdown (docs/conformance.md).
  */
+import { execFileSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { type Cell, formatMatrix, runRow } from "./conformance-runner.ts";
-import { ALL_ROWS, type RuntimeRow } from "./runtime-launchers.ts";
+import { ALL_ROWS, NODE24_BINARY, type RuntimeRow } from "./runtime-launchers.ts";
+import { SCENARIOS } from "./scenarios.ts";
 
-const named = process.argv.slice(2).filter((a) => !a.startsWith("-")) as RuntimeRow[];
+const argv = process.argv.slice(2);
+const writeIndex = argv.indexOf("--write");
+const writeFile = writeIndex >= 0 ? argv[writeIndex + 1] : undefined;
+const named = argv.filter((a, i) => !a.startsWith("-") && i !== writeIndex + 1) as RuntimeRow[];
 const rows = named.length ? named : ALL_ROWS;
 for (const row of rows) if (!ALL_ROWS.includes(row)) throw new TypeError(`unknown row "${row}" (expected ${ALL_ROWS.join(", ")})`);
 
@@ -21,3 +28,52 @@ console.log(`\n${formatMatrix(cells, rows)}\n`);
 const failed = cells.filter((c) => c.kind === "FAIL");
 console.log(`${cells.filter((c) => c.kind === "ok" || c.kind === "limit").length} passed, ${failed.length} failed`);
 process.exitCode = failed.length ? 1 : 0;
+
+function versionOf(command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: "utf8" }).split("\n")[0]!.trim();
+  } catch {
+    return "not installed";
+  }
+}
+
+if (writeFile) {
+  const bin = (name: string) => new URL(`../../node_modules/.bin/${name}`, import.meta.url).pathname;
+  const versions = [
+    `node ${process.version}`,
+    `node 24: ${versionOf(NODE24_BINARY, ["--version"])}`,
+    versionOf(bin("deno"), ["--version"]),
+    `bun ${versionOf(bin("bun"), ["--version"])}`,
+    versionOf(bin("workerd"), ["--version"]),
+  ];
+  const details = cells
+    .filter((c) => c.kind !== "n/a")
+    .map((c) => `| ${c.row} | ${c.scenario} | ${c.kind} | ${Math.round(c.ms)} | ${c.detail.replaceAll("|", "\\|").replaceAll("\n", " ")} |`);
+  const md = [
+    "# Conformance matrix",
+    "",
+    `Measured by \`npm run conformance -- --write docs/conformance.md\` on ${new Date().toISOString().slice(0, 10)} (${versions.join("; ")}).`,
+    "Each scenario runs over raw TCP (node:net, node:http2) against the demo server on each runtime, with",
+    "the short limits of test/conformance/scenarios.ts (idle 600 ms, handler 500 ms, …). `limit` = a known",
+    "platform limit whose documented behaviour was asserted.",
+    "",
+    "## Scenarios",
+    "",
+    ...SCENARIOS.map((s) => `- \`${s.id}\`: ${s.title}${s.knownLimit ? ` (known limit on ${s.knownLimit.rows.join(", ")}: ${s.knownLimit.expected}; ${s.knownLimit.reference})` : ""}`),
+    "",
+    "## Matrix",
+    "",
+    "```",
+    formatMatrix(cells, rows),
+    "```",
+    "",
+    "## What was measured",
+    "",
+    "| runtime | scenario | result | ms | measured |",
+    "| --- | --- | --- | --- | --- |",
+    ...details,
+    "",
+  ];
+  writeFileSync(writeFile, md.join("\n"));
+  console.log(`wrote ${writeFile}`);
+}
