@@ -1,6 +1,6 @@
 /** What both stream guards share: their options, their result, and input checks. */
 import type { Clock } from "./clock.ts";
-import type { DeadlineController } from "./deadline-tracker.ts";
+import { type DeadlineController, DeadlineTracker } from "./deadline-tracker.ts";
 import type { DeadlineLimits } from "./limits.ts";
 import type { TimeoutError } from "./timeout-error.ts";
 
@@ -68,3 +68,17 @@ export function nonByteChunkError(subject: string, chunk: unknown): TypeError {
 }
 
 export function ignore(): void {}
+
+/** The public guard functions: validate, make the tracker, attach the direction's guard. */
+export function createGuardedStream(
+  fnName: string,
+  direction: "inbound" | "outbound",
+  source: ReadableStream<Uint8Array>,
+  options: GuardOptions | undefined,
+  attach: (source: ReadableStream<Uint8Array>, tracker: DeadlineTracker) => ReadableStream<Uint8Array>,
+): GuardedStream {
+  const { limits, subject = `${direction} body`, clock, onTimeout } = splitGuardOptions(fnName, options);
+  checkSourceStream(fnName, source);
+  const tracker = new DeadlineTracker({ direction, subject, limits, clock, onTimeout });
+  return { readable: attach(source, tracker), controller: tracker };
+}

@@ -7,14 +7,11 @@
  * One object per stream serves as the underlying source (methods on the prototype): per stream
  * there are two bound callbacks and no other closure, which matters at many requests per second.
  */
-import { DeadlineTracker, type GuardedSource } from "./deadline-tracker.ts";
-import { type GuardOptions, type GuardedStream, checkSourceStream, isByteChunk, nonByteChunkError, splitGuardOptions } from "./guard-common.ts";
+import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
+import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
 export function guardInboundStream(source: ReadableStream<Uint8Array>, options?: GuardOptions): GuardedStream {
-  const { limits, subject = "inbound body", clock, onTimeout } = splitGuardOptions("guardInboundStream", options);
-  checkSourceStream("guardInboundStream", source);
-  const tracker = new DeadlineTracker({ direction: "inbound", subject, limits, clock, onTimeout });
-  return { readable: attachInboundGuard(source, tracker), controller: tracker };
+  return createGuardedStream("guardInboundStream", "inbound", source, options, attachInboundGuard);
 }
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
@@ -81,5 +78,3 @@ class InboundGuard implements UnderlyingDefaultSource<Uint8Array>, GuardedSource
     this.controller.error(error);
   };
 }
-
-function ignore(): void {}

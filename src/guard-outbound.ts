@@ -7,17 +7,14 @@
  * source once the consumer has asked for the first one. Chunks over 64 KiB are handed out as
  * 64 KiB views (no copy), so one huge chunk cannot hide a slow client behind a single "take".
  */
-import { DeadlineTracker, type GuardedSource } from "./deadline-tracker.ts";
-import { type GuardOptions, type GuardedStream, checkSourceStream, isByteChunk, nonByteChunkError, splitGuardOptions } from "./guard-common.ts";
+import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
+import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
 /** Largest piece handed to the consumer at once; bigger chunks are split into views. */
 export const OUTBOUND_SLICE_BYTES = 64 * 1024;
 
 export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?: GuardOptions): GuardedStream {
-  const { limits, subject = "outbound body", clock, onTimeout } = splitGuardOptions("guardOutboundStream", options);
-  checkSourceStream("guardOutboundStream", source);
-  const tracker = new DeadlineTracker({ direction: "outbound", subject, limits, clock, onTimeout });
-  return { readable: attachOutboundGuard(source, tracker), controller: tracker };
+  return createGuardedStream("guardOutboundStream", "outbound", source, options, attachOutboundGuard);
 }
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
@@ -139,5 +136,3 @@ class OutboundGuard implements UnderlyingDefaultSource<Uint8Array>, GuardedSourc
     this.resolvePull();
   };
 }
-
-function ignore(): void {}
