@@ -147,7 +147,7 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
             sent++;
           },
           cancel(reason) {
-            clearTimeout(timer);
+            if (timer !== undefined) clearTimeout(timer);
             note({ event: "producer-cancelled", path: url.pathname, count: sent, ...describeReason(reason) });
           },
         },

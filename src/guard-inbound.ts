@@ -19,7 +19,9 @@ export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: 
   return new ReadableStream<Uint8Array>(new InboundGuard(source.getReader(), tracker), { highWaterMark: 0 });
 }
 
-class InboundGuard implements UnderlyingDefaultSource<Uint8Array>, GuardedSource {
+// Used as the ReadableStream's underlying source (start/pull/cancel); no `implements`
+// UnderlyingDefaultSource, which some runtimes' type packages (workers-types) do not declare.
+class InboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly tracker: DeadlineTracker;

@@ -22,7 +22,8 @@ export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker:
   return new ReadableStream<Uint8Array>(new OutboundGuard(source.getReader(), tracker), { highWaterMark: 0 });
 }
 
-class OutboundGuard implements UnderlyingDefaultSource<Uint8Array>, GuardedSource {
+// The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
+class OutboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly tracker: DeadlineTracker;

@@ -173,7 +173,7 @@ class HandlerDeadline implements ScheduledEntry {
  * @hono/node-server) are not the runtime's own Request, which `new Request(request)` needs.
  */
 function requestWithBody(original: Request, body: ReadableStream<Uint8Array>): Request {
-  const init: RequestInit & { duplex: "half"; cf?: unknown } = {
+  const init: RequestInit & { duplex: "half" } = {
     method: original.method,
     headers: original.headers,
     body,
@@ -181,7 +181,7 @@ function requestWithBody(original: Request, body: ReadableStream<Uint8Array>): R
     signal: original.signal,
   };
   const cf = (original as { cf?: unknown }).cf;
-  if (cf !== undefined) init.cf = cf;
+  if (cf !== undefined) (init as { cf?: unknown }).cf = cf;
   return new Request(original.url, init);
 }
 

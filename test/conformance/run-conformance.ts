@@ -12,7 +12,7 @@ import { SCENARIOS } from "./scenarios.ts";
 const argv = process.argv.slice(2);
 const writeIndex = argv.indexOf("--write");
 const writeFile = writeIndex >= 0 ? argv[writeIndex + 1] : undefined;
-const named = argv.filter((a, i) => !a.startsWith("-") && i !== writeIndex + 1) as RuntimeRow[];
+const named = argv.filter((a, i) => !a.startsWith("-") && (writeIndex < 0 || i !== writeIndex + 1)) as RuntimeRow[];
 const rows = named.length ? named : ALL_ROWS;
 for (const row of rows) if (!ALL_ROWS.includes(row)) throw new TypeError(`unknown row "${row}" (expected ${ALL_ROWS.join(", ")})`);
 
