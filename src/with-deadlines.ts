@@ -393,7 +393,10 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   }
 
   trackerSettled(tracker: DeadlineTracker): void {
-    if (tracker === this.responseTracker && this.bodyAttached) this.finishRequest();
+    if (tracker !== this.responseTracker || !this.bodyAttached) return;
+    // The runtime cancels a response body only when the client went away: say so on the signal.
+    if (tracker.state === "cancelled" && !this.aborted) this.abortAll(new DOMException("The client went away", "AbortError"));
+    this.finishRequest();
   }
 
   handlerDeadlinePassed(now: number, limit: number): void {

@@ -466,3 +466,21 @@ describe("withDeadlines: nothing outlives a request", () => {
     expect(ours(request.signal)).toHaveLength(0);
   });
 });
+
+describe("withDeadlines: a runtime that cancels the response body", () => {
+  it("aborts deadlines(request).signal: the client went away, even where request.signal says nothing", async () => {
+    const { clock, events, onTimeout } = setup();
+    const producer = trackedProducer(clock, drip(1000, 10, 100));
+    let signal!: AbortSignal;
+    const wrapped = withDeadlines((r: Request) => {
+      signal = deadlines(r).signal;
+      return new Response(producer.stream);
+    }, { clock, onTimeout });
+    const response = (await wrapped(new Request("http://localhost/events"))) as Response;
+    await response.body!.cancel("runtime: socket closed");
+    expect(producer.cancelReason).toBe("runtime: socket closed");
+    expect(signal.aborted).toBe(true);
+    expect((signal.reason as DOMException).name).toBe("AbortError");
+    expect(events).toHaveLength(0);
+  });
+});

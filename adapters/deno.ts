@@ -1,0 +1,309 @@
+/**
+ * stream-deadlines on Deno (`Deno.serve`):
+ *
+ *   Deno.serve(withDenoDeadlines(handler, options));
+ *
+ * Deno itself does what the library needs from a runtime: it reads request bodies on demand, pulls
+ * response bodies with backpressure, closes the connection without a chunked terminator when a
+ * response stream errors after the headers, and cancels the response stream when the client goes
+ * away. What this adapter adds (measurements in docs/runtime-deno.md):
+ * - `request.signal` means "the client went away", as on other runtimes. Deno's own signal, in its
+ *   default ("legacy") mode, also aborts after every successful response; with
+ *   `--unstable-no-legacy-abort` it stays quiet after success but also misses a client that leaves
+ *   while the response body streams (after a reset, or while backpressured). In both modes it
+ *   stays quiet while the handler reads an upload that breaks off (the read fails instead). The
+ *   handler and withDeadlines see a signal that aborts on Deno's signal or a broken upload only
+ *   until the Response is handed to Deno, and after that only when Deno cancels the response body
+ *   (which it does for every disconnect, in both modes, and never after success).
+ * - The policy gets the client address from `info.remoteAddr`.
+ *
+ * Deno bounds nothing on its own, not even the time to send request headers (slowloris): a body
+ * limit cannot help there, so put a proxy with a header timeout in front of a public Deno server.
+ *
+ * Only structural types here: published sources must not depend on @types/deno (the project's own
+ * checks type this file against it: tsconfig.check-deno.json).
+ */
+import { type TimeoutEvent, UNGUARDED_DECLARED_LENGTH, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
+import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
+
+export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
+
+/** The parts of Deno's `ServeHandlerInfo` this adapter uses (structural: the real one fits). */
+export interface DenoServeInfoLike {
+  /** `Deno.NetAddr` (tcp), `Deno.UnixAddr` or `Deno.VsockAddr`. */
+  remoteAddr: { hostname: string } | { path: string } | { cid: number };
+  /** Settles when Deno is done with the exchange (passed through untouched). */
+  completed?: Promise<void>;
+}
+
+/** A `Deno.serve` handler: `(request, info)`. */
+export type DenoFetchHandler<Info extends DenoServeInfoLike = DenoServeInfoLike> = (request: Request, info: Info) => Response | Promise<Response>;
+
+/** The peer's IP address for TCP; none for Unix and VSOCK sockets. */
+function clientAddress(info: DenoServeInfoLike | undefined): string | undefined {
+  const addr = info?.remoteAddr;
+  return addr !== undefined && "hostname" in addr ? addr.hostname : undefined;
+}
+
+/** Deno's own `signal` getter (on Request.prototype), read past the per-request override. */
+function runtimeSignalOf(request: Request): AbortSignal | undefined {
+  return Reflect.get(Object.getPrototypeOf(request) as object, "signal", request) as AbortSignal | undefined;
+}
+
+/** The handler runs: Deno's signal can only abort because the client went away. */
+const HANDLER = 0;
+/** The Response went to Deno: Deno's signal may abort after a success; only a cancel of the body counts. */
+const BODY = 1;
+/** The body was read to its end, or cancelled: nothing more to report. */
+const DONE = 2;
+type Phase = typeof HANDLER | typeof BODY | typeof DONE;
+
+/**
+ * One exchange's client signal. Lazy: Deno's signal is touched (and its AbortController made) only
+ * when somebody asks for `request.signal`, which withDeadlines does for bodies it guards.
+ */
+class ClientSignal {
+  private phase: Phase = HANDLER;
+  private controller: AbortController | undefined;
+  private runtimeSignal: AbortSignal | undefined;
+  private listening = false;
+
+  constructor(private readonly request: Request) {}
+
+  get signal(): AbortSignal {
+    if (this.controller !== undefined) return this.controller.signal;
+    this.controller = new AbortController();
+    if (this.phase === HANDLER) {
+      const runtime = (this.runtimeSignal = runtimeSignalOf(this.request));
+      if (runtime?.aborted) this.controller.abort(runtime.reason);
+      else if (runtime != null) {
+        runtime.addEventListener("abort", this, { once: true });
+        this.listening = true;
+      }
+    }
+    return this.controller.signal;
+  }
+
+  /** Whether anybody holds the signal (otherwise a disconnect has nobody to tell). */
+  get observed(): boolean {
+    return this.controller !== undefined && !this.controller.signal.aborted;
+  }
+
+  /** EventListener interface: Deno's signal aborted while the handler ran, so the client left. */
+  handleEvent(): void {
+    this.listening = false;
+    if (this.phase === HANDLER) this.controller?.abort(this.runtimeSignal?.reason);
+  }
+
+  /** The Response goes to Deno: from now on Deno's signal may abort for a success; stop listening. */
+  handedOver(): void {
+    this.phase = BODY;
+    if (this.listening) {
+      this.listening = false;
+      this.runtimeSignal?.removeEventListener("abort", this);
+    }
+    this.runtimeSignal = undefined;
+  }
+
+  /** Deno failed a read of the request body: the connection broke (or the body was malformed). */
+  uploadBroke(): void {
+    if (this.phase === HANDLER) this.controller?.abort(new DOMException("The client went away", "AbortError"));
+  }
+
+  /** Deno cancelled the response body: the client went away before it was all taken. */
+  clientLeft(): void {
+    if (this.phase !== BODY) return;
+    this.phase = DONE;
+    this.controller?.abort(new DOMException("The client went away", "AbortError"));
+  }
+
+  bodyDone(): void {
+    this.phase = DONE;
+  }
+}
+
+/**
+ * Passes the body through one chunk per pull (no buffer, so the outbound clock still sees Deno's
+ * backpressure) and turns Deno's cancel() into an abort of the client signal *before* the inner
+ * body is cancelled: withDeadlines stops listening once its guarded body has ended, so an abort
+ * after the cancel would reach nobody.
+ */
+class CancelWatcher implements UnderlyingDefaultSource<Uint8Array> {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    private readonly client: ClientSignal,
+  ) {
+    this.reader = body.getReader();
+  }
+
+  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await this.reader.read();
+    } catch (error) {
+      this.client.bodyDone();
+      controller.error(error); // a deadline fired: Deno then drops the connection, no terminator
+      return;
+    }
+    if (result.done) {
+      this.client.bodyDone();
+      controller.close();
+    } else controller.enqueue(result.value);
+  }
+
+  cancel(reason: unknown): Promise<void> {
+    this.client.clientLeft();
+    return this.reader.cancel(reason).catch(() => {}); // already errored by the abort: nothing to add
+  }
+}
+
+/**
+ * Passes the request body through one chunk per pull (no buffer: the inbound clock still runs only
+ * while the handler waits), and tells the client signal when Deno fails a read, before the error
+ * reaches the handler: Deno's own signal does not abort then.
+ */
+class UploadWatcher implements UnderlyingDefaultSource<Uint8Array> {
+  private reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+
+  constructor(
+    private readonly body: ReadableStream<Uint8Array>,
+    private readonly client: ClientSignal,
+  ) {}
+
+  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    this.reader ??= this.body.getReader();
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await this.reader.read();
+    } catch (error) {
+      this.client.uploadBroke();
+      controller.error(error); // the handler sees Deno's own error, as without the adapter
+      return;
+    }
+    if (result.done) controller.close();
+    else controller.enqueue(result.value);
+  }
+
+  cancel(reason: unknown): Promise<void> {
+    return this.reader !== undefined ? this.reader.cancel(reason) : this.body.cancel(reason);
+  }
+}
+
+/** Marks the responses withDeadlines sends for a deadline (the exchange is over for it: nothing to watch). */
+const TIMEOUT_RESPONSE = Symbol("stream-deadlines/deno: timeout response");
+
+function markTimeoutResponses<Args extends unknown[]>(options: AdapterOptions<Args>): AdapterOptions<Args> {
+  const make = options.timeoutResponse ?? defaultTimeoutResponse;
+  if (typeof make !== "function") return options; // withDeadlines refuses it with its own message
+  return {
+    ...options,
+    timeoutResponse: (event: TimeoutEvent) => {
+      const response = make(event);
+      if (typeof response === "object" && response !== null) (response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE] = true;
+      return response;
+    },
+  };
+}
+
+/** The body to watch: none for timeout responses and for what withDeadlines passes through untouched. */
+function bodyToWatch(request: Request, response: Response): ReadableStream<Uint8Array> | null {
+  const body = response.body;
+  if ((response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE]) return null;
+  if (body === null || body.locked || request.method === "HEAD" || response.status === 101 || response.status === 204 || response.status === 304) return null;
+  const declared = response.headers.get("content-length");
+  if (declared !== null && /^\d{1,6}$/.test(declared) && Number(declared) <= UNGUARDED_DECLARED_LENGTH) return null;
+  return body;
+}
+
+/**
+ * Wraps a `Deno.serve` handler so every request runs under deadlines. The returned handler has the
+ * same `(request, info)` signature; `info` is passed through untouched.
+ */
+export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfoLike>(
+  handler: DenoFetchHandler<Info>,
+  options: AdapterOptions<[Info]> = {},
+): (request: Request, info: Info) => Promise<Response> {
+  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
+  const guarded = withDeadlines(handler, policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)));
+
+  return async function handleOnDeno(request: Request, info: Info): Promise<Response> {
+    const client = new ClientSignal(request);
+    // An own property shadows Deno's getter for everything that reads request.signal from here on
+    // (withDeadlines, the handler, frameworks); Deno itself keeps its internal signal.
+    Object.defineProperty(request, "signal", { get: () => client.signal, configurable: true });
+    const upload = request.body;
+    if (upload !== null && !upload.locked && !request.bodyUsed) {
+      // Same for the body withDeadlines guards (the handler gets withDeadlines' copy of the request).
+      Object.defineProperty(request, "body", { value: new ReadableStream<Uint8Array>(new UploadWatcher(upload, client), { highWaterMark: 0 }), configurable: true });
+    }
+    let response: Response;
+    try {
+      response = await guarded(request, info);
+    } finally {
+      client.handedOver();
+    }
+    // Nobody to tell of a disconnect: Deno's cancel() of the body suffices to free the producer.
+    if (!client.observed || !(response instanceof Response)) return response;
+    const body = bodyToWatch(request, response);
+    if (body === null) {
+      client.bodyDone();
+      return response;
+    }
+    const watched = new ReadableStream<Uint8Array>(new CancelWatcher(body, client), { highWaterMark: 0 });
+    return new Response(watched, { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
+
+/** The parts of `Deno.serve`'s server this adapter uses. */
+export interface DenoHttpServerLike {
+  readonly finished: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+export interface DenoServeOptions<Info extends DenoServeInfoLike = DenoServeInfoLike> extends AdapterOptions<[Info]> {
+  /** Default 8787; 0 picks a free port. */
+  port?: number;
+  /** Default "127.0.0.1". */
+  hostname?: string;
+  /** Stops the server (as `Deno.serve`'s own `signal` option). */
+  signal?: AbortSignal;
+}
+
+export interface DenoServerHandle {
+  server: DenoHttpServerLike;
+  port: number;
+  url: string;
+  /** Stops accepting, lets running requests finish, and resolves when the server is closed. */
+  close(): Promise<void>;
+}
+
+interface DenoServeLike {
+  serve(
+    options: { port?: number; hostname?: string; signal?: AbortSignal; onListen?: (addr: { hostname: string; port: number }) => void },
+    handler: (request: Request, info: never) => Response | Promise<Response>,
+  ): DenoHttpServerLike;
+}
+
+/** Starts `Deno.serve` for `handler` under deadlines, without Deno's "Listening on" banner. */
+export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(handler: DenoFetchHandler<Info>, options: DenoServeOptions<Info> = {}): Promise<DenoServerHandle> {
+  const deno = (globalThis as { Deno?: DenoServeLike }).Deno;
+  if (typeof deno?.serve !== "function") throw new TypeError("stream-deadlines/deno: serve() needs the Deno runtime (Deno.serve)");
+  const { port = 8787, hostname = "127.0.0.1", signal, ...deadlineOptions } = options;
+  const guarded = withDenoDeadlines(handler, deadlineOptions);
+  let server!: DenoHttpServerLike;
+  const addr = await new Promise<{ hostname: string; port: number }>((resolve, reject) => {
+    try {
+      server = deno.serve({ port, hostname, signal, onListen: resolve }, guarded as (request: Request, info: never) => Promise<Response>);
+    } catch (error) {
+      reject(error); // e.g. the port is taken (Deno throws AddrInUse synchronously)
+    }
+  });
+  return {
+    server,
+    port: addr.port,
+    url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${addr.port}`,
+    close: () => server.shutdown(),
+  };
+}

@@ -1,0 +1,279 @@
+/**
+ * The Deno adapter over real sockets, with the real Deno (node_modules/.bin/deno), in both of
+ * Deno.serve's signal modes: the default ("legacy": request.signal also aborts after a successful
+ * response) and --unstable-no-legacy-abort (it does not, but also misses a client that leaves while
+ * the body streams). A successful exchange must never look like a disconnect; a client that leaves
+ * must have its producer cancelled and deadlines(request).signal aborted. Loopback only; short waits
+ * with generous margins.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connect, exchange, requestHead, sleep } from "./conformance/raw-http-client.ts";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const DENO = join(root, "node_modules/.bin/deno");
+
+/**
+ * The server under test. Each request carries an `id`; the server prints one JSON line per thing it
+ * saw. `/plain/...` is served by withDeadlines alone: Deno's own signal behaviour, for contrast.
+ */
+const FIXTURE = `
+import { withDenoDeadlines } from ${JSON.stringify(pathToFileURL(join(root, "adapters/deno.ts")).href)};
+import { deadlines, withDeadlines } from ${JSON.stringify(pathToFileURL(join(root, "src/index.ts")).href)};
+
+const note = (o: Record<string, unknown>) => console.log("@ " + JSON.stringify({ t: Date.now(), ...o }));
+const reasonOf = (r: unknown) => (r instanceof Error || r instanceof DOMException ? r.name : typeof r === "string" ? r : String(r));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function app(route: string) {
+  return async (request: Request, info: Deno.ServeHandlerInfo) => {
+    const url = new URL(request.url);
+    const id = url.searchParams.get("id");
+    const d = deadlines(request);
+    d.signal.addEventListener("abort", () => note({ id, route, event: "deadlines-signal", reason: reasonOf(d.signal.reason) }));
+    request.signal.addEventListener("abort", () => note({ id, route, event: "request-signal", reason: reasonOf(request.signal.reason) }));
+    info.completed?.then(() => note({ id, route, event: "completed" }));
+    const path = url.pathname.replace(/^\\/plain/, "");
+    if (path === "/upload") return Response.json({ bytes: (await request.arrayBuffer()).byteLength });
+    if (path === "/wait") {
+      await sleep(Number(url.searchParams.get("ms")));
+      return new Response("late");
+    }
+    const count = Number(url.searchParams.get("count") ?? 5);
+    const every = Number(url.searchParams.get("every") ?? 0);
+    const size = Number(url.searchParams.get("size") ?? 16);
+    let sent = 0;
+    return new Response(new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        if (sent === count) {
+          controller.close();
+          return note({ id, route, event: "producer-done" });
+        }
+        if (sent > 0 && every > 0) await sleep(every);
+        sent++;
+        controller.enqueue(new Uint8Array(size).fill(97));
+      },
+      cancel(reason) {
+        note({ id, route, event: "producer-cancelled", sent, reason: reasonOf(reason) });
+      },
+    }, { highWaterMark: 0 }));
+  };
+}
+
+const adapted = withDenoDeadlines(app("adapter"), {
+  onTimeout: false,
+  policy: (request, client) => {
+    note({ id: new URL(request.url).searchParams.get("id"), event: "policy", ...client });
+    return undefined;
+  },
+});
+const plain = withDeadlines(app("plain"), { onTimeout: false });
+Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log("listening " + port) }, (request, info) =>
+  new URL(request.url).pathname.startsWith("/plain/") ? plain(request, info) : adapted(request, info));
+`;
+
+interface Seen {
+  id: string;
+  route?: string;
+  event: string;
+  t: number;
+  [key: string]: unknown;
+}
+
+interface DenoServer {
+  port: number;
+  seen: Seen[];
+  stderr: string[];
+  /** The first observation of request `id` matching, within `timeoutMs`. */
+  waitFor(id: string, event: string, timeoutMs: number): Promise<Seen | undefined>;
+  events(id: string): string[];
+  stop(): void;
+}
+
+let fixtureDir: string;
+
+async function startDeno(flags: string[]): Promise<DenoServer> {
+  const child: ChildProcess = spawn(DENO, ["run", "--allow-net", "--allow-read", "--quiet", ...flags, join(fixtureDir, "server.ts")], {
+    cwd: fixtureDir,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  const seen: Seen[] = [];
+  const stderr: string[] = [];
+  let pending = "";
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`deno did not listen within 20 s: ${stderr.join("")}`)), 20_000);
+    child.once("exit", (code) => reject(new Error(`deno exited (${code}): ${stderr.join("")}`)));
+    child.stderr!.setEncoding("utf8").on("data", (data: string) => stderr.push(data));
+    child.stdout!.setEncoding("utf8").on("data", (data: string) => {
+      pending += data;
+      let newline: number;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (line.startsWith("@ ")) seen.push(JSON.parse(line.slice(2)) as Seen);
+        else if (line.startsWith("listening ")) {
+          clearTimeout(timer);
+          resolve(Number(line.slice(10)));
+        }
+      }
+    });
+  });
+  return {
+    port,
+    seen,
+    stderr,
+    async waitFor(id, event, timeoutMs) {
+      const until = performance.now() + timeoutMs;
+      for (;;) {
+        const found = seen.find((s) => s.id === id && s.event === event);
+        if (found || performance.now() > until) return found;
+        await sleep(10);
+      }
+    },
+    events: (id) => seen.filter((s) => s.id === id).map((s) => `${s.route ?? "-"}:${s.event}${s.reason ? `(${String(s.reason)})` : ""}`),
+    stop: () => void child.kill("SIGKILL"),
+  };
+}
+
+let nextId = 0;
+const newId = () => `r${++nextId}`;
+
+/** GET `path` (with an id), read the whole response, then wait until Deno settled the exchange. */
+async function completeGet(server: DenoServer, path: string) {
+  const id = newId();
+  const socket = await connect(server.port);
+  const res = await exchange(socket, requestHead("GET", `${path}${path.includes("?") ? "&" : "?"}id=${id}`, { Connection: "close" }), 5000).response;
+  socket.destroy();
+  await server.waitFor(id, "completed", 3000);
+  await sleep(300); // anything Deno does after success happens within a few ms
+  return { id, res };
+}
+
+/** Starts a streamed GET, lets `afterMs` pass, then leaves as `how`; returns when the client left. */
+async function leaveMidStream(server: DenoServer, path: string, how: "fin" | "reset", options: { paused?: boolean; afterMs?: number } = {}) {
+  const id = newId();
+  const socket = await connect(server.port);
+  socket.on("error", () => {});
+  const ex = exchange(socket, requestHead("GET", `${path}&id=${id}`), 10_000);
+  await ex.headers;
+  if (options.paused) socket.pause(); // stop reading: kernel buffers fill and Deno stops pulling
+  await sleep(options.afterMs ?? 200);
+  const leftAt = Date.now(); // the server's observations carry its Date.now(): same machine
+  if (how === "reset") socket.resetAndDestroy();
+  else socket.end(() => socket.destroy());
+  return { id, leftAt };
+}
+
+const MODES = [
+  { name: "default (legacy) signal mode", flags: [] as string[] },
+  { name: "--unstable-no-legacy-abort", flags: ["--unstable-no-legacy-abort"] },
+];
+
+beforeAll(() => {
+  fixtureDir = mkdtempSync(join(tmpdir(), "sd-deno-adapter-"));
+  writeFileSync(join(fixtureDir, "server.ts"), FIXTURE);
+});
+afterAll(() => rmSync(fixtureDir, { recursive: true, force: true }));
+
+describe.skipIf(!existsSync(DENO)).each(MODES)("stream-deadlines/deno, $name", ({ flags }) => {
+  let server: DenoServer;
+  beforeAll(async () => {
+    server = await startDeno(flags);
+  }, 30_000);
+  afterAll(() => server?.stop());
+
+  it("a successful streamed response is never reported as a disconnect, and nothing is cancelled after it", async () => {
+    const { id, res } = await completeGet(server, "/stream?count=5&every=20");
+    expect([res.status, res.ending, res.body.length]).toEqual([200, "complete", 80]);
+    expect(server.events(id)).toEqual(["-:policy", "adapter:producer-done", "adapter:completed"]);
+  });
+
+  it("nor are an upload (the handler's request is a copy) and a bodyless small response", async () => {
+    const id = newId();
+    const socket = await connect(server.port);
+    const ex = exchange(socket, requestHead("POST", `/upload?id=${id}`, { "Content-Length": 3000, Connection: "close" }), 5000);
+    socket.write(Buffer.alloc(3000, 0x61));
+    const res = await ex.response;
+    socket.destroy();
+    await server.waitFor(id, "completed", 3000);
+    await sleep(300);
+    expect([res.status, res.body.toString()]).toEqual([200, '{"bytes":3000}']);
+    expect(server.events(id)).toEqual(["-:policy", "adapter:completed"]);
+  });
+
+  it("a client that leaves while the body streams gets its producer cancelled and deadlines(request).signal aborted", async () => {
+    const cases = [
+      await leaveMidStream(server, "/stream?count=100000&every=50", "fin"),
+      await leaveMidStream(server, "/stream?count=100000&every=50", "reset"),
+      // Backpressured: Deno cancels the body before (legacy) or instead of (no-legacy) aborting its signal.
+      await leaveMidStream(server, "/stream?count=100000&size=65536", "reset", { paused: true, afterMs: 300 }),
+    ];
+    for (const { id, leftAt } of cases) {
+      const cancelled = await server.waitFor(id, "producer-cancelled", 3000);
+      const aborted = await server.waitFor(id, "deadlines-signal", 3000);
+      const handlerSignal = await server.waitFor(id, "request-signal", 1000);
+      expect({ cancelled: cancelled?.reason, aborted: aborted?.reason, handlerSignal: handlerSignal?.reason }, server.events(id).join(" ")).toEqual({
+        cancelled: "AbortError",
+        aborted: "AbortError",
+        handlerSignal: "AbortError",
+      });
+      expect(cancelled!.t - leftAt).toBeLessThan(1000);
+      expect(aborted!.t - leftAt).toBeLessThan(1000);
+    }
+  });
+
+  it("a client that leaves before the handler returned aborts the signals at once", async () => {
+    const id = newId();
+    const socket = await connect(server.port);
+    socket.on("error", () => {});
+    exchange(socket, requestHead("GET", `/wait?ms=1500&id=${id}`), 5000);
+    await sleep(200);
+    const leftAt = Date.now();
+    socket.destroy();
+    const aborted = await server.waitFor(id, "deadlines-signal", 3000);
+    expect(aborted?.reason).toBe("AbortError");
+    expect(aborted!.t - leftAt).toBeLessThan(1000);
+    expect(await server.waitFor(id, "request-signal", 1000)).toBeDefined();
+  });
+
+  it("so does a client that leaves in the middle of its upload", async () => {
+    const id = newId();
+    const socket = await connect(server.port);
+    socket.on("error", () => {});
+    exchange(socket, requestHead("POST", `/upload?id=${id}`, { "Content-Length": 100_000 }), 5000);
+    socket.write(Buffer.alloc(1000, 0x61));
+    await sleep(200);
+    const leftAt = Date.now();
+    socket.destroy();
+    const aborted = await server.waitFor(id, "deadlines-signal", 3000);
+    expect(aborted?.reason).toBe("AbortError");
+    expect(aborted!.t - leftAt).toBeLessThan(1000);
+    expect(await server.waitFor(id, "request-signal", 1000)).toBeDefined();
+  });
+
+  it("gives the policy the client address", async () => {
+    const { id } = await completeGet(server, "/stream?count=1");
+    const policy = server.seen.find((s) => s.id === id && s.event === "policy");
+    expect(policy).toMatchObject({ address: "127.0.0.1", runtime: "deno" });
+  });
+});
+
+describe.skipIf(!existsSync(DENO))("Deno.serve without the adapter (why the adapter exists)", () => {
+  let server: DenoServer;
+  beforeAll(async () => {
+    server = await startDeno([]);
+  }, 30_000);
+  afterAll(() => server?.stop());
+
+  it("in the default mode, the handler's request.signal aborts after a successful response", async () => {
+    const { id, res } = await completeGet(server, "/plain/stream?count=5&every=20");
+    expect(res.ending).toBe("complete");
+    expect(server.events(id)).toContain("plain:request-signal(AbortError)");
+    expect(server.events(id)).not.toContain("plain:producer-cancelled");
+  });
+});
