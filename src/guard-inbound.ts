@@ -10,6 +10,9 @@
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
 import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
+/** A read result as every runtime types it (@types/bun narrows the done case differently). */
+type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
+
 export function guardInboundStream(source: ReadableStream<Uint8Array>, options?: GuardOptions): GuardedStream {
   return createGuardedStream("guardInboundStream", "inbound", source, options, attachInboundGuard);
 }
@@ -52,7 +55,7 @@ class InboundGuard implements GuardedSource {
     this.reader.cancel(reason).catch(ignore);
   }
 
-  private readonly onRead = (result: ReadableStreamReadResult<Uint8Array>): Promise<void> | undefined => {
+  private readonly onRead = (result: ReadResult): Promise<void> | undefined => {
     const tracker = this.tracker;
     if (tracker.ended) return undefined; // failed while the read was pending: the stream already errored
     if (result.done) {

@@ -10,6 +10,9 @@
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
 import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
+/** A read result as every runtime types it (@types/bun narrows the done case differently). */
+type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
+
 /** Largest piece handed to the consumer at once; bigger chunks are split into views. */
 export const OUTBOUND_SLICE_BYTES = 64 * 1024;
 
@@ -98,7 +101,7 @@ class OutboundGuard implements GuardedSource {
     this.reader.read().then(this.onRead, this.onReadError);
   }
 
-  private readonly onRead = (result: ReadableStreamReadResult<Uint8Array>): void => {
+  private readonly onRead = (result: ReadResult): void => {
     this.reading = false;
     const tracker = this.tracker;
     if (tracker.ended) return;

@@ -1,0 +1,215 @@
+/**
+ * stream-deadlines on Bun (`Bun.serve`):
+ *
+ *   Bun.serve({ idleTimeout: 10, fetch: withBunDeadlines(handler, { idleTimeout: 10, ...options }) });
+ *
+ * Bun reads request bodies on demand, pulls response bodies with backpressure, resets the
+ * connection when a response stream errors after the headers, and cancels the response stream
+ * when the client goes away: what the library needs. What gets in the way is Bun's `idleTimeout`
+ * (default 10 s, measured in docs/runtime-bun.md): upload bytes do not reset it, so it kills a
+ * progressing slow upload, and it kills a response that is quiet for longer (SSE). No finite value
+ * can spare both, so this adapter turns it off for each request while the library's limits govern
+ * (`server.timeout(request, 0)`) and turns it back on (to `idleTimeout`) before the exchange ends.
+ * Bun keeps a per-request 0 on the connection after the response, which would leave keep-alive
+ * connections, and the header phase of their next request, unbounded; a `server.timeout` call made
+ * after the response has gone out does nothing, hence "before": when the handler returns, or, for
+ * a body the library guards, just before that body closes.
+ *
+ * What Bun's timer still does: it bounds the request headers (the first request's by a fixed ~10 s
+ * of Bun's own, later ones on a keep-alive connection by `idleTimeout`; header bytes reset neither),
+ * idle keep-alive connections, and the tail of a response still buffered in Bun after its body
+ * ended. What it no longer does: bound a handler that never answers (set the `handler` limit).
+ *
+ * The policy gets the client address (`server.requestIP`). The handler gets Bun's server; for a
+ * request with a body, the handler's Request is the library's copy (its body is the guarded
+ * stream), so `requestIP`, `timeout` and `upgrade` of the server it gets accept that copy too.
+ * `server.upgrade()` (the handler returns `undefined`) passes through untouched.
+ *
+ * Only structural types here: published sources must not depend on @types/bun (the project's own
+ * checks type this file against it: tsconfig.check-bun.json).
+ */
+import { withDeadlines } from "../src/index.ts";
+import { type AdapterOptions, type AdapterPolicy, policyWithClient } from "./adapter-options.ts";
+
+export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
+
+/** The parts of Bun's `Server` this adapter uses (structural: the real one fits). */
+export interface BunServerLike {
+  /** Sets the idle timeout of the request's connection, in seconds; 0 turns it off. */
+  timeout(request: Request, seconds: number): void;
+  /** The peer's address; null for a Unix socket or a closed request. */
+  requestIP(request: Request): { address: string } | null;
+}
+
+/** What a `Bun.serve` fetch handler returns: a Response, or nothing after `server.upgrade()`. */
+export type BunFetchResult = Response | undefined | void;
+
+export type BunFetchHandler<Server extends BunServerLike = BunServerLike, Result extends BunFetchResult = BunFetchResult> = (
+  request: Request,
+  server: Server,
+) => Result | Promise<Result>;
+
+export interface BunAdapterOptions<Server extends BunServerLike = BunServerLike> extends AdapterOptions<[Server]> {
+  /**
+   * The `idleTimeout` given to `Bun.serve`, in seconds (Bun's default: 10): restored on the
+   * connection when an exchange ends, so keep-alive connections stay bounded. 0 means none.
+   */
+  idleTimeout?: number;
+}
+
+/** Bun's own default `idleTimeout`, in seconds. */
+export const BUN_DEFAULT_IDLE_TIMEOUT = 10;
+/** The largest `idleTimeout` Bun.serve accepts, in seconds. */
+const BUN_MAX_IDLE_TIMEOUT = 255;
+
+/** One exchange, passed to withDeadlines as an extra argument (the user's handler never sees it). */
+interface Exchange {
+  /** The Request Bun passed in: the one `server.timeout` and `server.requestIP` know. */
+  readonly original: Request;
+  /** What the user's handler returned, once it did. */
+  result: unknown;
+}
+
+function checkIdleTimeout(value: unknown): number {
+  if (value === undefined) return BUN_DEFAULT_IDLE_TIMEOUT;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > BUN_MAX_IDLE_TIMEOUT) {
+    throw new RangeError(`stream-deadlines/bun: idleTimeout must be a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve), got ${String(value)}`);
+  }
+  return value;
+}
+
+/** The server as the handler sees it: the request-keyed methods also accept the library's copy of the Request. */
+function serverFor<Server extends BunServerLike>(server: Server, handlerRequest: Request, original: Request): Server {
+  const map = (request: unknown) => (request === handlerRequest ? original : request);
+  return new Proxy(server, {
+    get(target, key) {
+      const value: unknown = Reflect.get(target, key, target);
+      if (typeof value !== "function") return value;
+      // Bun's methods check their receiver: call them on the real server.
+      if (key === "requestIP" || key === "timeout" || key === "upgrade") {
+        return (request: unknown, ...rest: unknown[]) => (value as (...args: unknown[]) => unknown).call(target, map(request), ...rest);
+      }
+      return (value as (...args: unknown[]) => unknown).bind(target);
+    },
+  });
+}
+
+/**
+ * A response body that turns Bun's idle timer back on just before it ends (a call after the last
+ * byte went out would do nothing). Pull-based with no buffer, so the guard underneath still sees
+ * each chunk taken exactly when Bun takes it.
+ */
+function restoringBody(body: ReadableStream<Uint8Array>, restore: () => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await reader.read(); // a timeout error rejects here: Bun closes the connection
+        if (done) {
+          restore();
+          controller.close();
+        } else controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * A `fetch(request, server)` for `Bun.serve` that runs `handler` under deadlines, with Bun's idle
+ * timer off while the library's limits govern the exchange.
+ */
+export function withBunDeadlines<Server extends BunServerLike, Result extends BunFetchResult>(
+  handler: BunFetchHandler<Server, Result>,
+  options: BunAdapterOptions<Server> = {},
+): (request: Request, server: Server) => Promise<Result | Response> {
+  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/bun: handler must be a function, got ${typeof handler}`);
+  if (typeof options !== "object" || options === null) throw new TypeError("stream-deadlines/bun: options must be an object");
+  const { idleTimeout: idleOption, policy, ...deadlineOptions } = options;
+  const idleTimeout = checkIdleTimeout(idleOption);
+  // The user's policy sees (request, client, server), not the adapter's exchange.
+  const adapterPolicy: AdapterPolicy<[Server, Exchange]> | undefined =
+    typeof policy === "function" ? (request, client, server) => policy(request, client, server) : policy;
+  const underDeadlines = withDeadlines(
+    (request: Request, server: Server, exchange: Exchange): Result | Promise<Result> => {
+      const serverSeen = server === undefined || request === exchange.original ? server : serverFor(server, request, exchange.original);
+      const result = handler(request, serverSeen);
+      if (result instanceof Promise) return result.then((value) => (exchange.result = value));
+      exchange.result = result;
+      return result;
+    },
+    policyWithClient<[Server, Exchange]>({ ...deadlineOptions, policy: adapterPolicy }, "bun", (request, server) => server?.requestIP(request)?.address),
+  );
+
+  return async function fetchWithDeadlines(request: Request, server: Server): Promise<Result | Response> {
+    // Bun's timer ignores upload bytes and kills quiet responses: the library's limits take over.
+    // (Without a server, as when a test calls the handler directly, there is no timer to manage.)
+    server?.timeout(request, 0);
+    const restore = () => server?.timeout(request, idleTimeout);
+    const exchange: Exchange = { original: request, result: undefined };
+    let response: Result | Response;
+    try {
+      response = await underDeadlines(request, server, exchange);
+    } catch (error) {
+      restore();
+      throw error;
+    }
+    // After server.upgrade() the connection is a WebSocket with its own idleTimeout: leave it be.
+    if (response === undefined || response === null) return response;
+    // withDeadlines answers with a new Response when it guards the handler's body: the library
+    // bounds that body until its end. Anything else (no body, passed through) is Bun's again now.
+    const guarded = response !== exchange.result && exchange.result != null ? (response as Response) : undefined;
+    const body = guarded?.body ?? null;
+    if (guarded === undefined || body === null || server === undefined) {
+      restore();
+      return response;
+    }
+    return new Response(restoringBody(body, restore), { status: guarded.status, statusText: guarded.statusText, headers: guarded.headers });
+  };
+}
+
+export interface BunServeOptions<Server extends BunServerLike = BunServerLike> extends BunAdapterOptions<Server> {
+  /** Default 8787; 0 picks a free port. */
+  port?: number;
+  /** Default "127.0.0.1". */
+  hostname?: string;
+  /** Further `Bun.serve` options (tls, websocket, maxRequestBodySize, …), passed as they are. */
+  bunOptions?: Record<string, unknown>;
+}
+
+export interface BunServerHandle<Server extends BunServerLike = BunServerLike> {
+  server: Server;
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** The parts of the `Bun` global `serve` uses. */
+interface BunGlobalLike {
+  serve(options: Record<string, unknown>): BunServerLike & { port?: number; stop(closeActiveConnections?: boolean): Promise<void> | void };
+}
+
+/** Starts `Bun.serve` for `handler` under deadlines, with the same `idleTimeout` given to Bun and to the adapter. */
+export async function serve<Server extends BunServerLike = BunServerLike>(
+  handler: BunFetchHandler<Server>,
+  options: BunServeOptions<Server> = {},
+): Promise<BunServerHandle<Server>> {
+  const bun = (globalThis as unknown as { Bun?: BunGlobalLike }).Bun;
+  if (bun === undefined) throw new TypeError("stream-deadlines/bun: serve() runs on Bun only; elsewhere use your runtime's adapter");
+  const { port = 8787, hostname = "127.0.0.1", bunOptions = {}, ...adapterOptions } = options;
+  const idleTimeout = checkIdleTimeout(adapterOptions.idleTimeout);
+  const fetch = withBunDeadlines(handler, { ...adapterOptions, idleTimeout });
+  const server = bun.serve({ ...bunOptions, port, hostname, idleTimeout, fetch });
+  const actualPort = server.port ?? port;
+  return {
+    server: server as unknown as Server,
+    port: actualPort,
+    url: `${"tls" in bunOptions ? "https" : "http"}://${hostname.includes(":") ? `[${hostname}]` : hostname}:${actualPort}`,
+    close: async () => {
+      await server.stop(true);
+    },
+  };
+}

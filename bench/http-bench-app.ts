@@ -1,0 +1,42 @@
+/**
+ * The handler every HTTP bench server runs, bare or guarded, on every runtime (WHATWG only).
+ *   GET  /small            a tiny response ("hello world\n"), no declared length (as handlers write it)
+ *   GET  /download?bytes=N N bytes in 64 KiB chunks (one preallocated chunk reused: the bench
+ *                          measures transport and deadlines, not byte generation)
+ *   POST /upload           reads the whole body and answers {"bytes":N}
+ */
+const CHUNK = new Uint8Array(64 * 1024).fill(0x61);
+
+export async function benchHandler(request: Request): Promise<Response> {
+  const url = new URL(request.url);
+  if (url.pathname === "/small") return new Response("hello world\n", { headers: { "content-type": "text/plain" } });
+  if (url.pathname === "/download") {
+    const total = Number(url.searchParams.get("bytes") ?? 1024 * 1024);
+    let sent = 0;
+    return new Response(
+      new ReadableStream<Uint8Array>(
+        {
+          pull(controller) {
+            if (sent >= total) return controller.close();
+            const size = Math.min(CHUNK.length, total - sent);
+            sent += size;
+            controller.enqueue(size === CHUNK.length ? CHUNK : CHUNK.subarray(0, size));
+          },
+        },
+        { highWaterMark: 0 },
+      ),
+      { headers: { "content-type": "application/octet-stream" } },
+    );
+  }
+  if (url.pathname === "/upload" && request.method === "POST") {
+    let bytes = 0;
+    const reader = request.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      bytes += value.byteLength;
+    }
+    return Response.json({ bytes });
+  }
+  return new Response("not found\n", { status: 404 });
+}
