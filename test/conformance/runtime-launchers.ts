@@ -50,12 +50,12 @@ function commandFor(row: RuntimeRow, configFile: string): [string, string[]] {
   }
 }
 
-export async function launch(row: RuntimeRow, config: DemoConfig, startTimeoutMs = 60_000): Promise<RunningServer> {
+export async function launch(row: RuntimeRow, config: DemoConfig, startTimeoutMs = 60_000, extraEnv: Record<string, string> = {}): Promise<RunningServer> {
   const dir = mkdtempSync(join(tmpdir(), "sd-conformance-"));
   const configFile = join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify(config));
   const [command, args] = commandFor(row, configFile);
-  const child: ChildProcess = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+  const child: ChildProcess = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", ...extraEnv } });
   const observations: Observation[] = [];
   const log: string[] = [];
   const waiters = new Set<() => void>();
