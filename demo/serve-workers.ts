@@ -14,15 +14,13 @@ import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { demoConfigFrom } from "./demo-app.ts";
 import { parseDemoArgs, TRY_THESE } from "./demo-cli.ts";
+import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "./serve-workers-config.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const args = parseDemoArgs(process.argv.slice(2));
 const fileConfig = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args.configFile, "utf8")) : undefined);
 const config = { ...fileConfig, observe: fileConfig.observe || args.observe };
 
-/** Newest date this workerd (1.20260426) accepts; the flags are what the adapter relies on. */
-export const WORKERS_COMPATIBILITY_DATE = "2026-04-20";
-export const WORKERS_COMPATIBILITY_FLAGS = ["enable_request_signal"];
 // DEMO_WORKERS_FLAGS="" (comma-separated) replaces the flags: to see what workerd does without them.
 const flags = process.env.DEMO_WORKERS_FLAGS === undefined ? WORKERS_COMPATIBILITY_FLAGS : process.env.DEMO_WORKERS_FLAGS.split(",").filter(Boolean);
 

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# `npm run bench:http`: builds the benches with tsc, runs the HTTP bench on every runtime (bare and
+# guarded side by side), the Workers proxy CPU bench, and draws docs/performance.svg from the output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx tsc -p tsconfig.bench.json
+echo '{"type":"module"}' > .bench-out/package.json
+node .bench-out/bench/run-http.js "$@"
+node .bench-out/bench/render-performance.js
+npx tsx bench/run-workers-proxy.ts
