@@ -64,6 +64,35 @@ export const systemClock: Clock = {
 };
 
 /**
+ * workerd cancels a request's timers when that request ends, so one timer shared by all requests
+ * (armed by whichever came first) silently dies with it. There, deadlines made without an explicit
+ * clock get a clock of their own, and withDeadlines gives each request its own.
+ */
+export const TIMERS_BELONG_TO_REQUESTS: boolean =
+  (globalThis as { navigator?: { userAgent?: string } }).navigator?.userAgent === "Cloudflare-Workers";
+
+/** The clock for deadlines made without one: the shared system clock, or (workerd) one of their own. */
+export function defaultClock(): Clock {
+  return TIMERS_BELONG_TO_REQUESTS ? isolatedClock(systemClock) : systemClock;
+}
+
+/**
+ * A clock with the same time and timers as `base` but its own identity, so it gets its own
+ * scheduler (one native timer) and its own per-turn readings. For runtimes whose timers belong to
+ * the request that set them (workerd): give each request its own clock.
+ */
+export function isolatedClock(base: Clock = systemClock): Clock {
+  const clock: Clock = {
+    now: () => base.now(),
+    wallNow: () => base.wallNow(),
+    setTimer: (callback, ms) => base.setTimer(callback, ms),
+    clearTimer: (handle) => base.clearTimer(handle),
+  };
+  if (base.afterTurn !== undefined) clock.afterTurn = (callback) => base.afterTurn!(callback);
+  return clock;
+}
+
+/**
  * Like `systemClock`, but looks `performance.now` and `setTimeout` up on every call, so that
  * vitest/sinon fake timers installed after import drive it. Slower per reading; for tests.
  */

@@ -10,7 +10,7 @@
  *   fast start banks at most `grace` worth of credit.
  */
 
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, defaultClock } from "./clock.ts";
 import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { liveCounts } from "./debug-counters.ts";
 import type { EventLoopTurns, Turn } from "./event-loop-turns.ts";
@@ -126,7 +126,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const patch = options.parsedLimits ?? parseLimits(options.limits, `${options.subject} limits`);
     this.direction = options.direction;
     this.subject = options.subject;
-    this.clock = options.clock ?? systemClock;
+    this.clock = options.clock ?? defaultClock();
     this.scheduler = schedulerFor(this.clock);
     this.turns = this.scheduler.turns;
     this.userOnTimeout = options.onTimeout;

@@ -2,7 +2,7 @@ export { TimeoutError, isTimeoutError, TIMEOUT_ERROR_CODES } from "./timeout-err
 export type { TimeoutErrorDetails, TimeoutErrorCode, DeadlineDirection, DeadlineLimitName } from "./timeout-error.ts";
 export { DEFAULT_GRACE_MS } from "./limits.ts";
 export type { DeadlineLimits, ResolvedLimits } from "./limits.ts";
-export { systemClock, globalTimersClock, createVirtualClock, MAX_TIMER_DELAY } from "./clock.ts";
+export { systemClock, globalTimersClock, createVirtualClock, isolatedClock, MAX_TIMER_DELAY } from "./clock.ts";
 export type { Clock, VirtualClock } from "./clock.ts";
 export type { DeadlineController, DeadlineStats, GuardState } from "./deadline-tracker.ts";
 export type { GuardOptions, GuardedStream } from "./guard-common.ts";

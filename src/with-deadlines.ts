@@ -3,7 +3,7 @@
  * deadlines, and `deadlines(request)` gives the handler the live controls from anywhere that holds
  * the Request (so frameworks need no new parameter).
  */
-import { type Clock, systemClock } from "./clock.ts";
+import { type Clock, isolatedClock, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
 import { attachInboundGuard } from "./guard-inbound.ts";
@@ -54,6 +54,12 @@ export interface WithDeadlinesOptions<Args extends unknown[] = unknown[]> {
   timeoutResponse?: (event: TimeoutEvent) => Response;
   /** Time source; default: the system clock. */
   clock?: Clock;
+  /**
+   * `"shared"`: one native timer for every request (the cheapest). `"request"`: one per request, for
+   * runtimes whose timers belong to the request that set them (workerd cancels them when it ends).
+   * Default: `"request"` on Cloudflare Workers (`navigator.userAgent`), `"shared"` elsewhere.
+   */
+  timerScope?: "shared" | "request";
 }
 
 /** The live controls of one request. */
@@ -73,7 +79,7 @@ export interface RequestDeadlines {
 export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 
-const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock"]);
+const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope"]);
 const POLICY_KEYS = new Set(["request", "response", "handler"]);
 /**
  * Where a Request keeps its controls: a symbol-keyed property rather than a WeakMap, because
@@ -191,6 +197,8 @@ const ANSWERED_EARLY: unique symbol = Symbol("answered early");
 /** Everything the wrapper keeps for one request. Built lazily: most requests need little of it. */
 class RequestState implements RequestDeadlines, TrackerOwner {
   readonly startedAt: number;
+  /** The clock of this request's deadlines (its own when timers are per request). */
+  private readonly clock: Clock;
   readonly requestTracker: DeadlineTracker | undefined;
   readonly handlerRequest: Request;
   handlerError: TimeoutError | undefined;
@@ -214,7 +222,8 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     private readonly config: ResolvedConfig,
     private readonly policy: ResolvedPolicy,
   ) {
-    const clock = config.clock;
+    // Where timers belong to the request that made them (workerd), each request needs its own.
+    const clock = (this.clock = config.timerScope === "request" ? isolatedClock(config.clock) : config.clock);
     this.startedAt = clock.now();
     const body = original.body;
     if (body !== null && !original.bodyUsed && !body.locked) {
@@ -249,7 +258,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   setHandlerTimeout(ms: number | null): void {
     const value = checkHandlerMs("setHandlerTimeout", ms);
     if (this.handlerDone || this.answered) return;
-    this.handlerDeadline ??= new HandlerDeadline(this, this.config.clock);
+    this.handlerDeadline ??= new HandlerDeadline(this, this.clock);
     this.handlerDeadline.set(value, this.startedAt);
   }
 
@@ -258,7 +267,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
       direction: "outbound",
       subject: "response body",
       parsedLimits: this.policy.response,
-      clock: this.config.clock,
+      clock: this.clock,
       owner: this,
       startedAt: this.startedAt,
     }));
@@ -457,6 +466,12 @@ interface ResolvedConfig {
   onTimeout: ((event: TimeoutEvent) => void) | false;
   timeoutResponse: (event: TimeoutEvent) => Response;
   clock: Clock;
+  timerScope: "shared" | "request";
+}
+
+/** Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere. */
+function defaultTimerScope(): "shared" | "request" {
+  return TIMERS_BELONG_TO_REQUESTS ? "request" : "shared";
 }
 
 function pathOf(url: string): string {
@@ -574,7 +589,8 @@ export function withDeadlines<Args extends unknown[], Result>(
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) throw new TypeError(`withDeadlines: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
   }
-  const { policy, onTimeout = defaultTimeoutReporter, timeoutResponse = defaultTimeoutResponse, clock = systemClock } = options;
+  const { policy, onTimeout = defaultTimeoutReporter, timeoutResponse = defaultTimeoutResponse, clock = systemClock, timerScope = defaultTimerScope() } = options;
+  if (timerScope !== "shared" && timerScope !== "request") throw new TypeError(`withDeadlines: timerScope must be "shared" or "request", got ${String(timerScope)}`);
   if (policy !== undefined && typeof policy !== "function") throw new TypeError("withDeadlines: policy must be a function");
   if (onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("withDeadlines: onTimeout must be a function or false");
   if (typeof timeoutResponse !== "function") throw new TypeError("withDeadlines: timeoutResponse must be a function");
@@ -584,7 +600,7 @@ export function withDeadlines<Args extends unknown[], Result>(
     mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
     checkHandlerMs("withDeadlines", options.handler),
   );
-  const config: ResolvedConfig = { onTimeout, timeoutResponse, clock };
+  const config: ResolvedConfig = { onTimeout, timeoutResponse, clock, timerScope };
 
   return async function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));

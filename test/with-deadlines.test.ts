@@ -484,3 +484,19 @@ describe("withDeadlines: a runtime that cancels the response body", () => {
     expect(events).toHaveLength(0);
   });
 });
+
+describe("withDeadlines: timerScope", () => {
+  it('"request" gives each request its own scheduler (workerd cancels a request\'s timers when it ends)', async () => {
+    const { clock, onTimeout } = setup();
+    const wrapped = withDeadlines(async (r: Request) => new Response(await r.text()), { clock, onTimeout, timerScope: "request", request: { idle: 1000 } });
+    const upload = scriptedUpload(clock, [{ at: 50_000, bytes: 1 }]);
+    const pending = wrapped(upload.request);
+    await clock.advance(10);
+    // The deadline is armed, but not in the shared scheduler of the clock: in the request's own.
+    expect(deadlineDebugCounters(clock).scheduledDeadlines).toBe(0);
+    expect(clock.pendingTimers).toBeGreaterThan(0);
+    await clock.advance(1000);
+    expect(((await pending) as Response).status).toBe(408);
+    expect(() => withDeadlines(() => new Response(), { timerScope: "global" as never })).toThrow(/timerScope must be "shared" or "request"/);
+  });
+});

@@ -155,6 +155,39 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    id: "overlapping-uploads",
+    title: "20 overlapping stalled uploads, with fast ones finishing among them, are each cut on time",
+    async run(server) {
+      // Requests that start and end while others stall: catches timers (or turn callbacks) that die
+      // with the request that set them, as workerd's do when a request ends.
+      const idle = CONFORMANCE_CONFIG.request.idle as number;
+      const stalled: Promise<{ status: number; after: number }>[] = [];
+      const fast: Promise<number>[] = [];
+      for (let i = 0; i < 20; i++) {
+        const socket = await connect(server.port);
+        const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": 100_000 }));
+        socket.write(Buffer.alloc(16, 0x73));
+        const lastByteAt = performance.now();
+        stalled.push(ex.response.then((res) => (socket.destroy(), { status: res.status, after: res.statusAt - lastByteAt })));
+        if (i % 4 === 0) {
+          const other = await connect(server.port);
+          const otherEx = exchange(other, requestHead("POST", "/upload", { "Content-Length": 64, Connection: "close" }));
+          other.write(Buffer.alloc(64, 0x66));
+          fast.push(otherEx.response.then((res) => (other.destroy(), res.status)));
+        }
+        await sleep(10);
+      }
+      const results = await Promise.all(stalled);
+      const fastStatuses = await Promise.all(fast);
+      const onTime = results.filter((r) => r.status === 408 && r.after >= idle - 5 && r.after <= idle + MARGIN_MS).length;
+      const worst = Math.max(...results.map((r) => r.after));
+      return verdict([
+        [fastStatuses.every((status) => status === 200), `fast uploads: ${fastStatuses.join(",")}`],
+        [onTime === results.length, `${onTime}/${results.length} stalled uploads got 408 within idle + ${MARGIN_MS} ms (slowest ${Math.round(worst)} ms)`],
+      ]);
+    },
+  },
+  {
     id: "quiet-sse",
     title: "quiet SSE stream: a gap longer than idle survives",
     async run(server) {

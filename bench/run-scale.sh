@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The Node scale bench: 10,000 concurrent stalled uploads, bare vs guarded, server and client in
+# separate processes (see bench/run-scale.ts). Builds with tsc like bench/run-all.sh (no tsx: its
+# per-closure name helper distorts per-request figures). Each child raises its own open-files limit.
+# Usage: bash bench/run-scale.sh [--n N] [--idle MS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npx tsc -p tsconfig.bench.json
+echo '{"type":"module"}' > .bench-out/package.json
+hard=$(ulimit -Hn)
+echo "run-scale.sh: open-files limit: soft $(ulimit -Sn), hard ${hard}" >&2
+exec node .bench-out/bench/run-scale.js "$@"
