@@ -3,6 +3,7 @@
  * real time moves within a turn here, so the conservative rules are visible.
  */
 import { describe, expect, it } from "vitest";
+import { EventLoopTurns, USES_PER_TURN } from "../src/event-loop-turns.ts";
 import { type Clock, guardInboundStream } from "../src/index.ts";
 
 function handTurnedClock() {
@@ -82,8 +83,27 @@ describe("clock readings per event-loop turn", () => {
     const readsBefore = h.reads();
     const reader = readable.getReader();
     while (!(await reader.read()).done) h.set(h.reads()); // time moves, but the turn never ends
-    // One to open the turn, one to arm the timer, one when the stream closes: none per chunk.
-    expect(h.reads() - readsBefore).toBeLessThanOrEqual(3);
+    // A turn is renewed every USES_PER_TURN uses, plus one reading to arm the timer and one at the
+    // close: far fewer than the two per chunk (2,000 here) that exact readings would take.
+    expect(h.reads() - readsBefore).toBeLessThanOrEqual(Math.ceil(2000 / USES_PER_TURN) + 3);
     expect(controller.stats.bytes).toBe(8000);
+  });
+
+  it("a turn that runs long is renewed after a few uses, so a wait counts from near its real start", () => {
+    const h = handTurnedClock();
+    const turns = new EventLoopTurns(h.clock);
+    // A burst: the end-of-turn hook does not run, but uses keep coming, 1 ms apart.
+    h.set(0);
+    turns.turn();
+    h.set(5);
+    const waitBegan = turns.turn(); // a wait begins at 5, in a turn opened at 0
+    for (let t = 6; t < 6 + 2 * USES_PER_TURN; t++) {
+      h.set(t);
+      turns.turn();
+    }
+    // It counts from its turn's end, which came within USES_PER_TURN uses of 5, not at the burst's end.
+    expect(waitBegan.end).toBeGreaterThanOrEqual(5);
+    expect(waitBegan.end).toBeLessThanOrEqual(5 + USES_PER_TURN);
+    h.closeTurn();
   });
 });
