@@ -117,6 +117,16 @@ async function measure(runtime: Runtime, url: string): Promise<Measures> {
 const results: Record<string, { bare: Measures; guarded: Measures; ratio: Measures }> = {};
 console.log(`# http bench: node ${process.version}; per runtime ${ROUNDS} interleaved rounds; small: autocannon -c ${CONNECTIONS} -d ${SMALL_SECONDS}; transfers of ${TRANSFER_BYTES / MiB} MiB; ratio = guarded / bare (higher is better)`);
 for (const runtime of runtimes) {
+  try {
+    await benchRuntime(runtime);
+  } catch (error) {
+    // One runtime failing must not hide the others' figures: say so, and go on.
+    console.log(`figure http.${runtime}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`);
+    process.exitCode = 1;
+  }
+}
+
+async function benchRuntime(runtime: Runtime): Promise<void> {
   const bare = await start(runtime, true);
   const guarded = await start(runtime, false);
   try {
@@ -156,5 +166,6 @@ for (const runtime of runtimes) {
     await stop(guarded);
   }
 }
+
 mkdirSync(join(root, ".bench-out"), { recursive: true });
 writeFileSync(join(root, ".bench-out/http-results.json"), JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, results }, null, 2));

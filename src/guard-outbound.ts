@@ -11,7 +11,7 @@ import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
 import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
-type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
+export type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
 
 /** Largest piece handed to the consumer at once; bigger chunks are split into views. */
 export const OUTBOUND_SLICE_BYTES = 64 * 1024;
@@ -22,7 +22,20 @@ export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
 export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(new OutboundGuard(source.getReader(), tracker), { highWaterMark: 0 });
+  return attachOutboundGuardToReader(source.getReader(), tracker, [], undefined);
+}
+
+/**
+ * The same, for a source already partly read: `preread` chunks go out first, and `pendingRead` (a
+ * read already made on `reader`) is the guard's first read ahead.
+ */
+export function attachOutboundGuardToReader(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  tracker: DeadlineTracker,
+  preread: Uint8Array[],
+  pendingRead: Promise<ReadResult> | undefined,
+): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(new OutboundGuard(reader, tracker, preread, pendingRead), { highWaterMark: 0 });
 }
 
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
@@ -36,10 +49,16 @@ class OutboundGuard implements GuardedSource {
   private sourceDone = false;
   /** Resolves the pending pull while the consumer waits on the producer. */
   private wakeConsumer: (() => void) | undefined = undefined;
+  /** Chunks read before the guard was attached: they go out first. */
+  private readonly preread: Uint8Array[];
+  /** A read made before the guard was attached: used as the first read ahead. */
+  private pendingRead: Promise<ReadResult> | undefined;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker) {
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>) {
     this.reader = reader;
     this.tracker = tracker;
+    this.preread = preread;
+    this.pendingRead = pendingRead;
     tracker.source = this;
   }
 
@@ -50,6 +69,19 @@ class OutboundGuard implements GuardedSource {
   pull(): Promise<void> | undefined {
     if (this.held !== undefined) {
       this.deliver(this.held);
+      this.fill();
+      return undefined;
+    }
+    const early = this.preread.shift();
+    if (early !== undefined) {
+      if (!isByteChunk(early)) {
+        this.tracker.finish("errored");
+        this.fail(nonByteChunkError(this.tracker.subject, early));
+        return undefined;
+      }
+      this.deliver(early);
+      // More read ahead and not taken: the consumer is to blame until it asks again.
+      if (this.held === undefined && this.preread.length > 0) this.tracker.startWaiting();
       this.fill();
       return undefined;
     }
@@ -96,9 +128,11 @@ class OutboundGuard implements GuardedSource {
 
   /** Reads ahead one chunk, if none is held or being read. */
   private fill(): void {
-    if (this.reading || this.held !== undefined || this.sourceDone || this.tracker.ended) return;
+    if (this.reading || this.held !== undefined || this.preread.length > 0 || this.sourceDone || this.tracker.ended) return;
     this.reading = true;
-    this.reader.read().then(this.onRead, this.onReadError);
+    const read = this.pendingRead ?? this.reader.read();
+    this.pendingRead = undefined;
+    read.then(this.onRead, this.onReadError);
   }
 
   private readonly onRead = (result: ReadResult): void => {

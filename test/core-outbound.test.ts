@@ -172,3 +172,18 @@ describe("guardOutboundStream: endings", () => {
     await expect(readable.getReader().read()).rejects.toThrow("response body: chunks must be Uint8Array, got Object");
   });
 });
+
+describe("guardOutboundStream: chunks read before the guard (in-memory bodies)", () => {
+  it("the consumer is to blame for read-ahead chunks it does not take", async () => {
+    const { attachOutboundGuardToReader } = await import("../src/guard-outbound.ts");
+    const { DeadlineTracker } = await import("../src/deadline-tracker.ts");
+    const clock = createVirtualClock();
+    const source = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) }, { highWaterMark: 0 });
+    const tracker = new DeadlineTracker({ direction: "outbound", subject: "response body", limits: { idle: 1000 }, clock });
+    const readable = attachOutboundGuardToReader(source.getReader(), tracker, [new Uint8Array(10), new Uint8Array(10), new Uint8Array(10)], undefined);
+    const consumer = scriptedConsumer(clock, readable, { pauseAfter: () => 60_000 });
+    await clock.advance(1000);
+    expect(tracker.error?.limit).toBe("idle");
+    expect(consumer.bytes).toBe(10);
+  });
+});

@@ -500,3 +500,36 @@ describe("withDeadlines: timerScope", () => {
     expect(() => withDeadlines(() => new Response(), { timerScope: "global" as never })).toThrow(/timerScope must be "shared" or "request"/);
   });
 });
+
+describe("withDeadlines: bodies already in memory", () => {
+  it("a small in-memory body goes out as bytes, unguarded; a large one is guarded; a stream keeps its order", async () => {
+    const { clock, events, onTimeout } = setup();
+    const before = deadlineDebugCounters(clock).liveGuards;
+    const small = (await withDeadlines(() => new Response("hello world\n", { headers: { "x-a": "1" } }), { clock, onTimeout })(new Request("http://x/"))) as Response;
+    expect(deadlineDebugCounters(clock).liveGuards).toBe(before); // no guard was made for it
+    expect([small.headers.get("x-a"), await small.text()]).toEqual(["1", "hello world\n"]);
+
+    const big = new Uint8Array(256 * 1024).map((_, i) => i & 0xff);
+    const large = (await withDeadlines(() => new Response(big), { clock, onTimeout, response: { idle: 1000 } })(new Request("http://x/big"))) as Response;
+    const stalled = scriptedConsumer(clock, large.body!, { pauseAfter: () => 100_000 });
+    await clock.advance(200_000);
+    expect(isTimeoutError(stalled.error)).toBe(true); // held in memory, yet a stalled client is cut
+    expect(events.map((e) => e.path)).toEqual(["/big"]);
+
+    // A stream whose first chunk is there at once and the rest later: all of it, in order.
+    const parts = ["first,", "second,", "third"];
+    let i = 0;
+    const streaming = new ReadableStream<Uint8Array>({
+      start: (c) => c.enqueue(new TextEncoder().encode(parts[i++]!)),
+      pull: async (c) => {
+        await clock.sleep(10);
+        if (i < parts.length) c.enqueue(new TextEncoder().encode(parts[i++]!));
+        else c.close();
+      },
+    }, { highWaterMark: 0 });
+    const response = (await withDeadlines(() => new Response(streaming), { clock, onTimeout })(new Request("http://x/s"))) as Response;
+    const text = response.text();
+    await clock.advance(100);
+    expect(await text).toBe("first,second,third");
+  });
+});
