@@ -16,7 +16,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { toNodeHandler } from "srvx/node";
+import { FastResponse, toNodeHandler } from "srvx/node";
 import { withDeadlines } from "../src/index.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
@@ -41,7 +41,13 @@ const contextOf = (request: Request): NodeContext => (request as SrvxRequest).ru
 /** A request listener for `http.createServer`, `https.createServer` or `http2.create(Secure)Server`. */
 export function createNodeListener(handler: NodeFetchHandler, options: AdapterOptions<[NodeContext]> = {}): NodeRequestListener {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
-  const guarded = withDeadlines(handler, policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress));
+  const guarded = withDeadlines(handler, {
+    // A small body already in memory is written by srvx in one go (no stream, no undici Response).
+    // (An empty statusText would be written as an empty reason phrase: leave it to Node then.)
+    inMemoryResponse: (body, { status, statusText, headers }) =>
+      new FastResponse(body as Uint8Array<ArrayBuffer>, statusText ? { status, statusText, headers } : { status, headers }) as unknown as Response,
+    ...policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
+  });
   const listener = toNodeHandler((request: Request) => {
     const context = contextOf(request);
     return (guarded(request, context) as Promise<Response>).catch((error: unknown) => handlerFailed(error, context));

@@ -55,6 +55,11 @@ export interface WithDeadlinesOptions<Args extends unknown[] = unknown[]> {
   /** Time source; default: the system clock. */
   clock?: Clock;
   /**
+   * How a small body found already in memory is handed on (for adapters: a runtime's own fast
+   * response class). Default: `new Response(bytes, init)`.
+   */
+  inMemoryResponse?: (body: Uint8Array, init: { status: number; statusText: string; headers: Headers }) => Response;
+  /**
    * `"shared"`: one native timer for every request (the cheapest). `"request"`: one per request, for
    * runtimes whose timers belong to the request that set them (workerd cancels them when it ends).
    * Default: `"request"` on Cloudflare Workers (`navigator.userAgent`), `"shared"` elsewhere.
@@ -79,7 +84,7 @@ export interface RequestDeadlines {
 export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 
-const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope"]);
+const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope", "inMemoryResponse"]);
 const POLICY_KEYS = new Set(["request", "response", "handler"]);
 /**
  * Where a Request keeps its controls: a symbol-keyed property rather than a WeakMap, because
@@ -337,7 +342,8 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     const peek = await peekBodyInMemory(reader, UNGUARDED_DECLARED_LENGTH);
     if (peek.done) {
       this.finishRequest();
-      return new Response((peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks)) as Uint8Array<ArrayBuffer>, init);
+      const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);
+      return this.config.inMemoryResponse(bytes, init);
     }
     const clientSignal = this.original.signal as AbortSignal | undefined | null;
     if (clientSignal?.aborted) this.clientWentAway();
@@ -481,7 +487,10 @@ interface ResolvedConfig {
   timeoutResponse: (event: TimeoutEvent) => Response;
   clock: Clock;
   timerScope: "shared" | "request";
+  inMemoryResponse: (body: Uint8Array, init: { status: number; statusText: string; headers: Headers }) => Response;
 }
+
+const bytesResponse = (body: Uint8Array, init: ResponseInit): Response => new Response(body as Uint8Array<ArrayBuffer>, init);
 
 /** Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere. */
 function defaultTimerScope(): "shared" | "request" {
@@ -664,7 +673,9 @@ export function withDeadlines<Args extends unknown[], Result>(
     mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
     checkHandlerMs("withDeadlines", options.handler),
   );
-  const config: ResolvedConfig = { onTimeout, timeoutResponse, clock, timerScope };
+  const inMemoryResponse = options.inMemoryResponse ?? bytesResponse;
+  if (typeof inMemoryResponse !== "function") throw new TypeError("withDeadlines: inMemoryResponse must be a function");
+  const config: ResolvedConfig = { onTimeout, timeoutResponse, clock, timerScope, inMemoryResponse };
 
   return async function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));

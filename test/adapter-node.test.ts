@@ -114,3 +114,17 @@ describe("stream-deadlines/node", () => {
     await expect(serve(() => new Response(), { port: 0, http2: true })).rejects.toThrow(/needs the tls option/);
   });
 });
+
+describe("stream-deadlines/node: small bodies already in memory", () => {
+  it("are written in one go with their length, status and headers intact", async () => {
+    const s = await serve(() => new Response("hello world\n", { status: 201, headers: { "x-a": "1" } }), { port: 0, onTimeout: false });
+    try {
+      const socket = await connect(s.port);
+      const res = await exchange(socket, requestHead("GET", "/", { Connection: "close" })).response;
+      socket.destroy();
+      expect([res.status, res.headers["content-length"], res.headers["x-a"], res.body.toString()]).toEqual([201, "12", "1", "hello world\n"]);
+    } finally {
+      await s.close();
+    }
+  });
+});
