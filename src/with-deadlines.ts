@@ -339,7 +339,15 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     // A body already in memory (a string, bytes) and small needs no guard: it fits the socket's
     // buffer. Hand it on as bytes, which every runtime sends on its fast path, instead of paying a
     // stream and a Response more per request.
-    const peek = await peekBodyInMemory(reader, UNGUARDED_DECLARED_LENGTH);
+    let peek: BodyPeek;
+    try {
+      peek = await peekBodyInMemory(reader, UNGUARDED_DECLARED_LENGTH);
+    } catch (error) {
+      // The body failed at once: the client gets the status and headers, and a failed body, as it
+      // would have without the peek; nothing of this request stays behind.
+      this.finishRequest();
+      return new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), init);
+    }
     if (peek.done) {
       this.finishRequest();
       const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);

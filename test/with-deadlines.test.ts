@@ -533,3 +533,16 @@ describe("withDeadlines: bodies already in memory", () => {
     expect(await text).toBe("first,second,third");
   });
 });
+
+describe("withDeadlines: a response body that fails at once", () => {
+  it("keeps status and headers and fails the body with the same error; nothing stays behind", async () => {
+    const { clock, onTimeout } = setup();
+    const before = deadlineDebugCounters(clock).liveGuards;
+    const boom = new Error("producer failed at once");
+    const failing = new ReadableStream<Uint8Array>({ start: (c) => c.error(boom) });
+    const response = (await withDeadlines(() => new Response(failing, { status: 202, headers: { "x-a": "1" } }), { clock, onTimeout })(new Request("http://x/"))) as Response;
+    expect([response.status, response.headers.get("x-a")]).toEqual([202, "1"]);
+    await expect(response.text()).rejects.toBe(boom);
+    expect(deadlineDebugCounters(clock).liveGuards).toBe(before);
+  });
+});
