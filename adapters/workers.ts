@@ -80,6 +80,31 @@ class LargeChunkSource {
   }
 }
 
+/**
+ * The same request with its body read in large chunks (an upload is a native body: its default
+ * reads come in 4 KiB). Undefined when there is no body or it is not a byte stream.
+ */
+function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
+  if (request.body === null || request.body.locked) return undefined;
+  let reader: ReadableStreamBYOBReader;
+  try {
+    reader = request.body.getReader({ mode: "byob" });
+  } catch {
+    return undefined;
+  }
+  const body = new ReadableStream<Uint8Array>(new LargeChunkSource(reader), { highWaterMark: 0 });
+  // new Request(request, init) keeps everything of the original (cf, signal) but the body.
+  return new Request(request, { body, duplex: "half" } as RequestInit) as R;
+}
+
+/** Small bodies withDeadlines found already in memory and handed on unguarded: nothing to pipe. */
+const unguarded = new WeakSet<Response>();
+const unguardedBytes = (body: Uint8Array, init: ResponseInit): Response => {
+  const response = new Response(body as Uint8Array<ArrayBuffer>, init);
+  unguarded.add(response);
+  return response;
+};
+
 /** The same response with its body read in large chunks, when the body is a byte stream; else undefined. */
 function withLargeChunks(response: Response): Response | undefined {
   let reader: ReadableStreamBYOBReader;
@@ -165,8 +190,10 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/workers: handler must be a function, got ${typeof handler}`);
   const { policy, ...rest } = policyWithClient<[Env, Ctx]>(options, "workers", clientAddress);
   // The slot rides along as a fourth argument; the user's policy sees only (request, client, env, ctx).
-  const coreOptions: WithDeadlinesOptions<[Env, Ctx, Slot]> =
-    policy === undefined ? rest : { ...rest, policy: (request, env, ctx): RequestPolicy | undefined | null | void => policy(request, env, ctx) };
+  const coreOptions: WithDeadlinesOptions<[Env, Ctx, Slot]> = {
+    inMemoryResponse: unguardedBytes,
+    ...(policy === undefined ? rest : { ...rest, policy: (request: Request, env: Env, ctx: Ctx): RequestPolicy | undefined | null | void => policy(request, env, ctx) }),
+  };
 
   const guarded = withDeadlines(async (request: Request, env: Env, ctx: Ctx, slot: Slot): Promise<Response> => {
     const response = await handler(request as R, env, ctx);
@@ -178,7 +205,8 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
 
   return async function fetchWithDeadlines(request: R, env: Env, ctx: Ctx): Promise<Response> {
     const slot: Slot = { response: undefined };
-    const response = await guarded(request, env, ctx, slot);
+    const response = await guarded((inWorkerd ? requestWithLargeChunks(request) : undefined) ?? request, env, ctx, slot);
+    if (unguarded.has(response)) return response;
     // Only a body withDeadlines guarded is piped: not one it passed through (the handler's own
     // Response), nor a timeout answer (given before the handler returned, or instead of its throw).
     const handlerResponse = slot.response as Response | undefined;
