@@ -23,7 +23,8 @@
  * Only structural types here: published sources must not depend on @types/deno (the project's own
  * checks type this file against it: tsconfig.check-deno.json).
  */
-import { type TimeoutEvent, UNGUARDED_DECLARED_LENGTH, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
+import { type TimeoutEvent, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
+import { guardsResponseBody } from "../src/with-deadlines.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -207,14 +208,21 @@ function markTimeoutResponses<Args extends unknown[]>(options: AdapterOptions<Ar
   };
 }
 
-/** The body to watch: none for timeout responses and for what withDeadlines passes through untouched. */
+/** Small bodies withDeadlines found already in memory and handed on as bytes: nothing to watch. */
+const inMemory = new WeakSet<Response>();
+const inMemoryResponse = (body: Uint8Array, init: ResponseInit): Response => {
+  const response = new Response(body as Uint8Array<ArrayBuffer>, init);
+  inMemory.add(response);
+  return response;
+};
+
+/**
+ * The body to watch: none for timeout responses, bodies found in memory, and what withDeadlines
+ * passes through untouched (its own rule, asked rather than copied).
+ */
 function bodyToWatch(request: Request, response: Response): ReadableStream<Uint8Array> | null {
-  const body = response.body;
-  if ((response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE]) return null;
-  if (body === null || body.locked || request.method === "HEAD" || response.status === 101 || response.status === 204 || response.status === 304) return null;
-  const declared = response.headers.get("content-length");
-  if (declared !== null && /^\d{1,6}$/.test(declared) && Number(declared) <= UNGUARDED_DECLARED_LENGTH) return null;
-  return body;
+  if ((response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE] || inMemory.has(response)) return null;
+  return guardsResponseBody(request, response) ? response.body : null;
 }
 
 /**
@@ -226,7 +234,7 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
   options: AdapterOptions<[Info]> = {},
 ): (request: Request, info: Info) => Promise<Response> {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
-  const guarded = withDeadlines(handler, policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)));
+  const guarded = withDeadlines(handler, { inMemoryResponse, ...policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)) });
 
   return async function handleOnDeno(request: Request, info: Info): Promise<Response> {
     const client = new ClientSignal(request);

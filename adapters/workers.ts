@@ -23,6 +23,7 @@
  * (the project's own checks type this file against it: tsconfig.check-workers.json).
  */
 import { type RequestPolicy, type WithDeadlinesOptions, UNGUARDED_DECLARED_LENGTH, withDeadlines } from "../src/index.ts";
+import { declaredContentLength, guardsResponseBody } from "../src/with-deadlines.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -117,18 +118,6 @@ function withLargeChunks(response: Response): Response | undefined {
   return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
-/**
- * Whether withDeadlines will guard this response's body (the same rules as its pass-through list):
- * only then is reading a native body in JavaScript worth re-chunking.
- */
-function willBeGuarded(request: Request, response: Response): boolean {
-  if (response.body === null || response.body.locked || response.bodyUsed || request.method === "HEAD") return false;
-  if (response.status === 101 || response.status === 204 || response.status === 304 || response.type === "error") return false;
-  if ((response as { webSocket?: unknown }).webSocket != null) return false;
-  const length = declaredLength(response);
-  return length === undefined || length > UNGUARDED_DECLARED_LENGTH;
-}
-
 /** Per request: what the handler returned, so only bodies withDeadlines guarded are re-piped. */
 interface Slot {
   response: unknown;
@@ -139,21 +128,9 @@ function clientAddress(request: Request): string | undefined {
   return request.headers.get("cf-connecting-ip") ?? undefined;
 }
 
-/** A declared Content-Length as a number, or undefined (digits only, as RFC 9110 writes it). */
-function declaredLength(response: Response): number | undefined {
-  const declared = response.headers.get("content-length");
-  if (declared === null || declared.length > 15 || !/^\d+$/.test(declared)) return undefined;
-  return Number(declared);
-}
-
 function encoded(response: Response): boolean {
   const encoding = response.headers.get("content-encoding");
   return encoding !== null && encoding.trim().toLowerCase() !== "identity" && encoding.trim() !== "";
-}
-
-/** Structural, as withDeadlines checks it: a framework's Response class counts. */
-function isResponse(value: unknown): value is Response {
-  return typeof value === "object" && value !== null && typeof (value as Response).status === "number" && "body" in value && typeof (value as Response).headers?.get === "function";
 }
 
 /**
@@ -167,7 +144,7 @@ function isResponse(value: unknown): value is Response {
  *   the body, the cancel reaches the guard through the pipe, and the producer is cancelled.
  */
 function pipedBody(response: Response, ctx: unknown): Response {
-  const length = declaredLength(response);
+  const length = declaredContentLength(response);
   // A Content-Encoding makes the declared length that of the encoded bytes, not of what is read.
   const fixed = FixedLength !== undefined && length !== undefined && length > UNGUARDED_DECLARED_LENGTH && !encoded(response);
   const waitUntil = (ctx as Partial<WorkersExecutionContext> | null | undefined)?.waitUntil;
@@ -198,7 +175,7 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
   const guarded = withDeadlines(async (request: Request, env: Env, ctx: Ctx, slot: Slot): Promise<Response> => {
     const response = await handler(request as R, env, ctx);
     // A native body (a proxied fetch()) read in 4 KiB chunks costs far more CPU than passing it on.
-    const result = inWorkerd && isResponse(response) && willBeGuarded(request, response) ? (withLargeChunks(response) ?? response) : response;
+    const result = inWorkerd && guardsResponseBody(request, response) ? (withLargeChunks(response) ?? response) : response;
     slot.response = result;
     return result;
   }, coreOptions);

@@ -571,11 +571,16 @@ function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined
  */
 export const UNGUARDED_DECLARED_LENGTH = 64 * 1024;
 
-function declaresSmallLength(response: Response): boolean {
+/** A declared Content-Length as a number, or undefined: digits only, as RFC 9110 writes it ("1e3" or "12, 12" is none). */
+export function declaredContentLength(response: Response): number | undefined {
   const declared = response.headers.get("content-length");
-  // Digits only, as RFC 9110 writes it: "1e3" or "12, 12" is no declared length.
-  if (declared === null || declared.length > 6 || !/^\d+$/.test(declared)) return false;
-  return Number(declared) <= UNGUARDED_DECLARED_LENGTH;
+  if (declared === null || declared.length > 15 || !/^\d+$/.test(declared)) return undefined;
+  return Number(declared);
+}
+
+function declaresSmallLength(response: Response): boolean {
+  const length = declaredContentLength(response);
+  return length !== undefined && length <= UNGUARDED_DECLARED_LENGTH;
 }
 
 const NOT_YET: unique symbol = Symbol("not yet");
@@ -643,6 +648,14 @@ function passThroughUntouched(request: Request, response: Response): boolean {
     response.bodyUsed ||
     body.locked
   );
+}
+
+/**
+ * Whether withDeadlines guards the body of what a handler returned (adapters that prepare such
+ * bodies, like the Workers one, ask the same rule rather than keeping a copy of it).
+ */
+export function guardsResponseBody(request: Request, result: unknown): result is Response {
+  return isResponse(result) && !passThroughUntouched(request, result);
 }
 
 /** Structural, so a Response from another realm (or a framework's lightweight class) counts. */
