@@ -5,7 +5,7 @@
  * With `observe`, it reports what the handler and producers saw (errors, cancels, signal aborts) as
  * JSON lines on stdout, prefixed "@observe ": the conformance suite reads them.
  */
-import { type DeadlineLimits, deadlines, isTimeoutError, type TimeoutEvent } from "../src/index.ts";
+import { type DeadlineLimits, deadlineDebugCounters, deadlines, isTimeoutError, type TimeoutEvent } from "../src/index.ts";
 
 export interface DemoConfig {
   /** Limits of request bodies. */
@@ -82,6 +82,8 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
     const url = new URL(request.url);
     const route = `${request.method} ${url.pathname}`;
     if (route === "GET /") return new Response(INDEX, { headers: { "content-type": "text/plain; charset=utf-8" } });
+    // Leak checks from outside the process (fault tests): only when observing, never in a plain demo.
+    if (route === "GET /debug/counters" && observe) return Response.json(deadlineDebugCounters());
 
     if (route === "POST /upload") {
       // Reading an upload is governed by the request-body limits, not by the handler deadline.
@@ -91,8 +93,11 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
         note({ event: "relaxed", path: url.pathname });
       }
       try {
-        const bytes = (await request.arrayBuffer()).byteLength;
-        return Response.json({ bytes });
+        const body = await request.arrayBuffer();
+        // The checksum lets clients prove that nothing was lost or changed on the way in.
+        const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body));
+        const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+        return Response.json({ bytes: body.byteLength, sha256 });
       } catch (error) {
         note({ event: "upload-failed", path: url.pathname, ...describeReason(error) });
         throw error; // a request-body timeout becomes 408 in withDeadlines

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { createDemoApp, DEFAULT_DEMO_CONFIG, demoConfigFrom } from "../demo/demo-app.ts";
@@ -32,12 +33,18 @@ describe("the demo", () => {
     const index = await (await fetch(new Request("http://x/")) as Response).text();
     for (const endpoint of ["POST /upload", "GET  /download?bytes=N", "GET  /events?every=MS&count=K", "GET  /slow?ms=MS"]) expect(index).toContain(endpoint);
     const upload = (await fetch(new Request("http://x/upload", { method: "POST", body: "12345" }))) as Response;
-    expect(await upload.json()).toEqual({ bytes: 5 });
+    expect(await upload.json()).toEqual({ bytes: 5, sha256: createHash("sha256").update("12345").digest("hex") });
     const download = (await fetch(new Request("http://x/download?bytes=70000"))) as Response;
     const bytes = new Uint8Array(await download.arrayBuffer());
     expect(bytes.length).toBe(70000);
     expect(bytes[65537]).toBe((65537 * 31 + 7) & 0xff);
     expect(((await fetch(new Request("http://x/download?bytes=-1"))) as Response).status).toBe(400);
+    // Debug counters are only served to an observer (the fault tests), never by a plain demo.
+    const plain = createDemoApp(DEFAULT_DEMO_CONFIG);
+    expect(((await withDeadlines(plain.handler, plain.options)(new Request("http://x/debug/counters"))) as Response).status).toBe(404);
+    const observed = createDemoApp(DEFAULT_DEMO_CONFIG, () => {});
+    const counters = await ((await withDeadlines(observed.handler, observed.options)(new Request("http://x/debug/counters"))) as Response).json();
+    expect(Object.keys(counters).sort()).toEqual(["liveGuards", "scheduledDeadlines", "timerArmed", "timerWakeups"]);
     expect(((await fetch(new Request("http://x/nope"))) as Response).status).toBe(404);
   });
 });

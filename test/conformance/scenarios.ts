@@ -80,7 +80,7 @@ async function drip(socket: import("node:net").Socket, total: number, size: numb
 export const SCENARIOS: Scenario[] = [
   {
     id: "fast-upload",
-    title: "fast upload passes (256 KiB at once)",
+    title: "fast upload passes byte for byte (256 KiB at once, sha256)",
     async run(server) {
       const socket = await connect(server.port);
       const body = Buffer.alloc(256 * KiB, 0x62);
@@ -90,7 +90,7 @@ export const SCENARIOS: Scenario[] = [
       socket.destroy();
       return verdict([
         [res.status === 200, `status ${res.status}`],
-        [res.body.toString() === JSON.stringify({ bytes: body.length }), `body ${res.body.toString().slice(0, 60)}`],
+        [res.body.toString() === JSON.stringify({ bytes: body.length, sha256: createHash("sha256").update(body).digest("hex") }), `body ${res.body.toString().slice(0, 120)}`],
       ]);
     },
   },
