@@ -7,11 +7,25 @@
  * source once the consumer has asked for the first one. Chunks over 64 KiB are handed out as
  * 64 KiB views (no copy), so one huge chunk cannot hide a slow client behind a single "take".
  */
+import type { Clock } from "./clock.ts";
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
 import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 export type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
+
+/**
+ * Keep-alive for server-sent events: when the consumer has waited `every` ms on a quiet producer,
+ * the guard sends an SSE comment line (":\n"), which intermediaries see as traffic and clients
+ * ignore. It is not the peer's progress: it never counts toward bytes, idle or rate.
+ */
+export interface OutboundHeartbeat {
+  every: number;
+  clock: Clock;
+}
+
+const HEARTBEAT_LINE = [0x3a, 0x0a]; // ":\n", an SSE comment
+const LINE_FEED = 0x0a;
 
 /** Largest piece handed to the consumer at once; bigger chunks are split into views. */
 export const OUTBOUND_SLICE_BYTES = 64 * 1024;
@@ -34,8 +48,9 @@ export function attachOutboundGuardToReader(
   tracker: DeadlineTracker,
   preread: Uint8Array[],
   pendingRead: Promise<ReadResult> | undefined,
+  heartbeat?: OutboundHeartbeat,
 ): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(new OutboundGuard(reader, tracker, preread, pendingRead), { highWaterMark: 0 });
+  return new ReadableStream<Uint8Array>(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat), { highWaterMark: 0 });
 }
 
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
@@ -53,12 +68,20 @@ class OutboundGuard implements GuardedSource {
   private readonly preread: Uint8Array[];
   /** A read made before the guard was attached: used as the first read ahead. */
   private pendingRead: Promise<ReadResult> | undefined;
+  private readonly heartbeat: OutboundHeartbeat | undefined;
+  private heartbeatTimer: unknown = undefined;
+  /**
+   * Whether the bytes sent so far end a line: a heartbeat may only go between lines, or it would
+   * join the producer's half-written line (a lone "\r" may be half of "\r\n": not a line end yet).
+   */
+  private atLineStart = true;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>) {
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>, heartbeat?: OutboundHeartbeat) {
     this.reader = reader;
     this.tracker = tracker;
     this.preread = preread;
     this.pendingRead = pendingRead;
+    this.heartbeat = heartbeat;
     tracker.source = this;
   }
 
@@ -89,11 +112,34 @@ class OutboundGuard implements GuardedSource {
     return new Promise<void>((resolve) => {
       this.wakeConsumer = resolve;
       this.fill();
+      if (this.wakeConsumer !== undefined) this.armHeartbeat();
     });
+  }
+
+  /** The consumer waits on a quiet producer: plan a heartbeat (SSE only). */
+  private armHeartbeat(): void {
+    const heartbeat = this.heartbeat;
+    if (heartbeat === undefined || this.heartbeatTimer !== undefined || !this.atLineStart) return;
+    this.heartbeatTimer = heartbeat.clock.setTimer(this.beat, heartbeat.every);
+  }
+
+  private readonly beat = (): void => {
+    this.heartbeatTimer = undefined;
+    if (this.wakeConsumer === undefined || this.tracker.ended || !this.atLineStart) return;
+    // Not progress: the consumer asked and gets bytes, but the peer's figures do not move.
+    this.controller.enqueue(new Uint8Array(HEARTBEAT_LINE));
+    this.resolvePull();
+  };
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer === undefined) return;
+    this.heartbeat!.clock.clearTimer(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
   }
 
   cancel(reason: unknown): Promise<void> {
     this.held = undefined;
+    this.stopHeartbeat();
     this.tracker.finish("cancelled");
     this.resolvePull();
     return this.reader.cancel(reason);
@@ -102,12 +148,14 @@ class OutboundGuard implements GuardedSource {
   /** A deadline fired (or the owner aborted): fail the stream and free the producer, same reason. */
   fail(reason: unknown): void {
     this.held = undefined;
+    this.stopHeartbeat();
     this.controller.error(reason);
     this.reader.cancel(reason).catch(ignore);
     this.resolvePull();
   }
 
   private resolvePull(): void {
+    this.stopHeartbeat();
     const wake = this.wakeConsumer;
     this.wakeConsumer = undefined;
     wake?.();
@@ -122,6 +170,7 @@ class OutboundGuard implements GuardedSource {
       this.held = undefined;
     }
     this.tracker.progress(chunk.byteLength);
+    if (this.heartbeat !== undefined) this.atLineStart = chunk[chunk.byteLength - 1] === LINE_FEED;
     this.controller.enqueue(chunk);
     if (this.held !== undefined) this.tracker.startWaiting();
   }

@@ -3,7 +3,7 @@
  * deadlines, and `deadlines(request)` gives the handler the live controls from anywhere that holds
  * the Request (so frameworks need no new parameter).
  */
-import { type Clock, isolatedClock, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
+import { type Clock, isolatedClock, MAX_TIMER_DELAY, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
 import { attachInboundGuard } from "./guard-inbound.ts";
@@ -19,6 +19,12 @@ export interface RequestPolicy {
   response?: DeadlineLimits;
   /** Time in ms until the handler must return a Response (Go's TimeoutHandler); 0/null: off. */
   handler?: number | null;
+  /**
+   * For `text/event-stream` responses: after this many ms of a quiet producer, send an SSE comment
+   * line (":\n") so proxies and load balancers do not cut the stream. Not client progress: it never
+   * counts toward the response's bytes, idle or rate. 0/null: off.
+   */
+  sseHeartbeat?: number | null;
 }
 
 /** What `onTimeout` receives, once per firing. */
@@ -46,6 +52,8 @@ export interface WithDeadlinesOptions<Args extends unknown[] = unknown[]> {
   response?: DeadlineLimits;
   /** Default handler deadline in ms. Default: off. */
   handler?: number | null;
+  /** Default SSE heartbeat in ms for `text/event-stream` responses (see RequestPolicy). Default: off. */
+  sseHeartbeat?: number | null;
   /** Per-request limits (per route, client, method), merged field by field over the defaults. */
   policy?: (request: Request, ...args: Args) => RequestPolicy | undefined | null | void;
   /** Called once per firing. Default: one `console.warn` line. `false` silences it. */
@@ -84,8 +92,8 @@ export interface RequestDeadlines {
 export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 
-const OPTION_KEYS = new Set(["request", "response", "handler", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope", "inMemoryResponse"]);
-const POLICY_KEYS = new Set(["request", "response", "handler"]);
+const OPTION_KEYS = new Set(["request", "response", "handler", "sseHeartbeat", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope", "inMemoryResponse"]);
+const POLICY_KEYS = new Set(["request", "response", "handler", "sseHeartbeat"]);
 /**
  * Where a Request keeps its controls: a symbol-keyed property rather than a WeakMap, because
  * thousands of short-lived WeakMap keys per second make every garbage collection slower
@@ -102,13 +110,26 @@ export function deadlines(request: Request): RequestDeadlines {
   return state;
 }
 
-function checkHandlerMs(where: string, value: unknown): number | null {
+function checkHandlerMs(where: string, value: unknown, field = "handler"): number | null {
   if (value === undefined || value === null || value === 0) return null;
-  if (typeof value !== "number") throw new TypeError(`${where}: handler must be a number of milliseconds (or 0/null to turn it off), got ${typeof value}`);
+  if (typeof value !== "number") throw new TypeError(`${where}: ${field} must be a number of milliseconds (or 0/null to turn it off), got ${typeof value}`);
   if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${where}: handler must be a positive finite number of milliseconds (or 0/null to turn it off), got ${value}`);
+    throw new RangeError(`${where}: ${field} must be a positive finite number of milliseconds (or 0/null to turn it off), got ${value}`);
   }
   return value;
+}
+
+/** An SSE heartbeat interval: like a handler deadline, and it must fit one native timer. */
+function checkHeartbeatMs(where: string, value: unknown): number | null {
+  const ms = checkHandlerMs(where, value, "sseHeartbeat");
+  if (ms !== null && ms > MAX_TIMER_DELAY) throw new RangeError(`${where}: sseHeartbeat must be at most ${MAX_TIMER_DELAY} ms, got ${ms}`);
+  return ms;
+}
+
+/** Whether a response is a server-sent event stream (its media type, parameters aside). */
+function isEventStream(headers: Headers): boolean {
+  const type = headers.get("content-type");
+  return type !== null && /^\s*text\/event-stream\s*(;|$)/i.test(type);
 }
 
 /** A controller for a body that does not exist: closed, figures zero, `set` validates and does nothing. */
@@ -363,7 +384,9 @@ class RequestState implements RequestDeadlines, TrackerOwner {
       return new Response(null, init);
     }
     this.bodyAttached = true;
-    const guarded = new Response(attachOutboundGuardToReader(reader, tracker, peek.chunks, peek.pending), init);
+    const every = this.policy.sseHeartbeat;
+    const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.clock } : undefined;
+    const guarded = new Response(attachOutboundGuardToReader(reader, tracker, peek.chunks, peek.pending, heartbeat), init);
     this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
     return guarded;
   }
@@ -488,6 +511,7 @@ interface ResolvedPolicy {
   request: Partial<ResolvedLimits>;
   response: Partial<ResolvedLimits>;
   handler: number | null;
+  sseHeartbeat: number | null;
 }
 
 interface ResolvedConfig {
@@ -539,13 +563,14 @@ function mergeLimits(where: string, base: DeadlineLimits, override: DeadlineLimi
   return merged;
 }
 
-function resolvedPolicy(where: string, rawRequest: DeadlineLimits, rawResponse: DeadlineLimits, handler: number | null): ResolvedPolicy {
+function resolvedPolicy(where: string, rawRequest: DeadlineLimits, rawResponse: DeadlineLimits, handler: number | null, sseHeartbeat: number | null): ResolvedPolicy {
   return {
     rawRequest,
     rawResponse,
     request: parseLimits(rawRequest, `${where} request`),
     response: parseLimits(rawResponse, `${where} response`),
     handler,
+    sseHeartbeat,
   };
 }
 
@@ -554,13 +579,14 @@ function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined
   if (override === undefined || override === null) return base;
   if (typeof override !== "object") throw new TypeError(`${where} must return an object like { request, response, handler } or undefined, got ${typeof override}`);
   for (const key of Object.keys(override)) {
-    if (!POLICY_KEYS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
+    if (!POLICY_KEYS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response, handler or sseHeartbeat)`);
   }
   return resolvedPolicy(
     where,
     mergeLimits(`${where} request`, base.rawRequest, override.request),
     mergeLimits(`${where} response`, base.rawResponse, override.response),
     override.handler === undefined ? base.handler : checkHandlerMs(where, override.handler),
+    override.sseHeartbeat === undefined ? base.sseHeartbeat : checkHeartbeatMs(where, override.sseHeartbeat),
   );
 }
 
@@ -693,6 +719,7 @@ export function withDeadlines<Args extends unknown[], Result>(
     mergeLimits("withDeadlines: request", {}, options.request ?? DEFAULT_REQUEST_LIMITS),
     mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
     checkHandlerMs("withDeadlines", options.handler),
+    checkHeartbeatMs("withDeadlines", options.sseHeartbeat),
   );
   const inMemoryResponse = options.inMemoryResponse ?? bytesResponse;
   if (typeof inMemoryResponse !== "function") throw new TypeError("withDeadlines: inMemoryResponse must be a function");
