@@ -56,7 +56,8 @@ describe("README recipes", () => {
       const authenticate = async (request: Request) => request.headers.get("authorization") === "Bearer ok";
       let stored = 0;
       const store = async (body: ReadableStream<Uint8Array>) => {
-        for await (const chunk of body) stored += chunk.byteLength;
+        const reader = body.getReader();
+        for (let r = await reader.read(); !r.done; r = await reader.read()) stored += r.value.byteLength;
       };
       const app = withDeadlines(async (request: Request) => {
         if (!(await authenticate(request))) return new Response("unauthorized", { status: 401 });
