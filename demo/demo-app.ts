@@ -16,6 +16,8 @@ export interface DemoConfig {
   handler: number | null;
   /** Request limits after `Authorization: Bearer demo`. */
   authenticated: DeadlineLimits;
+  /** SSE comment line after this many ms of a quiet /events producer (null: off). */
+  sseHeartbeat?: number | null;
   /** Print observations for the conformance suite. */
   observe?: boolean;
 }
@@ -25,16 +27,17 @@ export const DEFAULT_DEMO_CONFIG: DemoConfig = {
   response: { idle: 10_000, minRate: 1024, grace: 5_000 },
   handler: 5_000,
   authenticated: { idle: 60_000, minRate: 256, grace: 10_000, total: null },
+  sseHeartbeat: 15_000,
 };
 
-const CONFIG_KEYS = new Set(["request", "response", "handler", "authenticated", "observe"]);
+const CONFIG_KEYS = new Set(["request", "response", "handler", "authenticated", "sseHeartbeat", "observe"]);
 
 /** Reads and checks a config object (as parsed from --config FILE.json), filling in defaults. */
 export function demoConfigFrom(input: unknown): DemoConfig {
   if (input === undefined) return DEFAULT_DEMO_CONFIG;
   if (typeof input !== "object" || input === null || Array.isArray(input)) throw new TypeError("demo config must be a JSON object");
   for (const key of Object.keys(input)) {
-    if (!CONFIG_KEYS.has(key)) throw new TypeError(`demo config: unknown key "${key}" (expected request, response, handler, authenticated, observe)`);
+    if (!CONFIG_KEYS.has(key)) throw new TypeError(`demo config: unknown key "${key}" (expected request, response, handler, authenticated, sseHeartbeat, observe)`);
   }
   return { ...DEFAULT_DEMO_CONFIG, ...(input as Partial<DemoConfig>) };
 }
@@ -183,5 +186,5 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
     note({ event: "timeout", method: event.method, path: event.path, direction: event.direction, limit: event.limit, afterHeaders: event.afterHeaders, bytes: event.bytes });
     console.warn(`[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout: ${event.error.message}`);
   };
-  return { handler, options: { request: config.request, response: config.response, handler: config.handler, onTimeout } };
+  return { handler, options: { request: config.request, response: config.response, handler: config.handler, sseHeartbeat: config.sseHeartbeat ?? null, onTimeout } };
 }

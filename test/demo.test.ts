@@ -8,13 +8,15 @@ import { withDeadlines } from "../src/index.ts";
 describe("the demo", () => {
   it("README's config table states the defaults the demo uses", () => {
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-    const rows = Object.fromEntries([...readme.matchAll(/^\| `(request|response|handler|authenticated)` \| `([^`]+)`/gm)].map((m) => [m[1], JSON.parse(m[2]!)]));
-    expect(rows).toEqual({ request: DEFAULT_DEMO_CONFIG.request, response: DEFAULT_DEMO_CONFIG.response, handler: DEFAULT_DEMO_CONFIG.handler, authenticated: DEFAULT_DEMO_CONFIG.authenticated });
+    const rows = Object.fromEntries([...readme.matchAll(/^\| `(request|response|handler|authenticated|sseHeartbeat)` \| `([^`]+)`/gm)].map((m) => [m[1], JSON.parse(m[2]!)]));
+    expect(rows).toEqual({ request: DEFAULT_DEMO_CONFIG.request, response: DEFAULT_DEMO_CONFIG.response, handler: DEFAULT_DEMO_CONFIG.handler, authenticated: DEFAULT_DEMO_CONFIG.authenticated, sseHeartbeat: DEFAULT_DEMO_CONFIG.sseHeartbeat });
   });
 
   it("parses its command line and refuses mistakes", () => {
     expect(parseDemoArgs(["--runtime", "bun", "--port", "0", "--config", "x.json"])).toMatchObject({ runtime: "bun", port: 0, configFile: "x.json" });
     expect(parseDemoArgs([], 9999).port).toBe(9999);
+    expect(parseDemoArgs([]).bare).toBe(false);
+    expect(parseDemoArgs(["--runtime", "deno", "--bare"])).toMatchObject({ runtime: "deno", bare: true });
     expect(() => parseDemoArgs(["--runtime", "java"])).toThrow(/--runtime must be/);
     expect(() => parseDemoArgs(["--port", "70000"])).toThrow(RangeError);
     expect(() => parseDemoArgs(["--prot", "1"])).toThrow(/unknown argument "--prot"/);
@@ -44,7 +46,7 @@ describe("the demo", () => {
     expect(((await withDeadlines(plain.handler, plain.options)(new Request("http://x/debug/counters"))) as Response).status).toBe(404);
     const observed = createDemoApp(DEFAULT_DEMO_CONFIG, () => {});
     const counters = await ((await withDeadlines(observed.handler, observed.options)(new Request("http://x/debug/counters"))) as Response).json();
-    expect(Object.keys(counters).sort()).toEqual(["liveGuards", "scheduledDeadlines", "timerArmed", "timerWakeups"]);
+    expect(Object.keys(counters).sort()).toEqual(["allScheduledDeadlines", "allTimersArmed", "disconnectListeners", "liveGuards", "scheduledDeadlines", "timerArmed", "timerWakeups"]);
     expect(((await fetch(new Request("http://x/nope"))) as Response).status).toBe(404);
   });
 });

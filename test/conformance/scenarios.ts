@@ -16,6 +16,7 @@ export const CONFORMANCE_CONFIG: DemoConfig = {
   response: { idle: 600 },
   handler: 500,
   authenticated: { idle: 5000, minRate: 100, grace: 3000, total: null },
+  sseHeartbeat: 600,
 };
 
 /** How late a firing may be seen at the client, beyond the limit: timer accuracy plus scheduling on a loaded 2-core machine. */
@@ -189,15 +190,21 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: "quiet-sse",
-    title: "quiet SSE stream: a gap longer than idle survives",
+    title: "quiet SSE stream: a gap longer than idle survives; heartbeats fill the gaps",
     async run(server) {
       const socket = await connect(server.port);
       const res = await exchange(socket, requestHead("GET", "/events?every=1500&count=3", { Connection: "close" }), 30_000).response;
       socket.destroy();
-      const events = (res.body.toString().match(/^data: /gm) ?? []).length;
+      const text = res.body.toString();
+      const events = (text.match(/^data: /gm) ?? []).length;
+      // Heartbeats (sseHeartbeat 600 ms) fill each 1.5 s gap with comment lines, only between lines.
+      const heartbeats = (text.match(/^:\n/gm) ?? []).length;
+      const withoutHeartbeats = text.replace(/^:\n/gm, "");
       return verdict([
         [res.status === 200, `status ${res.status}`],
         [events === 3, `${events} events over 3 s with gaps of 1.5 s (idle ${CONFORMANCE_CONFIG.response.idle} ms)`],
+        [heartbeats >= 2 && heartbeats <= 4, `${heartbeats} heartbeat comment lines in two 1.5 s gaps (every ${CONFORMANCE_CONFIG.sseHeartbeat} ms of quiet)`],
+        [withoutHeartbeats === "id: 0\ndata: event 0\n\nid: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\n", "events intact between heartbeats"],
         [res.ending === "complete", `ending ${res.ending}`],
       ]);
     },
@@ -251,7 +258,7 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: "relax-after-auth",
-    title: "relax after authentication: the same slow upload succeeds with Authorization: Bearer demo",
+    title: "relax after authentication: the same slow upload succeeds with Authorization: Bearer demo, byte for byte",
     async run(server) {
       const since = server.observations.length;
       const socket = await connect(server.port);
@@ -266,7 +273,8 @@ export const SCENARIOS: Scenario[] = [
       return verdict([
         [relaxed !== undefined, "limits raised by the handler"],
         [res.status === 200, `status ${res.status}`],
-        [res.body.toString() === JSON.stringify({ bytes: total }), `body ${res.body.toString().slice(0, 40)}`],
+        // drip() sends "a" bytes: the checksum proves the slow upload arrived byte for byte.
+        [res.body.toString() === JSON.stringify({ bytes: total, sha256: createHash("sha256").update(Buffer.alloc(total, 0x61)).digest("hex") }), `body ${res.body.toString().slice(0, 120)}`],
       ]);
     },
   },
