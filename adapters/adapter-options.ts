@@ -3,6 +3,7 @@
  * policy also gets the client's address (each runtime finds it its own way).
  */
 import type { RequestPolicy, WithDeadlinesOptions } from "../src/index.ts";
+import { OPTION_KEYS } from "../src/with-deadlines.ts";
 
 export type RuntimeName = "node" | "deno" | "bun" | "workers";
 
@@ -23,12 +24,37 @@ export interface AdapterOptions<Args extends unknown[] = unknown[]> extends Omit
   policy?: AdapterPolicy<Args>;
 }
 
+/**
+ * Refuses options that are not an object, and unknown keys (a typo such as `idel` or `prot`), at
+ * once with a TypeError naming the key: the adapter's own keys (`ownKeys`) and withDeadlines'.
+ */
+export function checkAdapterOptions(where: string, options: unknown, ownKeys: readonly string[] = []): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`${where}: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!ownKeys.includes(key) && !OPTION_KEYS.has(key)) {
+      throw new TypeError(`${where}: unknown option "${key}" (expected ${[...ownKeys, ...OPTION_KEYS].join(", ")})`);
+    }
+  }
+}
+
+/** The `port` and `hostname` of a serve() helper: a whole port number 0-65535, a non-empty host name. */
+export function checkListenOptions(where: string, port: unknown, hostname: unknown): void {
+  if (typeof port !== "number") throw new TypeError(`${where}: port must be a number, got ${port === null ? "null" : typeof port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`${where}: port must be a whole number from 0 to 65535, got ${port}`);
+  if (typeof hostname !== "string" || hostname === "") {
+    throw new TypeError(`${where}: hostname must be a non-empty string, got ${typeof hostname === "string" ? '""' : hostname === null ? "null" : typeof hostname}`);
+  }
+}
+
 /** Turns an adapter policy into withDeadlines' policy, looking the client address up only when asked. */
 export function policyWithClient<Args extends unknown[]>(
   options: AdapterOptions<Args>,
   runtime: RuntimeName,
   addressOf: (request: Request, ...args: Args) => string | undefined,
 ): WithDeadlinesOptions<Args> {
+  checkAdapterOptions(`stream-deadlines/${runtime}`, options);
   const { policy, ...rest } = options;
   if (policy === undefined) return rest;
   if (typeof policy !== "function") throw new TypeError(`stream-deadlines/${runtime}: policy must be a function`);

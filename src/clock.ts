@@ -23,6 +23,34 @@ export interface Clock {
 /** Largest delay setTimeout accepts before it overflows and fires at once (2^31 - 1 ms, ~24.8 days). */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
+const CLOCK_METHODS = ["now", "wallNow", "setTimer", "clearTimer"] as const;
+
+/** Refuses anything that is not a Clock at once, naming the field (a missing method would only crash later, in a timer). */
+export function checkClock(where: string, field: string, value: unknown): asserts value is Clock {
+  const missing =
+    typeof value !== "object" || value === null
+      ? CLOCK_METHODS
+      : CLOCK_METHODS.filter((name) => typeof (value as Record<string, unknown>)[name] !== "function");
+  const badAfterTurn = missing.length === 0 && (value as Clock).afterTurn !== undefined && typeof (value as Clock).afterTurn !== "function";
+  if (missing.length > 0 || badAfterTurn) {
+    const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
+    const detail = badAfterTurn ? "afterTurn is not a function" : typeof value === "object" && value !== null ? `an object without ${missing.join(", ")}` : got;
+    throw new TypeError(`${where}: ${field} must be a Clock ({ now, wallNow, setTimer, clearTimer }), got ${detail}`);
+  }
+}
+
+/** A finite number of milliseconds, for the virtual clock's own calls (`max`: largest magnitude). */
+function checkMs(where: string, field: string, value: unknown, { min = -Infinity, max = Infinity } = {}): number {
+  if (typeof value !== "number") throw new TypeError(`${where}: ${field} must be a number of milliseconds, got ${typeof value}`);
+  if (!Number.isFinite(value) || value < min || Math.abs(value) > max) {
+    const range = `${min === 0 ? ", 0 or more" : ""}${max < Infinity ? ", at most Number.MAX_SAFE_INTEGER in size" : ""}`;
+    throw new RangeError(`${where}: ${field} must be a finite number of milliseconds${range}, got ${value}`);
+  }
+  return value;
+}
+const SAFE = { max: Number.MAX_SAFE_INTEGER };
+const SAFE_DURATION = { min: 0, max: Number.MAX_SAFE_INTEGER };
+
 // Captured once: a macrotask that runs after every queued microtask, used to let streams settle.
 const runAfterMicrotasks: (fn: () => void) => void =
   typeof (globalThis as { setImmediate?: unknown }).setImmediate === "function"
@@ -82,6 +110,7 @@ export function defaultClock(): Clock {
  * the request that set them (workerd): give each request its own clock.
  */
 export function isolatedClock(base: Clock = systemClock): Clock {
+  checkClock("isolatedClock", "base", base);
   const clock: Clock = {
     now: () => base.now(),
     wallNow: () => base.wallNow(),
@@ -130,8 +159,14 @@ interface VirtualTimer {
  * `wallStart` is the epoch time that virtual time 0 maps to (for `Date` deadlines).
  */
 export function createVirtualClock(options: { start?: number; wallStart?: number } = {}): VirtualClock {
-  let now = options.start ?? 0;
-  const wallOffset = (options.wallStart ?? 1_700_000_000_000) - now;
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`createVirtualClock: options must be an object like { start, wallStart }, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== "start" && key !== "wallStart") throw new TypeError(`createVirtualClock: unknown option "${key}" (expected start or wallStart)`);
+  }
+  let now = options.start === undefined ? 0 : checkMs("createVirtualClock", "start", options.start, SAFE);
+  const wallOffset = (options.wallStart === undefined ? 1_700_000_000_000 : checkMs("createVirtualClock", "wallStart", options.wallStart, SAFE)) - now;
   let seq = 0;
   const timers = new Set<VirtualTimer>();
   let turnCallbacks: (() => void)[] = [];
@@ -156,6 +191,7 @@ export function createVirtualClock(options: { start?: number; wallStart?: number
   }
 
   async function advanceTo(target: number): Promise<void> {
+    checkMs("virtual clock advanceTo", "time", target);
     if (!(target >= now)) throw new RangeError(`virtual clock: cannot move back from ${now} to ${target}`);
     await settle();
     for (;;) {
@@ -184,10 +220,22 @@ export function createVirtualClock(options: { start?: number; wallStart?: number
     afterTurn(callback) {
       turnCallbacks.push(callback);
     },
-    advance: (ms) => advanceTo(now + ms),
+    advance: (ms) => {
+      try {
+        checkMs("virtual clock advance", "ms", ms, SAFE_DURATION);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return advanceTo(now + ms);
+    },
     advanceTo,
     settle,
     sleep(ms) {
+      try {
+        checkMs("virtual clock sleep", "ms", ms, SAFE_DURATION);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       return new Promise<void>((resolve) => clock.setTimer(resolve, ms));
     },
     get pendingTimers() {

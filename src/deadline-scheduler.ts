@@ -37,6 +37,12 @@ const SWEEP_LOOKAHEAD_MS = 25;
  */
 const SWEEP_BATCH_LIMIT = 128;
 
+/**
+ * Totals over every clock's scheduler, for `deadlineDebugCounters()`: where each request has its own
+ * clock (workerd), one clock's figures say nothing about the others.
+ */
+export const schedulerTotals = { scheduled: 0, armed: 0 };
+
 export class DeadlineScheduler {
   readonly clock: Clock;
   /** Per-turn clock readings shared by every deadline of this clock. */
@@ -75,6 +81,7 @@ export class DeadlineScheduler {
       entry.scheduledAt = at;
       entry.heapIndex = this.heap.length;
       this.heap.push(entry);
+      schedulerTotals.scheduled++;
       this.siftUp(entry.heapIndex);
     }
     if (at < this.armedAt && !this.sweeping) this.arm(at);
@@ -84,6 +91,7 @@ export class DeadlineScheduler {
     const i = entry.heapIndex;
     if (i < 0) return;
     const last = this.heap.pop()!;
+    schedulerTotals.scheduled--;
     entry.heapIndex = -1;
     entry.scheduledAt = Infinity;
     if (last !== entry) {
@@ -97,19 +105,24 @@ export class DeadlineScheduler {
 
   private arm(at: number): void {
     if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    else schedulerTotals.armed++;
     this.armedAt = at;
     const delay = Math.min(Math.max(at - this.clock.now(), 0), MAX_TIMER_DELAY);
     this.timer = this.clock.setTimer(this.onTimer, delay);
   }
 
   private disarm(): void {
-    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+    if (this.timer !== undefined) {
+      this.clock.clearTimer(this.timer);
+      schedulerTotals.armed--;
+    }
     this.timer = undefined;
     this.armedAt = Infinity;
   }
 
   private readonly onTimer = (): void => {
     this.timer = undefined;
+    schedulerTotals.armed--;
     this.armedAt = Infinity;
     this.wakeups++;
     const now = this.clock.now();

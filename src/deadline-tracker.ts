@@ -135,7 +135,10 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     liveCounts.guards++;
     const now = options.startedAt === undefined ? this.startedAt : this.clock.now();
     this.applyPatch(patch, now);
-    this.reschedule(now);
+    // Never fire inside the constructor (a Date total in the past, a total shorter than the time
+    // since `startedAt`): neither the stream nor the owner is attached yet, so the firing would
+    // reach nobody and the stream would hang. Due already: the scheduler fires it at once (timer 0).
+    this.scheduler.schedule(this, this.nextDue(now));
   }
 
   get state(): GuardState {
@@ -207,6 +210,17 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     if (idle !== null) due = Math.min(due, turn.start + idle);
     if (minRate !== null) due = Math.min(due, turn.start + (this.credit * 1000) / minRate);
     this.scheduler.schedule(this, due);
+  }
+
+  /**
+   * Called on the stream's first pull: a `total` already past when the stream was made (a Date in
+   * the past) fails it before any byte moves, as a read after a past Go deadline fails. (The
+   * scheduler would fire it on its next tick anyway; data already buffered could slip out first.)
+   */
+  checkOverdue(): void {
+    if (this.totalDue === Infinity || this.ended) return;
+    const now = this.turns.turn().start;
+    if (this.totalDue <= now) this.fire("total", now);
   }
 
   /** `n` bytes moved (delivered by or taken by the peer); ends the current wait if any. */
@@ -368,7 +382,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
           ? c.minRate!
           : c.total !== null
             ? c.total
-            : this.totalDue - this.startedAt;
+            : Math.max(0, this.totalDue - this.startedAt); // a Date already past when set: a limit of 0
     const error = new TimeoutError({
       subject: this.subject,
       direction: this.direction,

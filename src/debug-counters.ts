@@ -2,14 +2,14 @@
  * Counters that leak tests (and curious operators) can read: a guard that ended but still counts
  * here, or a scheduled deadline left behind, is a leak.
  */
-import { type Clock, systemClock } from "./clock.ts";
-import { schedulerFor } from "./deadline-scheduler.ts";
+import { type Clock, checkClock, systemClock } from "./clock.ts";
+import { schedulerFor, schedulerTotals } from "./deadline-scheduler.ts";
 
 /** Mutated by the engine; read through `deadlineDebugCounters()`. */
-export const liveCounts = { guards: 0 };
+export const liveCounts = { guards: 0, listeners: 0 };
 
 export interface DeadlineDebugCounters {
-  /** Guarded streams (and handler deadlines) that have not ended yet, across all clocks. */
+  /** Guarded streams that have not ended yet, across all clocks. */
   liveGuards: number;
   /** Deadlines waiting in the clock's scheduler. */
   scheduledDeadlines: number;
@@ -17,14 +17,28 @@ export interface DeadlineDebugCounters {
   timerArmed: boolean;
   /** Native timer wake-ups of the clock's scheduler so far. */
   timerWakeups: number;
+  /**
+   * Deadlines (body deadlines and handler deadlines) waiting in any clock's scheduler. Where each
+   * request has its own clock (`timerScope: "request"`, the default on workerd), the figures of one
+   * clock say nothing about the others: this one counts them all.
+   */
+  allScheduledDeadlines: number;
+  /** Native timers pending, across all clocks. */
+  allTimersArmed: number;
+  /** withDeadlines' "client went away" listeners on requests' signals not yet removed. */
+  disconnectListeners: number;
 }
 
 export function deadlineDebugCounters(clock: Clock = systemClock): DeadlineDebugCounters {
+  checkClock("deadlineDebugCounters", "clock", clock);
   const scheduler = schedulerFor(clock);
   return {
     liveGuards: liveCounts.guards,
     scheduledDeadlines: scheduler.size,
     timerArmed: scheduler.armed,
     timerWakeups: scheduler.wakeups,
+    allScheduledDeadlines: schedulerTotals.scheduled,
+    allTimersArmed: schedulerTotals.armed,
+    disconnectListeners: liveCounts.listeners,
   };
 }

@@ -1,5 +1,5 @@
 /** What both stream guards share: their options, their result, and input checks. */
-import type { Clock } from "./clock.ts";
+import { type Clock, checkClock } from "./clock.ts";
 import { type DeadlineController, DeadlineTracker } from "./deadline-tracker.ts";
 import type { DeadlineLimits } from "./limits.ts";
 import type { TimeoutError } from "./timeout-error.ts";
@@ -29,7 +29,7 @@ export function splitGuardOptions(where: string, options: GuardOptions | undefin
   onTimeout: ((error: TimeoutError) => void) | undefined;
 } {
   if (options === undefined || options === null) return { limits: {}, subject: undefined, clock: undefined, onTimeout: undefined };
-  if (typeof options !== "object") throw new TypeError(`${where}: options must be an object, got ${typeof options}`);
+  if (typeof options !== "object" || Array.isArray(options)) throw new TypeError(`${where}: options must be an object, got ${Array.isArray(options) ? "an array" : typeof options}`);
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) {
       throw new TypeError(`${where}: unknown option "${key}" (expected idle, minRate, grace, total, subject, clock or onTimeout)`);
@@ -38,9 +38,7 @@ export function splitGuardOptions(where: string, options: GuardOptions | undefin
   const { subject, clock, onTimeout, ...limits } = options;
   if (subject !== undefined && typeof subject !== "string") throw new TypeError(`${where}: subject must be a string, got ${typeof subject}`);
   if (onTimeout !== undefined && typeof onTimeout !== "function") throw new TypeError(`${where}: onTimeout must be a function, got ${typeof onTimeout}`);
-  if (clock !== undefined && (typeof clock !== "object" || clock === null || typeof clock.now !== "function" || typeof clock.setTimer !== "function")) {
-    throw new TypeError(`${where}: clock must be a Clock ({ now, wallNow, setTimer, clearTimer })`);
-  }
+  if (clock !== undefined) checkClock(where, "clock", clock);
   return { limits, subject, clock, onTimeout };
 }
 
@@ -62,8 +60,13 @@ export function isByteChunk(chunk: unknown): chunk is Uint8Array {
 }
 
 export function nonByteChunkError(subject: string, chunk: unknown): TypeError {
-  const kind =
-    chunk === null ? "null" : typeof chunk === "object" ? (chunk as object).constructor?.name ?? "object" : typeof chunk;
+  let kind = "object";
+  try {
+    const name: unknown = chunk === null ? "null" : typeof chunk === "object" ? (chunk as object).constructor?.name : typeof chunk;
+    if (typeof name === "string") kind = name;
+  } catch {
+    kind = "object"; // a hostile `constructor` getter must not turn the TypeError into its own error
+  }
   return new TypeError(`${subject}: chunks must be Uint8Array, got ${kind}`);
 }
 

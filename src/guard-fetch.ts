@@ -7,7 +7,7 @@
  *
  * A firing aborts the upstream request (its connection is freed) with the TimeoutError as reason.
  */
-import type { Clock } from "./clock.ts";
+import { type Clock, checkClock } from "./clock.ts";
 import { type DeadlineController, DeadlineTracker } from "./deadline-tracker.ts";
 import { attachInboundGuard } from "./guard-inbound.ts";
 import type { DeadlineLimits } from "./limits.ts";
@@ -27,9 +27,13 @@ export interface FetchWithDeadlinesInit extends RequestInit {
 }
 
 const UPSTREAM = Symbol.for("stream-deadlines.upstreamDeadlines");
+const UPSTREAM_OPTION_KEYS = new Set(["idle", "minRate", "grace", "total", "subject", "clock", "onTimeout", "fetch"]);
 
 /** The deadline controller of a Response returned by `fetchWithDeadlines` (undefined for any other). */
 export function upstreamDeadlines(response: Response): DeadlineController | undefined {
+  if (typeof response !== "object" || response === null) {
+    throw new TypeError(`upstreamDeadlines: expected a Response, got ${response === null ? "null" : typeof response}`);
+  }
   return (response as unknown as { [UPSTREAM]?: DeadlineController })[UPSTREAM];
 }
 
@@ -39,11 +43,29 @@ export function upstreamDeadlines(response: Response): DeadlineController | unde
  * The result is a Response with the same status, statusText and headers, whose body is guarded.
  */
 export async function fetchWithDeadlines(input: RequestInfo | URL, init: FetchWithDeadlinesInit = {}): Promise<Response> {
+  const where = "fetchWithDeadlines";
+  if (typeof init !== "object" || init === null || Array.isArray(init)) {
+    throw new TypeError(`${where}: init must be an object (RequestInit), got ${init === null ? "null" : Array.isArray(init) ? "an array" : typeof init}`);
+  }
   const { deadlines: options = {}, ...requestInit } = init;
-  if (typeof options !== "object" || options === null) throw new TypeError("fetchWithDeadlines: deadlines must be an object of limits");
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`${where}: deadlines must be an object of limits, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!UPSTREAM_OPTION_KEYS.has(key)) throw new TypeError(`${where}: unknown deadlines option "${key}" (expected ${[...UPSTREAM_OPTION_KEYS].join(", ")})`);
+  }
   const { subject = "upstream body", clock, onTimeout, fetch: fetchImpl = globalThis.fetch, ...limits } = options;
-  if (typeof fetchImpl !== "function") throw new TypeError("fetchWithDeadlines: no fetch to call");
+  if (typeof subject !== "string") throw new TypeError(`${where}: deadlines.subject must be a string, got ${typeof subject}`);
+  if (clock !== undefined) checkClock(where, "deadlines.clock", clock);
+  if (onTimeout !== undefined && typeof onTimeout !== "function") throw new TypeError(`${where}: deadlines.onTimeout must be a function, got ${onTimeout === null ? "null" : typeof onTimeout}`);
+  if (typeof fetchImpl !== "function") throw new TypeError(`${where}: deadlines.fetch must be a function (default: the global fetch), got ${fetchImpl === null ? "null" : typeof fetchImpl}`);
   const upstream = new AbortController();
+  // Before the tracker exists: a bad signal must not leave a deadline armed behind the error.
+  const callerSignal = requestInit.signal ?? undefined;
+  if (callerSignal !== undefined && !(callerSignal instanceof AbortSignal)) {
+    throw new TypeError(`${where}: init.signal must be an AbortSignal, got ${typeof callerSignal}`);
+  }
+  const signal = callerSignal ? AbortSignal.any([callerSignal, upstream.signal]) : upstream.signal;
   const tracker = new DeadlineTracker({
     direction: "inbound",
     subject,
@@ -54,8 +76,8 @@ export async function fetchWithDeadlines(input: RequestInfo | URL, init: FetchWi
       onTimeout?.(error);
     },
   });
-  const callerSignal = requestInit.signal ?? undefined;
-  const signal = callerSignal ? AbortSignal.any([callerSignal, upstream.signal]) : upstream.signal;
+  tracker.checkOverdue(); // a total already past (a Date): fail before anything is sent
+  if (tracker.ended) throw tracker.error;
   tracker.startWaiting(); // waiting for the headers is waiting on the upstream
   let response: Response;
   try {

@@ -44,7 +44,7 @@ export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker:
  * read already made on `reader`) is the guard's first read ahead.
  */
 export function attachOutboundGuardToReader(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
+  reader: Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">,
   tracker: DeadlineTracker,
   preread: Uint8Array[],
   pendingRead: Promise<ReadResult> | undefined,
@@ -56,11 +56,12 @@ export function attachOutboundGuardToReader(
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
 class OutboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly reader: Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
   private readonly tracker: DeadlineTracker;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
   private held: Uint8Array | undefined = undefined;
   private reading = false;
+  private pulled = false;
   private sourceDone = false;
   /** Resolves the pending pull while the consumer waits on the producer. */
   private wakeConsumer: (() => void) | undefined = undefined;
@@ -76,7 +77,7 @@ class OutboundGuard implements GuardedSource {
    */
   private atLineStart = true;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>, heartbeat?: OutboundHeartbeat) {
+  constructor(reader: Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>, heartbeat?: OutboundHeartbeat) {
     this.reader = reader;
     this.tracker = tracker;
     this.preread = preread;
@@ -90,6 +91,11 @@ class OutboundGuard implements GuardedSource {
   }
 
   pull(): Promise<void> | undefined {
+    if (!this.pulled) {
+      this.pulled = true;
+      this.tracker.checkOverdue();
+      if (this.tracker.ended) return undefined; // failed at once: the stream is errored
+    }
     if (this.held !== undefined) {
       this.deliver(this.held);
       this.fill();

@@ -30,6 +30,13 @@ export const DEFAULT_GRACE_MS = 5000;
 
 const LIMIT_KEYS = new Set(["idle", "minRate", "grace", "total"]);
 
+/**
+ * The largest value of any limit. Far beyond any real deadline or rate (2^53 - 1 ms is 285,000
+ * years), and it keeps the credit arithmetic finite: a minRate of 1e308 made `minRate × grace`
+ * Infinity, and the rate limit then silently never fired.
+ */
+const MAX_LIMIT = Number.MAX_SAFE_INTEGER;
+
 export function emptyLimits(): ResolvedLimits {
   return { idle: null, minRate: null, grace: DEFAULT_GRACE_MS, total: null, totalAt: null };
 }
@@ -53,6 +60,9 @@ function checkOptionalPositive(where: string, field: string, value: unknown, uni
   }
   if (!Number.isFinite(value) || value < 0) {
     throw new RangeError(`${where}: ${field} must be a positive finite number of ${unit} (or 0/null to turn it off), got ${describe(value)}`);
+  }
+  if (value > MAX_LIMIT) {
+    throw new RangeError(`${where}: ${field} must be at most Number.MAX_SAFE_INTEGER ${unit} (or 0/null to turn it off), got ${describe(value)}`);
   }
   return value;
 }
@@ -82,8 +92,8 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
     if (typeof grace !== "number") {
       throw new TypeError(`${where}: grace must be a number of milliseconds, got ${describe(grace)}`);
     }
-    if (!Number.isFinite(grace) || grace <= 0) {
-      throw new RangeError(`${where}: grace must be a positive finite number of milliseconds, got ${describe(grace)}`);
+    if (!Number.isFinite(grace) || grace <= 0 || grace > MAX_LIMIT) {
+      throw new RangeError(`${where}: grace must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER, got ${describe(grace)}`);
     }
     if (record.minRate === 0 || record.minRate === null) {
       throw new RangeError(`${where}: grace is ${grace} but minRate is ${record.minRate}: a grace period needs a minimum rate`);

@@ -3,9 +3,10 @@
  * deadlines, and `deadlines(request)` gives the handler the live controls from anywhere that holds
  * the Request (so frameworks need no new parameter).
  */
-import { type Clock, isolatedClock, MAX_TIMER_DELAY, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
+import { type Clock, checkClock, isolatedClock, MAX_TIMER_DELAY, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
+import { liveCounts } from "./debug-counters.ts";
 import { attachInboundGuard } from "./guard-inbound.ts";
 import { attachOutboundGuardToReader, type ReadResult } from "./guard-outbound.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
@@ -92,7 +93,8 @@ export interface RequestDeadlines {
 export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
 
-const OPTION_KEYS = new Set(["request", "response", "handler", "sseHeartbeat", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope", "inMemoryResponse"]);
+/** Every option withDeadlines knows (adapters check their options against it too). */
+export const OPTION_KEYS: ReadonlySet<string> = new Set(["request", "response", "handler", "sseHeartbeat", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope", "inMemoryResponse"]);
 const POLICY_KEYS = new Set(["request", "response", "handler", "sseHeartbeat"]);
 /**
  * Where a Request keeps its controls: a symbol-keyed property rather than a WeakMap, because
@@ -110,11 +112,30 @@ export function deadlines(request: Request): RequestDeadlines {
   return state;
 }
 
+/**
+ * The live controls of a request under withDeadlines, or undefined. For framework middleware (the
+ * Hono one) that joins an enclosing withDeadlines instead of guarding the bodies twice, without
+ * paying for a thrown TypeError on every request.
+ */
+export function findDeadlines(request: Request): RequestDeadlines | undefined {
+  return (request as unknown as { [CONTROLS]?: RequestDeadlines } | null)?.[CONTROLS];
+}
+
+/**
+ * The timeout response (the `timeoutResponse` option's) when `error` is this request's request-body
+ * timeout; undefined for any other error. For frameworks that catch a handler's errors themselves
+ * (Hono hands them to `app.onError`), so the timeout never escapes to withDeadlines to become a 408.
+ */
+export function requestTimeoutResponse(request: Request, error: unknown): Response | undefined {
+  const state = findDeadlines(request) as { timeoutResponseFor?(error: unknown): Response | undefined } | undefined;
+  return state?.timeoutResponseFor?.(error);
+}
+
 function checkHandlerMs(where: string, value: unknown, field = "handler"): number | null {
   if (value === undefined || value === null || value === 0) return null;
   if (typeof value !== "number") throw new TypeError(`${where}: ${field} must be a number of milliseconds (or 0/null to turn it off), got ${typeof value}`);
-  if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${where}: ${field} must be a positive finite number of milliseconds (or 0/null to turn it off), got ${value}`);
+  if (!Number.isFinite(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`${where}: ${field} must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER (or 0/null to turn it off), got ${value}`);
   }
   return value;
 }
@@ -223,8 +244,8 @@ const ANSWERED_EARLY: unique symbol = Symbol("answered early");
 /** Everything the wrapper keeps for one request. Built lazily: most requests need little of it. */
 class RequestState implements RequestDeadlines, TrackerOwner {
   readonly startedAt: number;
-  /** The clock of this request's deadlines (its own when timers are per request). */
-  private readonly clock: Clock;
+  /** This request's own clock when timers are per request, made at its first use (most requests never arm a timer). */
+  private ownClock: Clock | undefined;
   readonly requestTracker: DeadlineTracker | undefined;
   readonly handlerRequest: Request;
   handlerError: TimeoutError | undefined;
@@ -248,12 +269,10 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     private readonly config: ResolvedConfig,
     private readonly policy: ResolvedPolicy,
   ) {
-    // Where timers belong to the request that made them (workerd), each request needs its own.
-    const clock = (this.clock = config.timerScope === "request" ? isolatedClock(config.clock) : config.clock);
-    this.startedAt = clock.now();
+    this.startedAt = config.clock.now(); // an isolated clock reads the same time
     const body = original.body;
     if (body !== null && !original.bodyUsed && !body.locked) {
-      const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: policy.request, clock, owner: this, startedAt: this.startedAt });
+      const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: policy.request, clock: this.clock, owner: this, startedAt: this.startedAt });
       this.requestTracker = tracker;
       this.handlerRequest = requestWithBody(original, attachInboundGuard(body, tracker));
     } else {
@@ -262,6 +281,11 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     // A response total runs from the request's arrival, and can fire before the handler returns.
     if (policy.response.total != null || policy.response.totalAt != null) this.ensureResponseTracker();
     if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
+  }
+
+  /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
+  private get clock(): Clock {
+    return this.config.timerScope === "request" ? (this.ownClock ??= isolatedClock(this.config.clock)) : this.config.clock;
   }
 
   get request(): DeadlineController {
@@ -309,17 +333,27 @@ class RequestState implements RequestDeadlines, TrackerOwner {
       return;
     }
     this.listening = true;
+    liveCounts.listeners++;
     clientSignal.addEventListener("abort", this, { once: true });
   }
 
   /** EventListener interface: the client's signal aborted (an object listener needs no closure). */
   handleEvent(): void {
+    if (this.listening) liveCounts.listeners--;
     this.listening = false;
     this.clientWentAway();
   }
 
   /** Waits for the handler, unless a deadline answers first; a late Response then has its body cancelled. */
   raceHandler<T>(pending: T | Promise<T>): T | Promise<T | typeof ANSWERED_EARLY> {
+    if (this.earlyResponse !== undefined) {
+      // Answered while the handler's synchronous part ran (a `set()` or `setHandlerTimeout()` already
+      // past): nothing to wait for; whatever the handler returns is late.
+      const reason = this.handlerError ?? this.responseTracker?.error;
+      if (pending instanceof Promise) pending.then((value) => cancelLateBody(value, reason), () => {});
+      else cancelLateBody(pending, reason);
+      return ANSWERED_EARLY as T;
+    }
     if (!(pending instanceof Promise)) return pending; // a synchronous handler: nothing to race
     return new Promise((resolve, reject) => {
       this.resolveEarly = resolve;
@@ -330,8 +364,15 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     });
   }
 
+  /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
+  timeoutResponseFor(error: unknown): Response | undefined {
+    if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error) return undefined;
+    return this.config.timeoutResponse(this.event(error, "request"));
+  }
+
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
   handlerThrew(error: unknown): Response {
+    if (this.earlyResponse !== undefined) return this.earlyResponse; // answered already: the throw is late
     this.handlerFinished();
     if (isTimeoutError(error) && this.requestTracker !== undefined && error === this.requestTracker.error) {
       this.answered = true;
@@ -356,7 +397,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
 
   private async guardResponseBody(result: Response): Promise<Response> {
     const init = { status: result.status, statusText: result.statusText, headers: result.headers };
-    const reader = result.body!.getReader();
+    const reader = this.config.bodyReader?.(result.body!) ?? result.body!.getReader();
     // A body already in memory (a string, bytes) and small needs no guard: it fits the socket's
     // buffer. Hand it on as bytes, which every runtime sends on its fast path, instead of paying a
     // stream and a Response more per request.
@@ -496,6 +537,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     this.handlerDeadline?.stop();
     if (this.listening) {
       this.listening = false;
+      liveCounts.listeners--;
       this.original.signal.removeEventListener("abort", this);
     }
     this.requestTracker?.retire();
@@ -520,6 +562,21 @@ interface ResolvedConfig {
   clock: Clock;
   timerScope: "shared" | "request";
   inMemoryResponse: (body: Uint8Array, init: { status: number; statusText: string; headers: Headers }) => Response;
+  bodyReader: ((body: ReadableStream<Uint8Array>) => BodyReader | undefined) | undefined;
+}
+
+/** What the peek and the outbound guard need of a reader of the response body. */
+export type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
+
+/**
+ * For adapters only (a symbol key: no public option, no validation by name): how the response body
+ * is read, for the peek and the guard; a function returning undefined falls back to `getReader()`.
+ * The Workers adapter reads workerd's native bodies with large BYOB reads here, which costs a small
+ * body nothing more (a wrapping stream and Response would).
+ */
+export const RESPONSE_BODY_READER: unique symbol = Symbol("stream-deadlines: response body reader");
+export interface AdapterInternals {
+  [RESPONSE_BODY_READER]?: (body: ReadableStream<Uint8Array>) => BodyReader | undefined;
 }
 
 const bytesResponse = (body: Uint8Array, init: ResponseInit): Response => new Response(body as Uint8Array<ArrayBuffer>, init);
@@ -538,8 +595,37 @@ function pathOf(url: string): string {
   return end < 0 ? url.slice(pathStart) : url.slice(pathStart, pathStart + end);
 }
 
+function checkEvent(where: string, event: unknown): asserts event is TimeoutEvent {
+  if (typeof event !== "object" || event === null) throw new TypeError(`${where}: event must be a TimeoutEvent, got ${event === null ? "null" : typeof event}`);
+  if (!isTimeoutError((event as TimeoutEvent).error)) throw new TypeError(`${where}: event.error must be a TimeoutError`);
+}
+
+/**
+ * A user's timeoutResponse that throws or returns no Response would leave the client without an
+ * answer (it runs in a timer): the default answer goes out instead, and the mistake is reported
+ * as an uncaught error, as a throwing onTimeout is.
+ */
+function checkedTimeoutResponse(make: (event: TimeoutEvent) => Response): (event: TimeoutEvent) => Response {
+  if (make === defaultTimeoutResponse) return make;
+  return (event) => {
+    let problem: unknown;
+    try {
+      const response = make(event);
+      if (isResponse(response)) return response;
+      problem = new TypeError(`withDeadlines: timeoutResponse must return a Response, got ${response === null ? "null" : typeof response}`);
+    } catch (error) {
+      problem = error;
+    }
+    queueMicrotask(() => {
+      throw problem;
+    });
+    return defaultTimeoutResponse(event);
+  };
+}
+
 /** 408 with `Connection: close` for a request body that timed out; 503 otherwise. */
 export function defaultTimeoutResponse(event: TimeoutEvent): Response {
+  checkEvent("defaultTimeoutResponse", event);
   const headers = { "content-type": "text/plain; charset=utf-8", connection: "close" };
   if (event.direction === "request") return new Response("Request Timeout\n", { status: 408, headers });
   return new Response("Service Unavailable\n", { status: 503, headers });
@@ -547,6 +633,7 @@ export function defaultTimeoutResponse(event: TimeoutEvent): Response {
 
 /** One concise line per firing: who, what, which limit, and the figures. */
 export function defaultTimeoutReporter(event: TimeoutEvent): void {
+  checkEvent("defaultTimeoutReporter", event);
   console.warn(
     `[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout` +
       `${event.afterHeaders ? " after headers" : ""}: ${event.error.message}` +
@@ -556,8 +643,11 @@ export function defaultTimeoutReporter(event: TimeoutEvent): void {
 
 function mergeLimits(where: string, base: DeadlineLimits, override: DeadlineLimits | undefined): DeadlineLimits {
   if (override === undefined) return base;
+  if (override === null) throw new TypeError(`${where}: limits must be an object like { idle, minRate, grace, total } ({} for none), got null`);
   parseLimits(override, where);
-  const merged = { ...base, ...override };
+  const merged: DeadlineLimits = { ...base };
+  // A field given as undefined keeps the base's value, as in set(): it never turns a limit off.
+  for (const [key, value] of Object.entries(override)) if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
   // Turning minRate off drops the default's grace with it (a grace alone is refused).
   if (!merged.minRate && override.grace === undefined) delete merged.grace;
   return merged;
@@ -609,16 +699,6 @@ function declaresSmallLength(response: Response): boolean {
   return length !== undefined && length <= UNGUARDED_DECLARED_LENGTH;
 }
 
-const NOT_YET: unique symbol = Symbol("not yet");
-
-/** Resolves after a few microtask hops: long enough for a stream whose data is already there. */
-function afterMicrotasks(): Promise<typeof NOT_YET> {
-  return Promise.resolve()
-    .then(() => undefined)
-    .then(() => undefined)
-    .then(() => NOT_YET);
-}
-
 interface BodyPeek {
   /** Chunks read (they still have to go out, first). */
   chunks: Uint8Array[];
@@ -629,24 +709,91 @@ interface BodyPeek {
 }
 
 /**
+ * Microtask hops the whole peek may take (reads of up to 3 chunks and the end) and still find the
+ * body "already there". Measured for a body made from a string or bytes: Node and Deno 3, Bun 2,
+ * Deno's Blob bodies 8; a streaming body's first read stays pending, and costs it this many hops.
+ */
+const PEEK_HOPS = 12;
+
+/**
  * Reads what a body already holds, without waiting for more: an in-memory body (string, bytes)
  * resolves its reads within a few microtasks; a streaming one does not, and its pending read is
  * kept for the guard. Stops past `limit` bytes (a large body is guarded, in memory or not).
+ * workerd resolves a read of its native bodies (even one made from a string) only in a later turn
+ * of its event loop, never within microtasks: there a zero timer per read bounds the wait (cleared
+ * when the read wins; without it no small body on Workers was ever found in memory, and each one
+ * paid the whole guard: bench/run-cpu-per-request.ts). One object per peek, callbacks made once:
+ * no promise race, array or closure per read (the peek runs for every response with a body).
  */
-async function peekBodyInMemory(reader: ReadableStreamDefaultReader<Uint8Array>, limit: number): Promise<BodyPeek> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (let i = 0; i < 3 && size <= limit; i++) {
-    const read: Promise<ReadResult> = reader.read();
-    const result = await Promise.race([read, afterMicrotasks()]);
-    if (result === NOT_YET) return { chunks, done: false, pending: read };
-    if (result.done) return { chunks, done: true, pending: undefined };
-    const chunk: unknown = result.value;
-    if (!(chunk instanceof Uint8Array)) return { chunks: [...chunks, chunk as Uint8Array], done: false, pending: undefined };
-    chunks.push(chunk);
-    size += chunk.byteLength;
+class Peek {
+  private readonly chunks: Uint8Array[] = [];
+  private size = 0;
+  private reads = 0;
+  private hops = 0;
+  private finished = false;
+  private pending: Promise<ReadResult> | undefined;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private resolve!: (peek: BodyPeek) => void;
+  private reject!: (error: unknown) => void;
+
+  constructor(
+    private readonly reader: BodyReader,
+    private readonly limit: number,
+  ) {}
+
+  run(): Promise<BodyPeek> {
+    return new Promise<BodyPeek>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+      this.next();
+      if (!TIMERS_BELONG_TO_REQUESTS) queueMicrotask(this.tick);
+    });
   }
-  return { chunks, done: false, pending: undefined };
+
+  private next(): void {
+    const read = (this.pending = this.reader.read());
+    read.then(this.onRead, this.onError);
+    if (TIMERS_BELONG_TO_REQUESTS) this.timer = setTimeout(this.giveUp, 0);
+  }
+
+  private finish(done: boolean, pending: Promise<ReadResult> | undefined): void {
+    this.finished = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.resolve({ chunks: this.chunks, done, pending });
+  }
+
+  private readonly onRead = (result: ReadResult): void => {
+    if (this.finished) return; // given up: the guard takes this read as its first
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (result.done) return this.finish(true, undefined);
+    const chunk: unknown = result.value;
+    this.chunks.push(chunk as Uint8Array);
+    if (!(chunk instanceof Uint8Array)) return this.finish(false, undefined); // the guard refuses it
+    this.size += chunk.byteLength;
+    if (++this.reads >= 3 || this.size > this.limit) return this.finish(false, undefined);
+    this.next();
+  };
+
+  private readonly onError = (error: unknown): void => {
+    if (this.finished) return; // given up: the guard sees the failure on the pending read
+    this.finished = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.reject(error);
+  };
+
+  private readonly giveUp = (): void => {
+    if (!this.finished) this.finish(false, this.pending);
+  };
+
+  private readonly tick = (): void => {
+    if (this.finished) return;
+    if (++this.hops >= PEEK_HOPS) this.finish(false, this.pending);
+    else queueMicrotask(this.tick);
+  };
+}
+
+function peekBodyInMemory(reader: BodyReader, limit: number): Promise<BodyPeek> {
+  return new Peek(reader, limit).run();
 }
 
 function concatBytes(chunks: Uint8Array[]): Uint8Array {
@@ -705,27 +852,36 @@ export function withDeadlines<Args extends unknown[], Result>(
   options: WithDeadlinesOptions<Args> = {},
 ): (request: Request, ...args: Args) => Promise<Result | Response> {
   if (typeof handler !== "function") throw new TypeError(`withDeadlines: handler must be a function, got ${typeof handler}`);
-  if (typeof options !== "object" || options === null) throw new TypeError(`withDeadlines: options must be an object, got ${options === null ? "null" : typeof options}`);
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`withDeadlines: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+  }
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) throw new TypeError(`withDeadlines: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
   }
   const { policy, onTimeout = defaultTimeoutReporter, timeoutResponse = defaultTimeoutResponse, clock = systemClock, timerScope = defaultTimerScope() } = options;
-  if (timerScope !== "shared" && timerScope !== "request") throw new TypeError(`withDeadlines: timerScope must be "shared" or "request", got ${String(timerScope)}`);
+  if (timerScope !== "shared" && timerScope !== "request") throw new TypeError(`withDeadlines: timerScope must be "shared" or "request", got ${typeof timerScope === "string" ? JSON.stringify(timerScope) : timerScope === null ? "null" : typeof timerScope}`);
   if (policy !== undefined && typeof policy !== "function") throw new TypeError("withDeadlines: policy must be a function");
   if (onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("withDeadlines: onTimeout must be a function or false");
   if (typeof timeoutResponse !== "function") throw new TypeError("withDeadlines: timeoutResponse must be a function");
+  checkClock("withDeadlines", "clock", clock);
   const defaults = resolvedPolicy(
     "withDeadlines:",
-    mergeLimits("withDeadlines: request", {}, options.request ?? DEFAULT_REQUEST_LIMITS),
-    mergeLimits("withDeadlines: response", {}, options.response ?? DEFAULT_RESPONSE_LIMITS),
+    mergeLimits("withDeadlines: request", {}, options.request === undefined ? DEFAULT_REQUEST_LIMITS : options.request),
+    mergeLimits("withDeadlines: response", {}, options.response === undefined ? DEFAULT_RESPONSE_LIMITS : options.response),
     checkHandlerMs("withDeadlines", options.handler),
     checkHeartbeatMs("withDeadlines", options.sseHeartbeat),
   );
-  const inMemoryResponse = options.inMemoryResponse ?? bytesResponse;
+  const inMemoryResponse = options.inMemoryResponse === undefined ? bytesResponse : options.inMemoryResponse;
   if (typeof inMemoryResponse !== "function") throw new TypeError("withDeadlines: inMemoryResponse must be a function");
-  const config: ResolvedConfig = { onTimeout, timeoutResponse, clock, timerScope, inMemoryResponse };
+  const bodyReader = (options as AdapterInternals)[RESPONSE_BODY_READER];
+  if (bodyReader !== undefined && typeof bodyReader !== "function") throw new TypeError("withDeadlines: the adapter's body reader must be a function");
+  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader };
 
   return async function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
+    // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
+    if (typeof request !== "object" || request === null || !("url" in request && "method" in request && "body" in request)) {
+      throw new TypeError(`withDeadlines: the wrapped handler must be called with a Request, got ${request === null ? "null" : typeof request}`);
+    }
     const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));
     const state = new RequestState(request, config, limits);
     (state.handlerRequest as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
