@@ -1,0 +1,273 @@
+/**
+ * stream-deadlines as a Hono middleware:
+ *
+ *   app.use(deadlines({ request: { idle: 10_000, minRate: 1024 }, handler: 30_000 }));
+ *   app.post("/upload", deadlines({ request: { idle: 60_000 } }), handler); // per route
+ *   deadlinesOf(c).request.set({ ... })   // from the handler (or c.get("deadlines") in a Hono<DeadlinesEnv>)
+ *
+ * The first `deadlines()` a request meets runs it through withDeadlines' own machinery (no second
+ * implementation): `c.req.raw` becomes the Request with the guarded body (so `c.req.json()`,
+ * `arrayBuffer()`, `parseBody()` and validators read it under the limits), `c.res` the Response
+ * with the guarded body, and a handler deadline or a response `total` that runs out before the
+ * handler returned answers 503 at once. Every further `deadlines()` on the same request (a route's
+ * own after a global one) guards nothing again: it changes the limits of the one in force, field by
+ * field, as a `policy` would. When a runtime adapter (`withBunDeadlines(app.fetch)`,
+ * `withWorkersDeadlines(app.fetch)`, the Node `serve`) already guards the request, the middleware
+ * joins it the same way.
+ *
+ * Hono hands every error a handler throws to `app.onError`, so a request-body timeout never reaches
+ * withDeadlines as a throw: the middleware looks at `c.error` after the chain. When the request
+ * body's deadline fired and the chain ended in an error (the TimeoutError, or what a middleware made
+ * of it: Hono's validator turns it into a 400 "Malformed JSON"), the client gets `timeoutResponse`
+ * (408, `Connection: close`) whatever onError answered, unless onError answered with the
+ * TimeoutError's `getResponse()`. Hono's default error handler does that, as for an HTTPException,
+ * so no stack trace is logged for a slow client.
+ *
+ * Only types are imported from hono: the subpath has no runtime import of it (hono is an optional
+ * peer dependency).
+ */
+import type { Context, MiddlewareHandler, Next } from "hono";
+import {
+  defaultTimeoutReporter,
+  defaultTimeoutResponse,
+  type RequestDeadlines,
+  type RequestPolicy,
+  type TimeoutError,
+  type TimeoutEvent,
+  type WithDeadlinesOptions,
+  withDeadlines,
+} from "../src/index.ts";
+import { OPTION_KEYS, findDeadlines, requestTimeoutResponse } from "../src/with-deadlines.ts";
+
+export type { RequestDeadlines, RequestPolicy, TimeoutEvent } from "../src/index.ts";
+
+/** The context variable the middleware sets: `c.get("deadlines")`, `c.var.deadlines`. */
+export interface DeadlinesVariables {
+  deadlines: RequestDeadlines;
+}
+
+/**
+ * An Env with the middleware's variable: `new Hono<DeadlinesEnv>()`, or
+ * `new Hono<{ Bindings: B; Variables: DeadlinesVariables & V }>()`. (No global ContextVariableMap
+ * augmentation, as some of Hono's own middleware make: JSR refuses ambient module declarations, and
+ * it would type `c.get("deadlines")` in routes the middleware does not run for.) `deadlinesOf(c)`
+ * is typed in any app.
+ */
+export type DeadlinesEnv = { Variables: DeadlinesVariables };
+
+/** Per-request limits from the context (route, user, method), merged field by field over the options. */
+export type HonoPolicy = (c: Context) => RequestPolicy | undefined | null | void;
+
+/** withDeadlines' options, with a policy that gets Hono's context. */
+export interface HonoDeadlinesOptions extends Omit<WithDeadlinesOptions, "policy"> {
+  policy?: HonoPolicy;
+}
+
+type Reporter = ((event: TimeoutEvent) => void) | false;
+type Responder = (event: TimeoutEvent) => Response;
+
+/** Where the middleware keeps its per-request record: on the Context and on the guarded Request. */
+const RECORD = Symbol.for("stream-deadlines.hono");
+
+/** What the middleware keeps for one request. */
+class HonoRequestDeadlines {
+  /** The controls of the withDeadlines that guards this request. */
+  controls!: RequestDeadlines;
+  /** The Request those controls are found on (later middleware, like bodyLimit, may replace c.req.raw). */
+  keyRequest!: Request;
+  /** Per-route replacements set by a later deadlines() (only where a deadlines() owns the request). */
+  onTimeout: Reporter | undefined = undefined;
+  timeoutResponse: Responder | undefined = undefined;
+  /** app.onError answered the request-body timeout with its getResponse(): that answer stands. */
+  answerTaken = false;
+  /** The owner's answer is chosen (the handler's Response, or a timeout response before it returned). */
+  settled = false;
+  /** True when a deadlines() middleware owns the request; false when it joined a runtime adapter's. */
+  constructor(readonly ownedHere: boolean) {}
+}
+
+const recordOf = (holder: object): HonoRequestDeadlines | undefined => (holder as { [RECORD]?: HonoRequestDeadlines })[RECORD];
+const keepRecord = (holder: object, record: HonoRequestDeadlines): void => {
+  (holder as { [RECORD]?: HonoRequestDeadlines })[RECORD] = record;
+};
+
+/** Sets c.res as it is: Hono's setter would copy the previous response's headers into it (a second Response per request). */
+function replaceResponse(c: Context, response: Response): void {
+  c.res = undefined;
+  c.res = response;
+}
+
+/**
+ * Gives a TimeoutError the `getResponse()` of an HTTPException, so Hono's default error handler
+ * answers with it instead of logging a stack trace and answering 500.
+ */
+function armGetResponse(error: TimeoutError, respond: () => Response): void {
+  if ("getResponse" in error) return;
+  Object.defineProperty(error, "getResponse", { value: respond, configurable: true, writable: true, enumerable: false });
+}
+
+const POLICY_FIELDS = new Set(["request", "response", "handler", "sseHeartbeat"]);
+
+function checkPolicyResult(value: unknown): RequestPolicy | undefined {
+  if (value === undefined || value === null) return undefined;
+  const where = "stream-deadlines/hono: policy(c)";
+  if (typeof value !== "object" || Array.isArray(value)) throw new TypeError(`${where} must return an object like { request, response, handler } or undefined, got ${typeof value}`);
+  for (const key of Object.keys(value)) {
+    if (!POLICY_FIELDS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
+  }
+  return value as RequestPolicy;
+}
+
+/** Changes the limits in force, field by field (`0`/`null` turns one off, absent keeps it). */
+function adjust(controls: RequestDeadlines, fields: RequestPolicy): void {
+  if (fields.request !== undefined) controls.request.set(fields.request);
+  if (fields.response !== undefined) controls.response.set(fields.response);
+  if (fields.handler !== undefined) controls.setHandlerTimeout(fields.handler);
+}
+
+/**
+ * The middleware. Takes withDeadlines' options (`request`, `response`, `handler`, `policy(c)`,
+ * `onTimeout`, `timeoutResponse`, `clock`, …). On a request that another `deadlines()` (or a
+ * runtime adapter) already guards, its `request`, `response`, `handler` and `policy` change the
+ * limits in force for this request, and its `onTimeout` and `timeoutResponse` replace the owning
+ * `deadlines()`'s (an adapter keeps its own); `clock`, `timerScope` and `sseHeartbeat` are the owner's.
+ */
+export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler<DeadlinesEnv> {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`stream-deadlines/hono: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!OPTION_KEYS.has(key)) throw new TypeError(`stream-deadlines/hono: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
+  }
+  const { policy, onTimeout, timeoutResponse, ...rest } = options;
+  if (policy !== undefined && typeof policy !== "function") throw new TypeError("stream-deadlines/hono: policy must be a function of the context");
+  if (onTimeout !== undefined && onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("stream-deadlines/hono: onTimeout must be a function or false");
+  if (timeoutResponse !== undefined && typeof timeoutResponse !== "function") throw new TypeError("stream-deadlines/hono: timeoutResponse must be a function");
+  const baseReport: Reporter = onTimeout === undefined ? defaultTimeoutReporter : onTimeout;
+  const baseRespond: Responder = timeoutResponse ?? defaultTimeoutResponse;
+  const given: RequestPolicy = { request: options.request, response: options.response, handler: options.handler };
+
+  const respond = (event: TimeoutEvent): Response => (recordOf(event.request)?.timeoutResponse ?? baseRespond)(event);
+
+  const report = (event: TimeoutEvent): void => {
+    const record = recordOf(event.request);
+    if (!event.afterHeaders) {
+      if (event.direction === "request") {
+        armGetResponse(event.error, () => {
+          if (record !== undefined) record.answerTaken = true;
+          return respond(event);
+        });
+      } else {
+        // A handler deadline (or response total) already answered: this error can only reach
+        // onError late, from a handler still running; its answer goes nowhere.
+        armGetResponse(event.error, () => defaultTimeoutResponse(event));
+      }
+    }
+    const reporter = record?.onTimeout ?? baseReport;
+    if (reporter !== false) reporter(event);
+  };
+
+  // The request's path through withDeadlines when this middleware owns it: everything after it in
+  // Hono's chain is the "handler".
+  const guarded = withDeadlines(
+    async (request: Request, c: Context<DeadlinesEnv>, next: Next, record: HonoRequestDeadlines): Promise<Response | undefined> => {
+      record.controls = findDeadlines(request)!;
+      record.keyRequest = request;
+      keepRecord(request, record);
+      c.req.raw = request;
+      c.set("deadlines", record.controls);
+      try {
+        await next(); // rejects only when app.onError rethrew
+      } catch (error) {
+        throw record.controls.request.error ?? error; // withDeadlines answers its request-body timeout (408), rethrows the rest
+      }
+      // Answered before the chain returned (503): Hono drops a late handler's Response, and c.res may
+      // by now be Hono's re-wrap of the 503 on its way out (same body): nothing to hand back.
+      if (record.settled) return undefined;
+      // The chain ended in an error after the request body timed out: the error is that timeout, or
+      // what some middleware made of it (Hono's validator turns it into a 400 "Malformed JSON").
+      const timedOut = record.controls.request.error;
+      if (c.error !== undefined && timedOut !== undefined && !record.answerTaken) throw timedOut; // → 408
+      return c.res;
+    },
+    {
+      ...rest,
+      policy: policy === undefined ? undefined : (_request: Request, c: Context) => policy(c),
+      onTimeout: report,
+      timeoutResponse: respond,
+    },
+  );
+
+  const join = (c: Context<DeadlinesEnv>, record: HonoRequestDeadlines): void => {
+    if (record.ownedHere) {
+      if (onTimeout !== undefined) record.onTimeout = onTimeout;
+      if (timeoutResponse !== undefined) record.timeoutResponse = timeoutResponse;
+    }
+    adjust(record.controls, given);
+    if (policy !== undefined) {
+      const fields = checkPolicyResult(policy(c));
+      if (fields !== undefined) adjust(record.controls, fields);
+    }
+  };
+
+  return async function deadlinesMiddleware(c, next) {
+    const existing = recordOf(c);
+    if (existing !== undefined) {
+      join(c, existing);
+      return next();
+    }
+    const adapters = findDeadlines(c.req.raw);
+    if (adapters !== undefined) return joinAdapter(c, next, adapters);
+    const record = new HonoRequestDeadlines(true);
+    keepRecord(c, record);
+    let response: Response | undefined;
+    try {
+      response = await guarded(c.req.raw, c, next, record);
+    } finally {
+      record.settled = true;
+    }
+    if (response !== undefined && response !== c.res) replaceResponse(c, response);
+  };
+
+  /** A runtime adapter's withDeadlines guards this request: adjust its limits, answer what Hono caught. */
+  async function joinAdapter(c: Context<DeadlinesEnv>, next: Next, controls: RequestDeadlines): Promise<void> {
+    const record = new HonoRequestDeadlines(false);
+    record.controls = controls;
+    const key = (record.keyRequest = c.req.raw);
+    keepRecord(c, record);
+    c.set("deadlines", controls);
+    join(c, record);
+    if (controls.request.state === "active") {
+      const signal = controls.request.signal;
+      signal.addEventListener(
+        "abort",
+        () => {
+          const error = signal.reason as TimeoutError;
+          armGetResponse(error, () => {
+            record.answerTaken = true;
+            return requestTimeoutResponse(key, error) ?? new Response(null, { status: 408, headers: { connection: "close" } });
+          });
+        },
+        { once: true },
+      );
+    }
+    await next();
+    const timedOut = controls.request.error;
+    if (c.error === undefined || timedOut === undefined || record.answerTaken) return;
+    const answer = requestTimeoutResponse(key, timedOut);
+    if (answer !== undefined) replaceResponse(c, answer);
+  }
+}
+
+/**
+ * The live controls of this request (`.request`, `.response`, `.signal`, `.setHandlerTimeout()`), as
+ * `c.get("deadlines")`, but throwing a clear error when no `deadlines()` (nor a runtime adapter)
+ * guards the request.
+ */
+export function deadlinesOf(c: Context): RequestDeadlines {
+  const controls = recordOf(c)?.controls ?? findDeadlines(c.req.raw);
+  if (controls === undefined) {
+    throw new TypeError("deadlinesOf(c): this request is not under deadlines (add app.use(deadlines()) before this route, or wrap app.fetch in a stream-deadlines adapter)");
+  }
+  return controls;
+}
