@@ -14,7 +14,8 @@
  *   workerd cancels the body on disconnect and the producer is cancelled (~50 ms). With the
  *   `enable_request_signal` compatibility flag, `request.signal` also aborts at once (~3 ms).
  * - workerd gives JavaScript reads of a native body (a proxied `fetch()`) in 4 KiB chunks; the
- *   adapter reads such bodies with 64 KiB BYOB reads before guarding them (7x less CPU, measured).
+ *   adapter has withDeadlines read such bodies with BYOB reads of up to 64 KiB (7x less CPU,
+ *   measured), the first of 4 KiB, so that a small body costs no large buffer.
  * - The policy's client address is the `CF-Connecting-IP` header, which Cloudflare's edge sets
  *   (and overwrites) on every request. Behind anything else (local miniflare/wrangler accept a
  *   client-sent value) it is only as trustworthy as whatever sets it.
@@ -23,7 +24,7 @@
  * (the project's own checks type this file against it: tsconfig.check-workers.json).
  */
 import { type RequestPolicy, type WithDeadlinesOptions, UNGUARDED_DECLARED_LENGTH, withDeadlines } from "../src/index.ts";
-import { declaredContentLength, guardsResponseBody } from "../src/with-deadlines.ts";
+import { type AdapterInternals, type BodyReader, RESPONSE_BODY_READER, declaredContentLength } from "../src/with-deadlines.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -63,27 +64,120 @@ const inWorkerd = FixedLength !== undefined;
 export const NATIVE_READ_BYTES = 64 * 1024;
 
 /**
- * Reads a byte stream (a native `fetch()` body, a Response made from bytes) in 64 KiB BYOB reads.
- * One object per stream, methods on the prototype: no closures per request.
+ * The first read of a body takes this much (workerd's own chunk size), and only a body that fills
+ * it is read in NATIVE_READ_BYTES from then on: two 64 KiB buffers (a chunk and the end) for every
+ * small response cost more CPU than the rest of its guarded path (bench/run-cpu-per-request.ts).
  */
-class LargeChunkSource {
+const FIRST_READ_BYTES = 4 * 1024;
+
+/**
+ * Reads a byte stream (a native `fetch()` body, a Response made from bytes) in BYOB reads of up to
+ * 64 KiB. withDeadlines reads the response body through it (its peek, then its guard), so a small
+ * body found in memory costs no wrapping stream and Response. One object per body, methods on the
+ * prototype: no closures per request.
+ */
+class LargeChunkReader implements BodyReader {
+  private size = FIRST_READ_BYTES;
+
   constructor(private readonly reader: ReadableStreamBYOBReader) {}
 
+  async read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    for (;;) {
+      // A fresh buffer each time: the chunk is handed on, and a BYOB read transfers its buffer anyway.
+      const { done, value } = await this.reader.read(new Uint8Array(this.size));
+      if (done) return { done: true, value: undefined };
+      if (value === undefined || value.byteLength === 0) continue;
+      if (value.byteLength === this.size) this.size = NATIVE_READ_BYTES; // more than a small body: large reads from now on
+      return { done: false, value };
+    }
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    return this.reader.cancel(reason);
+  }
+}
+
+/** withDeadlines' reader of a response body in workerd: large BYOB reads when the body is a byte stream. */
+function largeChunkReader(body: ReadableStream<Uint8Array>): BodyReader | undefined {
+  if (!inWorkerd) return undefined;
+  try {
+    return new LargeChunkReader(body.getReader({ mode: "byob" }));
+  } catch {
+    return undefined; // a JavaScript default stream: its producer already chose its chunk sizes
+  }
+}
+
+/**
+ * An upload read in large chunks that fails when the client goes away (`request.signal` aborts, with
+ * `enable_request_signal`). workerd never settles a pending read of an upload whose client reset,
+ * and runs none of the request's timers again: without this, the handler's read (and its deadline)
+ * would wait forever, and the request's guard would never end (test/faults.test.ts,
+ * reset-mid-upload on workers).
+ */
+class UploadSource {
+  private controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  private listening = false;
+  private gone = false;
+  private size = FIRST_READ_BYTES;
+
+  constructor(
+    private readonly reader: ReadableStreamBYOBReader,
+    private readonly signal: AbortSignal | null | undefined,
+  ) {}
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller;
+    if (this.signal == null) return;
+    if (this.signal.aborted) this.handleEvent();
+    else {
+      this.signal.addEventListener("abort", this, { once: true });
+      this.listening = true;
+    }
+  }
+
   async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    // A fresh buffer each time: the chunk is handed on, and a BYOB read transfers its buffer anyway.
-    const { done, value } = await this.reader.read(new Uint8Array(NATIVE_READ_BYTES));
-    if (done) controller.close();
-    else if (value !== undefined && value.byteLength > 0) controller.enqueue(value);
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await this.reader.read(new Uint8Array(this.size));
+    } catch (error) {
+      this.stopListening();
+      throw error;
+    }
+    if (this.gone) return; // the stream already failed with the client's reason
+    if (result.done) {
+      this.stopListening();
+      controller.close();
+    } else if (result.value !== undefined && result.value.byteLength > 0) {
+      if (result.value.byteLength === this.size) this.size = NATIVE_READ_BYTES; // more than a small body: large reads from now on
+      controller.enqueue(result.value);
+    }
   }
 
   cancel(reason: unknown): Promise<void> {
+    this.stopListening();
     return this.reader.cancel(reason);
+  }
+
+  /** EventListener interface: the client went away. */
+  handleEvent(): void {
+    this.listening = false;
+    this.gone = true;
+    const reason: unknown = this.signal?.reason ?? new DOMException("The client went away", "AbortError");
+    this.controller?.error(reason);
+    this.reader.cancel(reason).catch(ignore);
+  }
+
+  private stopListening(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.signal?.removeEventListener("abort", this);
   }
 }
 
 /**
  * The same request with its body read in large chunks (an upload is a native body: its default
- * reads come in 4 KiB). Undefined when there is no body or it is not a byte stream.
+ * reads come in 4 KiB) and failed when the client goes away. Undefined when there is no body or it
+ * is not a byte stream.
  */
 function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
   if (request.body === null || request.body.locked) return undefined;
@@ -93,30 +187,21 @@ function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
   } catch {
     return undefined;
   }
-  const body = new ReadableStream<Uint8Array>(new LargeChunkSource(reader), { highWaterMark: 0 });
+  const body = new ReadableStream<Uint8Array>(new UploadSource(reader, request.signal), { highWaterMark: 0 });
   // new Request(request, init) keeps everything of the original (cf, signal) but the body.
   return new Request(request, { body, duplex: "half" } as RequestInit) as R;
 }
 
-/** Small bodies withDeadlines found already in memory and handed on unguarded: nothing to pipe. */
-const unguarded = new WeakSet<Response>();
+/**
+ * Marks small bodies withDeadlines found already in memory and handed on unguarded: nothing to pipe.
+ * A symbol-keyed property, not a WeakSet: a WeakSet entry per request slows every garbage collection.
+ */
+const UNGUARDED = Symbol("stream-deadlines/workers: in-memory body");
 const unguardedBytes = (body: Uint8Array, init: ResponseInit): Response => {
   const response = new Response(body as Uint8Array<ArrayBuffer>, init);
-  unguarded.add(response);
+  (response as { [UNGUARDED]?: true })[UNGUARDED] = true;
   return response;
 };
-
-/** The same response with its body read in large chunks, when the body is a byte stream; else undefined. */
-function withLargeChunks(response: Response): Response | undefined {
-  let reader: ReadableStreamBYOBReader;
-  try {
-    reader = response.body!.getReader({ mode: "byob" });
-  } catch {
-    return undefined; // a JavaScript default stream: its producer already chose its chunk sizes
-  }
-  const body = new ReadableStream<Uint8Array>(new LargeChunkSource(reader), { highWaterMark: 0 });
-  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
-}
 
 /** Per request: what the handler returned, so only bodies withDeadlines guarded are re-piped. */
 interface Slot {
@@ -167,23 +252,24 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/workers: handler must be a function, got ${typeof handler}`);
   const { policy, ...rest } = policyWithClient<[Env, Ctx]>(options, "workers", clientAddress);
   // The slot rides along as a fourth argument; the user's policy sees only (request, client, env, ctx).
-  const coreOptions: WithDeadlinesOptions<[Env, Ctx, Slot]> = {
+  const coreOptions: WithDeadlinesOptions<[Env, Ctx, Slot]> & AdapterInternals = {
     inMemoryResponse: unguardedBytes,
+    [RESPONSE_BODY_READER]: largeChunkReader,
     ...(policy === undefined ? rest : { ...rest, policy: (request: Request, env: Env, ctx: Ctx): RequestPolicy | undefined | null | void => policy(request, env, ctx) }),
   };
 
   const guarded = withDeadlines(async (request: Request, env: Env, ctx: Ctx, slot: Slot): Promise<Response> => {
+    // A native body (a proxied fetch()) read in 4 KiB chunks costs far more CPU than passing it on:
+    // withDeadlines reads the bodies it guards through largeChunkReader.
     const response = await handler(request as R, env, ctx);
-    // A native body (a proxied fetch()) read in 4 KiB chunks costs far more CPU than passing it on.
-    const result = inWorkerd && guardsResponseBody(request, response) ? (withLargeChunks(response) ?? response) : response;
-    slot.response = result;
-    return result;
+    slot.response = response;
+    return response;
   }, coreOptions);
 
   return async function fetchWithDeadlines(request: R, env: Env, ctx: Ctx): Promise<Response> {
     const slot: Slot = { response: undefined };
     const response = await guarded((inWorkerd ? requestWithLargeChunks(request) : undefined) ?? request, env, ctx, slot);
-    if (unguarded.has(response)) return response;
+    if ((response as { [UNGUARDED]?: true })[UNGUARDED]) return response;
     // Only a body withDeadlines guarded is piped: not one it passed through (the handler's own
     // Response), nor a timeout answer (given before the handler returned, or instead of its throw).
     const handlerResponse = slot.response as Response | undefined;

@@ -3,9 +3,24 @@
  * it). Endpoints: POST /upload, GET /download, GET /events, GET /slow, GET /.
  *
  * With `observe`, it reports what the handler and producers saw (errors, cancels, signal aborts) as
- * JSON lines on stdout, prefixed "@observe ": the conformance suite reads them.
+ * JSON lines on stdout, prefixed "@observe ": the conformance suite reads them. Each observation
+ * carries the request's `id` query parameter when it has one. Observing also serves
+ * GET /debug/counters and the fault endpoints /fault/* (demo/demo-faults.ts) for test/faults.test.ts.
  */
-import { type DeadlineLimits, deadlineDebugCounters, deadlines, isTimeoutError, type TimeoutEvent } from "../src/index.ts";
+import { type DeadlineLimits, deadlineDebugCounters, deadlines as requestDeadlines, isTimeoutError, type TimeoutEvent } from "../src/index.ts";
+import { faultResponse } from "./demo-faults.ts";
+
+/**
+ * The request's deadline controls. Served bare (`--bare`: the runtime's own server and defaults, no
+ * withDeadlines; the attack bench's baseline) a request has none: the handler's calls do nothing.
+ */
+function deadlines(request: Request): Pick<ReturnType<typeof requestDeadlines>, "setHandlerTimeout" | "signal"> & { request: { set(limits: DeadlineLimits): void } } {
+  try {
+    return requestDeadlines(request);
+  } catch {
+    return { setHandlerTimeout() {}, request: { set() {} }, signal: request.signal };
+  }
+}
 
 export interface DemoConfig {
   /** Limits of request bodies. */
@@ -79,14 +94,23 @@ const INDEX = `stream-deadlines demo: idle, minimum-rate and total deadlines on 
 
 /** The demo handler and the withDeadlines options it runs with. */
 export function createDemoApp(config: DemoConfig, observe: Observe | undefined = config.observe ? printObservation : undefined) {
-  const note: Observe = observe ?? (() => {});
+  const noteAny: Observe = observe ?? (() => {});
+  /** Observations carry the request's `id` query parameter, when it has one (fault tests count per request). */
+  const noteFor = (id: string | null): Observe => (id === null ? noteAny : (event) => noteAny({ id, ...event }));
 
   async function handler(request: Request): Promise<Response> {
     const url = new URL(request.url);
+    const note = noteFor(url.searchParams.get("id"));
     const route = `${request.method} ${url.pathname}`;
     if (route === "GET /") return new Response(INDEX, { headers: { "content-type": "text/plain; charset=utf-8" } });
     // Leak checks from outside the process (fault tests): only when observing, never in a plain demo.
-    if (route === "GET /debug/counters" && observe) return Response.json(deadlineDebugCounters());
+    if (route === "GET /debug/counters" && observe) {
+      deadlines(request).setHandlerTimeout(null); // this request's own handler deadline is no leak
+      return Response.json(deadlineDebugCounters());
+    }
+    // Handlers and producers that misbehave on purpose (demo/demo-faults.ts): only when observing.
+    const fault = observe ? faultResponse(request, url, note, describeReason) : undefined;
+    if (fault !== undefined) return fault;
 
     if (route === "POST /upload") {
       // Reading an upload is governed by the request-body limits, not by the handler deadline.
@@ -183,7 +207,8 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
   }
 
   const onTimeout = (event: TimeoutEvent) => {
-    note({ event: "timeout", method: event.method, path: event.path, direction: event.direction, limit: event.limit, afterHeaders: event.afterHeaders, bytes: event.bytes });
+    const note = noteFor(new URL(event.request.url).searchParams.get("id"));
+    note({ event: "timeout", limitValue: event.error.limitValue, method: event.method, path: event.path, direction: event.direction, limit: event.limit, afterHeaders: event.afterHeaders, bytes: event.bytes });
     console.warn(`[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout: ${event.error.message}`);
   };
   return { handler, options: { request: config.request, response: config.response, handler: config.handler, sseHeartbeat: config.sseHeartbeat ?? null, onTimeout } };

@@ -6,12 +6,14 @@ export interface DemoArgs {
   /** Node only: serve HTTP/2 without TLS. */
   h2c: boolean;
   observe: boolean;
+  /** The same handler on the runtime's own server with its defaults: no stream-deadlines (the attack bench's baseline). */
+  bare: boolean;
 }
 
 const RUNTIMES = new Set(["node", "deno", "bun", "workers"]);
 
 export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): DemoArgs {
-  const args: DemoArgs = { runtime: "node", port: defaultPort, configFile: undefined, h2c: false, observe: false };
+  const args: DemoArgs = { runtime: "node", port: defaultPort, configFile: undefined, h2c: false, observe: false, bare: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {
@@ -30,7 +32,8 @@ export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): Demo
     } else if (flag === "--config") args.configFile = value();
     else if (flag === "--h2c") args.h2c = true;
     else if (flag === "--observe") args.observe = true;
-    else throw new TypeError(`demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --observe)`);
+    else if (flag === "--bare") args.bare = true;
+    else throw new TypeError(`demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --observe, --bare)`);
   }
   return args;
 }

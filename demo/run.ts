@@ -1,5 +1,6 @@
 /**
- * `npm run demo -- --runtime node|deno|bun|workers --port N [--config FILE.json]`
+ * `npm run demo -- --runtime node|deno|bun|workers --port N [--config FILE.json] [--bare]`
+ * (`--bare`: the same handler on the runtime's own server and defaults, no stream-deadlines)
  * (`npm start` = Node on port 8787, or PORT). Node runs in this process; the other runtimes are
  * started from their npm packages' binaries with their own entry file (demo/serve-<runtime>.ts).
  */
@@ -30,7 +31,24 @@ function commandFor(runtime: "deno" | "bun" | "workers"): [string, string[]] {
   }
 }
 
-if (args.runtime === "node") {
+if (args.runtime === "node" && args.bare) {
+  // Bare: the same handler through srvx on Node's own server with Node's defaults, no stream-deadlines.
+  const http = await import("node:http");
+  const { toNodeHandler } = await import("srvx/node");
+  const config = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args.configFile, "utf8")) : undefined);
+  const app = createDemoApp({ ...config, observe: config.observe || args.observe });
+  const server = http.createServer(toNodeHandler((request: Request) => app.handler(request)) as never);
+  await new Promise<void>((resolve) => server.listen(args.port, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}`;
+  console.log(`stream-deadlines demo (node ${process.version}, bare: no stream-deadlines) listening on ${url}`);
+  if (!args.observe) console.log(TRY_THESE(url));
+  const stop = () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+} else if (args.runtime === "node") {
   const { serve } = await import("../adapters/node.ts");
   const config = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args.configFile, "utf8")) : undefined);
   const app = createDemoApp({ ...config, observe: config.observe || args.observe });

@@ -1,7 +1,7 @@
 /**
  * The demo on workerd: bundles demo/worker-entry.ts with esbuild (the config injected at bundle
  * time) and serves it with miniflare on 127.0.0.1. Run with tsx:
- *   node --import tsx demo/serve-workers.ts --port N [--config FILE.json] [--observe]
+ *   node --import tsx demo/serve-workers.ts --port N [--config FILE.json] [--observe] [--bare]
  *
  * No `nodejs_compat`: the adapter must work on plain Workers. `enable_request_signal` makes
  * `request.signal` abort when the client goes away (without it, workerd never tells the handler).
@@ -33,7 +33,7 @@ await build({
   format: "esm",
   platform: "neutral",
   target: "es2022",
-  define: { __DEMO_CONFIG__: JSON.stringify(config) },
+  define: { __DEMO_CONFIG__: JSON.stringify(config), __DEMO_BARE__: JSON.stringify(args.bare) },
   logLevel: "warning",
 });
 
@@ -55,7 +55,7 @@ const mf = new Miniflare({
   },
 });
 const url = (await mf.ready).origin;
-console.log(`stream-deadlines demo (workerd via miniflare, compatibility date ${WORKERS_COMPATIBILITY_DATE}, flags [${flags.join(", ")}]) listening on ${url}`);
+console.log(`stream-deadlines demo (workerd via miniflare, compatibility date ${WORKERS_COMPATIBILITY_DATE}, flags [${flags.join(", ")}]${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${url}`);
 if (!args.observe) console.log(TRY_THESE(url));
 
 let stopping = false;

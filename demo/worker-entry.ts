@@ -6,9 +6,12 @@ import { withWorkersDeadlines } from "../adapters/workers.ts";
 import { createDemoApp, demoConfigFrom } from "./demo-app.ts";
 
 declare const __DEMO_CONFIG__: unknown;
+/** `--bare`: the same handler as a plain Worker, no stream-deadlines (the attack bench's baseline). */
+declare const __DEMO_BARE__: boolean | undefined;
 
 const app = createDemoApp(demoConfigFrom(__DEMO_CONFIG__));
+const bare = typeof __DEMO_BARE__ === "boolean" && __DEMO_BARE__;
 
 export default {
-  fetch: withWorkersDeadlines((request: Request) => app.handler(request), app.options),
+  fetch: bare ? (request: Request) => app.handler(request) : withWorkersDeadlines((request: Request) => app.handler(request), app.options),
 };
