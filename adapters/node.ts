@@ -18,7 +18,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { FastResponse, toNodeHandler } from "srvx/node";
 import { withDeadlines } from "../src/index.ts";
-import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
+import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
 
@@ -91,23 +91,43 @@ export interface NodeServerHandle {
  * check interval is 30 s, which makes a short headersTimeout meaningless).
  */
 export function nodeServerLimits(headersTimeout = 10_000): http.ServerOptions {
-  if (!Number.isFinite(headersTimeout) || headersTimeout <= 0) {
-    throw new RangeError(`stream-deadlines/node: headersTimeout must be a positive number of milliseconds, got ${headersTimeout}`);
+  if (typeof headersTimeout !== "number") {
+    throw new TypeError(`stream-deadlines/node: headersTimeout must be a number of milliseconds, got ${headersTimeout === null ? "null" : typeof headersTimeout}`);
+  }
+  // Node itself takes only whole milliseconds up to 2^53 - 1.
+  if (!Number.isInteger(headersTimeout) || headersTimeout <= 0 || headersTimeout > Number.MAX_SAFE_INTEGER) {
+    throw new RangeError(`stream-deadlines/node: headersTimeout must be a positive whole number of milliseconds, got ${headersTimeout}`);
   }
   return { requestTimeout: 0, headersTimeout, connectionsCheckingInterval: Math.max(250, Math.min(headersTimeout / 4, 30_000)) };
 }
 
+const SERVE_KEYS = ["port", "hostname", "http2", "tls", "headersTimeout"] as const;
+
+function checkServeOptions(port: unknown, hostname: unknown, useHttp2: unknown, tls: unknown): void {
+  const where = "stream-deadlines/node: serve";
+  checkListenOptions(where, port, hostname);
+  if (typeof useHttp2 !== "boolean" && useHttp2 !== "h2c") throw new TypeError(`${where}: http2 must be true, false or "h2c", got ${typeof useHttp2 === "string" ? JSON.stringify(useHttp2) : useHttp2 === null ? "null" : typeof useHttp2}`);
+  if (tls === undefined) return;
+  const pem = (value: unknown) => typeof value === "string" || (typeof value === "object" && value !== null && ArrayBuffer.isView(value));
+  if (typeof tls !== "object" || tls === null || !pem((tls as { key?: unknown }).key) || !pem((tls as { cert?: unknown }).cert)) {
+    throw new TypeError(`${where}: tls must be { key, cert } (PEM strings or Buffers), got ${tls === null ? "null" : typeof tls !== "object" ? typeof tls : `an object with key ${typeof (tls as { key?: unknown }).key} and cert ${typeof (tls as { cert?: unknown }).cert}`}`);
+  }
+}
+
 /** Starts a server for `handler` under deadlines. */
 export async function serve(handler: NodeFetchHandler, options: NodeServeOptions = {}): Promise<NodeServerHandle> {
+  checkAdapterOptions("stream-deadlines/node: serve", options, SERVE_KEYS);
   const { port = 8787, hostname = "127.0.0.1", http2: useHttp2 = false, tls, headersTimeout, ...deadlineOptions } = options;
+  checkServeOptions(port, hostname, useHttp2, tls);
+  const limits = nodeServerLimits(headersTimeout); // checked even where HTTP/2 does not use it
   const listener = createNodeListener(handler, deadlineOptions);
   let server: NodeServerHandle["server"];
   if (useHttp2 === "h2c") server = http2.createServer(listener as never);
   else if (useHttp2) {
     if (tls === undefined) throw new TypeError("stream-deadlines/node: http2 over TLS needs the tls option ({ key, cert }); use http2: \"h2c\" for cleartext");
     server = http2.createSecureServer({ ...tls, allowHTTP1: true }, listener as never);
-  } else if (tls !== undefined) server = https.createServer({ ...nodeServerLimits(headersTimeout), ...tls }, listener as never);
-  else server = http.createServer(nodeServerLimits(headersTimeout), listener as never);
+  } else if (tls !== undefined) server = https.createServer({ ...limits, ...tls }, listener as never);
+  else server = http.createServer(limits, listener as never);
   // HTTP/2 sessions are not connections `closeAllConnections` knows: track them to close them.
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session: http2.ServerHttp2Session) => {
