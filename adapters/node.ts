@@ -17,7 +17,7 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:h
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { FastResponse, toNodeHandler } from "srvx/node";
-import { withDeadlines } from "../src/index.ts";
+import { defaultTimeoutResponse, type TimeoutEvent, withDeadlines } from "../src/index.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -41,18 +41,47 @@ const contextOf = (request: Request): NodeContext => (request as SrvxRequest).ru
 /** A request listener for `http.createServer`, `https.createServer` or `http2.create(Secure)Server`. */
 export function createNodeListener(handler: NodeFetchHandler, options: AdapterOptions<[NodeContext]> = {}): NodeRequestListener {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
-  const guarded = withDeadlines(handler, {
+  const deadlineOptions = {
     // A small body already in memory is written by srvx in one go (no stream, no undici Response).
     // (An empty statusText would be written as an empty reason phrase: leave it to Node then.)
-    inMemoryResponse: (body, { status, statusText, headers }) =>
+    inMemoryResponse: (body: Uint8Array, { status, statusText, headers }: { status: number; statusText: string; headers: Headers }) =>
       new FastResponse(body as Uint8Array<ArrayBuffer>, statusText ? { status, statusText, headers } : { status, headers }) as unknown as Response,
     ...policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
-  });
+  };
+  const guarded = withDeadlines(handler, deadlineOptions);
+  // HTTP/2 has no Connection header (Node drops it with a warning): its timeout responses go without.
+  const guardedHttp2 = withDeadlines(handler, { ...deadlineOptions, timeoutResponse: withoutConnectionHeader(options.timeoutResponse ?? defaultTimeoutResponse) });
   const listener = toNodeHandler((request: Request) => {
     const context = contextOf(request);
-    return (guarded(request, context) as Promise<Response>).catch((error: unknown) => handlerFailed(error, context));
-  });
-  return listener as unknown as NodeRequestListener;
+    const run = "stream" in context.req ? guardedHttp2 : guarded;
+    return (run(request, context) as Promise<Response>).catch((error: unknown) => handlerFailed(error, context));
+  }) as unknown as NodeRequestListener;
+  return (req, res) => {
+    if ("stream" in req) req.stream.once("finish", () => endUnreadUpload(req));
+    listener(req, res);
+  };
+}
+
+function withoutConnectionHeader(timeoutResponse: (event: TimeoutEvent) => Response): (event: TimeoutEvent) => Response {
+  return (event) => {
+    const response = timeoutResponse(event);
+    try {
+      response.headers.delete("connection");
+    } catch {
+      // immutable headers (a fetch() result): Node drops the header itself
+    }
+    return response;
+  };
+}
+
+/**
+ * HTTP/2: a response sent before the upload ended (a 408, or an answer that did not read the body)
+ * leaves the client's half of the stream open, and a stalled client would hold it for ever. RFC 9113
+ * §8.1 lets the server then reset the stream with NO_ERROR: the client stops sending and keeps the
+ * response. (HTTP/1.1 closes the connection instead: the 408 says `Connection: close`.)
+ */
+function endUnreadUpload(req: Http2ServerRequest): void {
+  if (!req.complete && !req.stream.destroyed && !req.stream.closed) req.stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 /**

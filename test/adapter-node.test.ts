@@ -110,6 +110,31 @@ describe("stream-deadlines/node", () => {
     session.close();
   });
 
+  it("HTTP/2: a stalled upload gets its 408, then its stream is reset with NO_ERROR so the client stops holding it", async () => {
+    server = await serve(async (request) => new Response(String((await request.arrayBuffer()).byteLength)), { port: 0, onTimeout: false, http2: "h2c", request: { idle: 300 } });
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    const upload = session.request({ ":path": "/upload", ":method": "POST" }, { endStream: false });
+    upload.on("error", () => {});
+    upload.write(Buffer.alloc(100)); // then nothing more, and the client never ends its half
+    const status = new Promise<number>((resolve) => upload.once("response", (headers) => resolve(Number(headers[":status"]))));
+    upload.resume();
+    const closed = new Promise<number>((resolve) => upload.once("close", () => resolve(upload.rstCode ?? -1)));
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.message);
+    process.on("warning", onWarning);
+    try {
+      expect(await Promise.race([status, sleep(5_000).then(() => -2)])).toBe(408);
+      expect(await Promise.race([closed, sleep(5_000).then(() => -2)])).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      await sleep(50);
+    } finally {
+      process.off("warning", onWarning);
+    }
+    // No "connection header is not valid" warning: the HTTP/2 timeout response has no Connection header.
+    expect(warnings.filter((w) => /connection header/i.test(w))).toEqual([]);
+    session.close();
+  });
+
   it("refuses HTTP/2 over TLS without a certificate", async () => {
     await expect(serve(() => new Response(), { port: 0, http2: true })).rejects.toThrow(/needs the tls option/);
   });
