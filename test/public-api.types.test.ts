@@ -11,6 +11,8 @@ import {
   type RequestDeadlines,
   type TimeoutError,
   type TimeoutEvent,
+  type RequestPolicy,
+  type WithDeadlinesOptions,
   withDeadlines,
 } from "../src/index.ts";
 
@@ -39,6 +41,14 @@ describe("public API types", () => {
     expectTypeOf<{ idle: 1000; minRate: null; total: Date }>().toMatchTypeOf<DeadlineLimits>();
     // @ts-expect-error a string is not a duration
     const bad: DeadlineLimits = { idle: "10s" };
+    void bad;
+  });
+
+  it("sseHeartbeat is a number of ms or null, as an option and in a policy", () => {
+    expectTypeOf<WithDeadlinesOptions["sseHeartbeat"]>().toEqualTypeOf<number | null | undefined>();
+    expectTypeOf<RequestPolicy["sseHeartbeat"]>().toEqualTypeOf<number | null | undefined>();
+    // @ts-expect-error a boolean does not say how often
+    const bad: RequestPolicy = { sseHeartbeat: true };
     void bad;
   });
 
