@@ -39,7 +39,7 @@ export interface DemoConfig {
 
 export const DEFAULT_DEMO_CONFIG: DemoConfig = {
   request: { idle: 10_000, minRate: 1024, grace: 5_000 },
-  response: { idle: 10_000, minRate: 1024, grace: 5_000 },
+  response: { idle: 30_000, minRate: 1024, grace: 5_000 }, // idle: a 100 KB/s reader waits ~20 s between kernel bursts
   handler: 5_000,
   authenticated: { idle: 60_000, minRate: 256, grace: 10_000, total: null },
   sseHeartbeat: 15_000,

@@ -8,7 +8,19 @@
  *   every byte, and never exceeds minRate × grace. The deadline fires when credit reaches 0.
  *   Guarantee: the peer may fall at most `grace` behind `minRate` on the blamed clock, and a
  *   fast start banks at most `grace` worth of credit.
+ *
+ * Outbound, one exception to the cap: bytes the runtime takes in quick succession (takes less
+ * than 50 ms apart: one burst) have only reached the socket's buffers, and the client reads them
+ * during the wait that follows. The kernel lets a writer go on only once a third of its send
+ * buffer has drained (measured on Linux: 1.4–2.5 MiB at a time), so an honest reader at 2× minRate
+ * shows up as a burst, then a long wait. The cap is therefore at least the last burst's bytes
+ * (up to 4 MiB): the time a client at minRate needs to read what it was just given.
  */
+
+/** Takes closer together than this are one burst (one wake of the socket). */
+export const BURST_GAP_MS = 50;
+/** A burst earns credit up to this many bytes (Linux's default maximum send buffer, tcp_wmem). */
+export const OUTBOUND_BURST_CREDIT_MAX = 4 * 1024 * 1024;
 
 import { type Clock, defaultClock } from "./clock.ts";
 import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
@@ -119,6 +131,9 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private bytes = 0;
   /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
   private credit = 0;
+  /** Outbound: bytes of the current burst of takes, and when the last take was (see the rate model). */
+  private burstBytes = 0;
+  private lastTakeAt = -Infinity;
   /** During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. */
   private creditFrom = -Infinity;
 
@@ -241,7 +256,14 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       }
     }
     if (minRate !== null) {
-      const cap = (minRate * this.current.grace) / 1000;
+      let cap = (minRate * this.current.grace) / 1000;
+      if (this.direction === "outbound") {
+        const at = this.turns.turn().start;
+        if (at - this.lastTakeAt >= BURST_GAP_MS) this.burstBytes = 0;
+        this.lastTakeAt = at;
+        this.burstBytes += n;
+        if (this.burstBytes > cap) cap = Math.min(this.burstBytes, Math.max(cap, OUTBOUND_BURST_CREDIT_MAX));
+      }
       this.credit = Math.min(cap, this.credit + n);
     }
   }

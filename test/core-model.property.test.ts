@@ -32,7 +32,8 @@ function dropUndefined(p: ModelLimits): ModelLimits {
 }
 
 function scheduleArb(direction: "inbound" | "outbound"): fc.Arbitrary<Schedule> {
-  const maxBytes = direction === "outbound" ? 200 * 1024 : 20_000;
+  // Outbound chunks up to 100 KiB: split into 64 KiB slices, taken as bursts (which earn credit).
+  const maxBytes = direction === "outbound" ? 100 * 1024 : 20_000;
   return fc
     .record({
       limits: startLimitsArb,

@@ -35,6 +35,35 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
     expect(out.done).toBe(false);
   });
 
+  it("takes in kernel-sized bursts: a reader at 2× minRate is never cut, one at 0.5× is; a burst earns at most 4 MiB", async () => {
+    // The kernel lets a writer go on only once a third of its send buffer drained: an honest slow
+    // reader shows up as 2 MiB taken at once, then a wait of 2 MiB / its rate.
+    const burst = 2 * 1024 * 1024;
+    const read = async (rate: number, limits: { minRate: number; grace: number }) => {
+      const clock = createVirtualClock();
+      const slices = burst / OUTBOUND_SLICE_BYTES;
+      const src = scriptedSource(clock, Array.from({ length: 3 * slices }, () => ({ at: 0, bytes: OUTBOUND_SLICE_BYTES })));
+      const { readable, controller } = guardOutboundStream(src.stream, { clock, ...limits });
+      const out = scriptedConsumer(clock, readable, { pauseAfter: (i) => (i % slices === slices - 1 ? (burst * 1000) / rate : 0) });
+      await clock.advance((4 * burst * 1000) / rate);
+      return { out, error: controller.error };
+    };
+    const defaults = { minRate: 240, grace: 5000 }; // 1.2 KB of credit by the grace alone
+    expect((await read(480, defaults)).out).toMatchObject({ done: true, bytes: 3 * burst, error: undefined });
+    const slow = await read(120, defaults);
+    expect(slow.error).toMatchObject({ limit: "minRate" });
+    expect(slow.out.bytes).toBe(burst); // cut during the first wait: 2 MiB at 240 B/s is due well before 2 MiB at 120 B/s
+    // A burst bigger than 4 MiB earns 4 MiB: a fast start cannot buy more than one socket buffer.
+    const clock = createVirtualClock();
+    const src = scriptedSource(clock, Array.from({ length: 200 }, () => ({ at: 0, bytes: OUTBOUND_SLICE_BYTES })));
+    const { readable, controller } = guardOutboundStream(src.stream, { clock, minRate: 1024, grace: 1000 });
+    scriptedConsumer(clock, readable, { pauseAfter: (i) => (i === 99 ? 1e9 : 0) }); // 6.25 MiB at once, then nothing
+    await clock.advance(4096 * 1000 - 1);
+    expect(controller.state).toBe("active");
+    await clock.advance(2);
+    expect(controller.error).toMatchObject({ limit: "minRate" });
+  });
+
   it("reads ahead exactly one chunk", async () => {
     const clock = createVirtualClock();
     const src = scriptedSource(clock, Array.from({ length: 10 }, () => ({ at: 0, bytes: 10 })));

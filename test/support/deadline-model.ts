@@ -37,6 +37,8 @@ export type Outcome =
   | { kind: "closed"; at: number; bytes: number; ambiguous: boolean }
   | { kind: "timeout"; at: number; limit: "idle" | "minRate" | "total"; bytes: number; ambiguous: boolean };
 
+import { BURST_GAP_MS, OUTBOUND_BURST_CREDIT_MAX } from "../../src/deadline-tracker.ts";
+
 export const SLICE = 64 * 1024;
 const EPSILON = 1e-6;
 
@@ -94,6 +96,9 @@ export function evaluate(s: Schedule): Outcome {
   let creditAt = 0;
   let bytes = 0;
   let ambiguous = false;
+  // Outbound bursts: takes less than BURST_GAP_MS apart; a burst's bytes raise the cap (up to 4 MiB).
+  let burst = 0;
+  let lastTakeAt = -Infinity;
 
   const setLimits = (patch: ModelLimits, t: number) => {
     const oldRate = minRate;
@@ -142,7 +147,16 @@ export function evaluate(s: Schedule): Outcome {
         if (blamed && minRate !== null) credit -= (minRate * (event.t - creditAt)) / 1000;
         blamed = false;
         bytes += event.n;
-        if (minRate !== null) credit = Math.min((minRate * grace) / 1000, credit + event.n);
+        if (minRate !== null) {
+          let cap = (minRate * grace) / 1000;
+          if (s.direction === "outbound") {
+            if (event.t - lastTakeAt >= BURST_GAP_MS) burst = 0;
+            lastTakeAt = event.t;
+            burst += event.n;
+            cap = Math.max(cap, Math.min(burst, OUTBOUND_BURST_CREDIT_MAX));
+          }
+          credit = Math.min(cap, credit + event.n);
+        }
         break;
       case "closed":
         return { kind: "closed", at: event.t, bytes, ambiguous };
