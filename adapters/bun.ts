@@ -29,7 +29,7 @@
  * checks type this file against it: tsconfig.check-bun.json).
  */
 import { withDeadlines } from "../src/index.ts";
-import { type AdapterOptions, type AdapterPolicy, policyWithClient } from "./adapter-options.ts";
+import { type AdapterOptions, type AdapterPolicy, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
 
@@ -72,7 +72,8 @@ interface Exchange {
 
 function checkIdleTimeout(value: unknown): number {
   if (value === undefined) return BUN_DEFAULT_IDLE_TIMEOUT;
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > BUN_MAX_IDLE_TIMEOUT) {
+  if (typeof value !== "number") throw new TypeError(`stream-deadlines/bun: idleTimeout must be a number of seconds, got ${value === null ? "null" : typeof value}`);
+  if (!Number.isInteger(value) || value < 0 || value > BUN_MAX_IDLE_TIMEOUT) {
     throw new RangeError(`stream-deadlines/bun: idleTimeout must be a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve), got ${String(value)}`);
   }
   return value;
@@ -119,6 +120,27 @@ function restoringBody(body: ReadableStream<Uint8Array>, restore: () => void): R
 }
 
 /**
+ * Marks the small bodies withDeadlines found already in memory and hands on as bytes: they go out
+ * in one write, nothing bounds them, so the exchange is Bun's again at once (no restoring wrapper,
+ * which would cost a stream and a Response more per request). A symbol-keyed property, not a
+ * WeakSet: a WeakSet entry per request slows every garbage collection.
+ */
+const IN_MEMORY = Symbol("stream-deadlines/bun: in-memory body");
+type Marked = { [IN_MEMORY]?: true };
+type InMemoryResponse = NonNullable<AdapterOptions["inMemoryResponse"]>;
+
+function markingInMemory(make: unknown): InMemoryResponse {
+  // Anything but a function (or nothing) goes to withDeadlines as it is, to be refused there.
+  if (make !== undefined && typeof make !== "function") return make as InMemoryResponse;
+  const build = (make as InMemoryResponse | undefined) ?? ((body, init) => new Response(body as Uint8Array<ArrayBuffer>, init));
+  return (body, init) => {
+    const response = build(body, init);
+    if (typeof response === "object" && response !== null) (response as Marked)[IN_MEMORY] = true;
+    return response;
+  };
+}
+
+/**
  * A `fetch(request, server)` for `Bun.serve` that runs `handler` under deadlines, with Bun's idle
  * timer off while the library's limits govern the exchange.
  */
@@ -127,7 +149,7 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
   options: BunAdapterOptions<Server> = {},
 ): (request: Request, server: Server) => Promise<Result | Response> {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/bun: handler must be a function, got ${typeof handler}`);
-  if (typeof options !== "object" || options === null) throw new TypeError("stream-deadlines/bun: options must be an object");
+  checkAdapterOptions("stream-deadlines/bun", options, ["idleTimeout"]);
   const { idleTimeout: idleOption, policy, ...deadlineOptions } = options;
   const idleTimeout = checkIdleTimeout(idleOption);
   // The user's policy sees (request, client, server), not the adapter's exchange.
@@ -141,7 +163,11 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
       exchange.result = result;
       return result;
     },
-    policyWithClient<[Server, Exchange]>({ ...deadlineOptions, policy: adapterPolicy }, "bun", (request, server) => server?.requestIP(request)?.address),
+    policyWithClient<[Server, Exchange]>(
+      { ...deadlineOptions, inMemoryResponse: markingInMemory(deadlineOptions.inMemoryResponse), policy: adapterPolicy },
+      "bun",
+      (request, server) => server?.requestIP(request)?.address,
+    ),
   );
 
   return async function fetchWithDeadlines(request: Request, server: Server): Promise<Result | Response> {
@@ -161,7 +187,8 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
     if (response === undefined || response === null) return response;
     // withDeadlines answers with a new Response when it guards the handler's body: the library
     // bounds that body until its end. Anything else (no body, passed through) is Bun's again now.
-    const guarded = response !== exchange.result && exchange.result != null ? (response as Response) : undefined;
+    // A small body withDeadlines found in memory and handed on as bytes is not guarded either.
+    const guarded = response !== exchange.result && exchange.result != null && !(response as Marked)[IN_MEMORY] ? (response as Response) : undefined;
     const body = guarded?.body ?? null;
     if (guarded === undefined || body === null || server === undefined) {
       restore();
@@ -197,11 +224,18 @@ export async function serve<Server extends BunServerLike = BunServerLike>(
   handler: BunFetchHandler<Server>,
   options: BunServeOptions<Server> = {},
 ): Promise<BunServerHandle<Server>> {
-  const bun = (globalThis as unknown as { Bun?: BunGlobalLike }).Bun;
-  if (bun === undefined) throw new TypeError("stream-deadlines/bun: serve() runs on Bun only; elsewhere use your runtime's adapter");
+  // Options first: a mistake in them is one everywhere, also where Bun is missing.
+  const where = "stream-deadlines/bun: serve";
+  checkAdapterOptions(where, options, ["port", "hostname", "bunOptions", "idleTimeout"]);
   const { port = 8787, hostname = "127.0.0.1", bunOptions = {}, ...adapterOptions } = options;
+  checkListenOptions(where, port, hostname);
+  if (typeof bunOptions !== "object" || bunOptions === null || Array.isArray(bunOptions)) {
+    throw new TypeError(`${where}: bunOptions must be an object of Bun.serve options, got ${bunOptions === null ? "null" : Array.isArray(bunOptions) ? "an array" : typeof bunOptions}`);
+  }
   const idleTimeout = checkIdleTimeout(adapterOptions.idleTimeout);
   const fetch = withBunDeadlines(handler, { ...adapterOptions, idleTimeout });
+  const bun = (globalThis as unknown as { Bun?: BunGlobalLike }).Bun;
+  if (bun === undefined) throw new TypeError("stream-deadlines/bun: serve() runs on Bun only; elsewhere use your runtime's adapter");
   const server = bun.serve({ ...bunOptions, port, hostname, idleTimeout, fetch });
   const actualPort = server.port ?? port;
   return {

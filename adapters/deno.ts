@@ -25,7 +25,7 @@
  */
 import { type TimeoutEvent, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
 import { guardsResponseBody } from "../src/with-deadlines.ts";
-import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
+import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
 
@@ -196,7 +196,7 @@ class UploadWatcher implements UnderlyingDefaultSource<Uint8Array> {
 const TIMEOUT_RESPONSE = Symbol("stream-deadlines/deno: timeout response");
 
 function markTimeoutResponses<Args extends unknown[]>(options: AdapterOptions<Args>): AdapterOptions<Args> {
-  const make = options.timeoutResponse ?? defaultTimeoutResponse;
+  const make = options.timeoutResponse === undefined ? defaultTimeoutResponse : options.timeoutResponse; // null is refused below, not a default
   if (typeof make !== "function") return options; // withDeadlines refuses it with its own message
   return {
     ...options,
@@ -208,12 +208,34 @@ function markTimeoutResponses<Args extends unknown[]>(options: AdapterOptions<Ar
   };
 }
 
-/** Small bodies withDeadlines found already in memory and handed on as bytes: nothing to watch. */
-const inMemory = new WeakSet<Response>();
+/**
+ * Marks small bodies withDeadlines found already in memory and handed on as bytes: nothing to watch.
+ * A symbol-keyed property, not a WeakSet: one short-lived WeakSet entry per request makes every
+ * garbage collection slower (ephemerons; measured: bench/run-cpu-per-request.ts).
+ */
+const IN_MEMORY = Symbol("stream-deadlines/deno: in-memory body");
 const inMemoryResponse = (body: Uint8Array, init: ResponseInit): Response => {
   const response = new Response(body as Uint8Array<ArrayBuffer>, init);
-  inMemory.add(response);
+  (response as { [IN_MEMORY]?: true })[IN_MEMORY] = true;
   return response;
+};
+
+/** Where a Request keeps its ClientSignal, for the one shared `signal` getter below. */
+const CLIENT = Symbol("stream-deadlines/deno: client signal");
+type WithClient = Request & { [CLIENT]?: ClientSignal };
+
+/**
+ * The own `signal` property every request gets: one getter function shared by all requests. (A
+ * getter closure per request gives every Request its own hidden class, a new map and descriptor
+ * array per request: that cost more CPU, most of it in garbage collection, than all the rest of
+ * the wrapper on a small GET.)
+ */
+const SIGNAL_PROPERTY: PropertyDescriptor = {
+  get(this: WithClient): AbortSignal | undefined {
+    const client = this[CLIENT];
+    return client !== undefined ? client.signal : runtimeSignalOf(this);
+  },
+  configurable: true,
 };
 
 /**
@@ -221,7 +243,8 @@ const inMemoryResponse = (body: Uint8Array, init: ResponseInit): Response => {
  * passes through untouched (its own rule, asked rather than copied).
  */
 function bodyToWatch(request: Request, response: Response): ReadableStream<Uint8Array> | null {
-  if ((response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE] || inMemory.has(response)) return null;
+  const marks = response as { [TIMEOUT_RESPONSE]?: true; [IN_MEMORY]?: true };
+  if (marks[TIMEOUT_RESPONSE] || marks[IN_MEMORY]) return null;
   return guardsResponseBody(request, response) ? response.body : null;
 }
 
@@ -234,13 +257,15 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
   options: AdapterOptions<[Info]> = {},
 ): (request: Request, info: Info) => Promise<Response> {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
+  checkAdapterOptions("stream-deadlines/deno", options);
   const guarded = withDeadlines(handler, { inMemoryResponse, ...policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)) });
 
   return async function handleOnDeno(request: Request, info: Info): Promise<Response> {
     const client = new ClientSignal(request);
     // An own property shadows Deno's getter for everything that reads request.signal from here on
     // (withDeadlines, the handler, frameworks); Deno itself keeps its internal signal.
-    Object.defineProperty(request, "signal", { get: () => client.signal, configurable: true });
+    (request as WithClient)[CLIENT] = client;
+    Object.defineProperty(request, "signal", SIGNAL_PROPERTY);
     const upload = request.body;
     if (upload !== null && !upload.locked && !request.bodyUsed) {
       // Same for the body withDeadlines guards (the handler gets withDeadlines' copy of the request).
@@ -296,10 +321,15 @@ interface DenoServeLike {
 
 /** Starts `Deno.serve` for `handler` under deadlines, without Deno's "Listening on" banner. */
 export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(handler: DenoFetchHandler<Info>, options: DenoServeOptions<Info> = {}): Promise<DenoServerHandle> {
+  // Options first: a mistake in them is one everywhere, also where Deno is missing.
+  checkAdapterOptions("stream-deadlines/deno: serve", options, ["port", "hostname", "signal"]);
+  const { port = 8787, hostname = "127.0.0.1", signal, ...deadlineOptions } = options;
+  const where = "stream-deadlines/deno: serve";
+  checkListenOptions(where, port, hostname);
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`${where}: signal must be an AbortSignal, got ${signal === null ? "null" : typeof signal}`);
+  const guarded = withDenoDeadlines(handler, deadlineOptions);
   const deno = (globalThis as { Deno?: DenoServeLike }).Deno;
   if (typeof deno?.serve !== "function") throw new TypeError("stream-deadlines/deno: serve() needs the Deno runtime (Deno.serve)");
-  const { port = 8787, hostname = "127.0.0.1", signal, ...deadlineOptions } = options;
-  const guarded = withDenoDeadlines(handler, deadlineOptions);
   let server!: DenoHttpServerLike;
   const addr = await new Promise<{ hostname: string; port: number }>((resolve, reject) => {
     try {

@@ -9,7 +9,9 @@
  * `ratio http.node.h2.download`, and `figure` lines; writes .bench-out/http-results.json, from which
  * bench/render-performance.ts draws docs/performance.svg.
  *
- *   node .bench-out/bench/run-http.js [--quick] [node deno bun workers]
+ * On Deno, Bun and Workers it also prints `ratio http.<runtime>.small.floor` (see FLOOR_VARIANT).
+ *
+ *   node .bench-out/bench/run-http.js [--quick] [node node-h2 deno bun workers]
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -33,19 +35,29 @@ const ALL: Runtime[] = ["node", "node-h2", "deno", "bun", "workers"];
 const named = process.argv.slice(2).filter((a) => !a.startsWith("-")) as Runtime[];
 const runtimes = named.length ? named : ALL;
 
-function serverCommand(runtime: Runtime, bare: boolean): [string, string[]] {
-  const flag = bare ? "--bare" : "--guarded";
+/**
+ * Besides bare and guarded, on Deno, Bun and Workers a third server runs for /small: the handler's
+ * Response with its body read through a reader and handed on in a new Response
+ * (bench/http-bench-variants.ts "floor-read-bytes"), which is the least any wrapper pays that has to
+ * find out whether a body it cannot see into is small and in memory: `ratio http.<runtime>.small.floor`.
+ */
+const FLOOR_VARIANT = "floor-read-bytes";
+const FLOOR_RUNTIMES = new Set<Runtime>(["deno", "bun", "workers"]);
+
+function serverCommand(runtime: Runtime, variant: string): [string, string[]] {
+  const flag = variant === "bare" ? "--bare" : "--guarded";
+  const variantArgs = variant === "bare" || variant === "guarded" ? [flag] : ["--variant", variant];
   switch (runtime) {
     case "node":
       return [process.execPath, [join(here, "serve-bench-node.js"), flag]];
     case "node-h2":
       return [process.execPath, [join(here, "serve-bench-node.js"), flag, "--h2c"]];
     case "deno":
-      return [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), flag]];
+      return [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), ...variantArgs]];
     case "bun":
-      return [join(root, "node_modules/.bin/bun"), [join(root, "bench/serve-bench-bun.ts"), flag]];
+      return [join(root, "node_modules/.bin/bun"), [join(root, "bench/serve-bench-bun.ts"), ...variantArgs]];
     case "workers":
-      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), flag]];
+      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), ...variantArgs]];
   }
 }
 
@@ -54,12 +66,12 @@ interface Server {
   child: ChildProcess;
 }
 
-function start(runtime: Runtime, bare: boolean): Promise<Server> {
-  const [command, args] = serverCommand(runtime, bare);
+function start(runtime: Runtime, variant: string): Promise<Server> {
+  const [command, args] = serverCommand(runtime, variant);
   const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${runtime} ${bare ? "bare" : "guarded"}: no "listening on" in 60 s\n${log}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`${runtime} ${variant}: no "listening on" in 60 s\n${log}`)), 60_000);
     const onData = (data: Buffer) => {
       log += data.toString();
       const match = /listening on (http:\/\/[^\s]+)/.exec(log);
@@ -127,9 +139,11 @@ for (const runtime of runtimes) {
 }
 
 async function benchRuntime(runtime: Runtime): Promise<void> {
-  const bare = await start(runtime, true);
-  const guarded = await start(runtime, false);
+  const bare = await start(runtime, "bare");
+  const guarded = await start(runtime, "guarded");
+  const floor = FLOOR_RUNTIMES.has(runtime) ? await start(runtime, FLOOR_VARIANT) : undefined;
   try {
+    if (floor !== undefined) await smallRps(floor.url, 1);
     // Warm both (JIT, connection pools), then alternate.
     for (const server of [bare, guarded]) {
       if (runtime === "node-h2") await transfer("h2download", server.url, 64 * MiB);
@@ -140,9 +154,12 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
       }
     }
     const samples = { bare: [] as Measures[], guarded: [] as Measures[] };
+    const floorSmall: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const order: ["bare" | "guarded", Server][] = round % 2 === 0 ? [["bare", bare], ["guarded", guarded]] : [["guarded", guarded], ["bare", bare]];
+      if (floor !== undefined && round % 2 === 1) floorSmall.push(await smallRps(floor.url));
       for (const [name, server] of order) samples[name].push(await measure(runtime, server.url));
+      if (floor !== undefined && round % 2 === 0) floorSmall.push(await smallRps(floor.url));
     }
     const pick = (list: Measures[], key: keyof Measures) => (list[0]![key] === undefined ? undefined : median(list.map((m) => m[key]!)));
     const summary = { bare: {} as Measures, guarded: {} as Measures, ratio: {} as Measures };
@@ -160,10 +177,16 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
       console.log(`figure ${name}.guarded ${show(g)} ${unit}`);
       console.log(`ratio ${name} ${(g / b).toFixed(3)}`);
     }
+    if (floorSmall.length > 0 && summary.bare.small !== undefined) {
+      const f = median(floorSmall);
+      console.log(`figure http.${runtime}.small.floor ${f.toFixed(0)} req/s (the body read through a reader, a new Response: ${FLOOR_VARIANT})`);
+      console.log(`ratio http.${runtime}.small.floor ${(f / summary.bare.small).toFixed(3)}`);
+    }
     results[runtime] = summary;
   } finally {
     await stop(bare);
     await stop(guarded);
+    if (floor !== undefined) await stop(floor);
   }
 }
 

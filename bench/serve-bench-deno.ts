@@ -1,9 +1,11 @@
 /**
- * The HTTP bench server on Deno: `deno run -A bench/serve-bench-deno.ts --bare|--guarded`.
+ * The HTTP bench server on Deno: `deno run -A bench/serve-bench-deno.ts --bare|--guarded|--variant NAME`.
  * Bare: Deno.serve(benchHandler). Guarded: Deno.serve(withDenoDeadlines(benchHandler)).
+ * Other variants (bench/http-bench-variants.ts) measure one piece at a time, for bench/run-cpu-per-request.ts.
  */
 import { withDenoDeadlines } from "../adapters/deno.ts";
 import { benchHandler } from "./http-bench-app.ts";
+import { GENERIC_VARIANTS, variantName } from "./http-bench-variants.ts";
 
 declare const Deno: {
   args: string[];
@@ -12,7 +14,8 @@ declare const Deno: {
   exit(code: number): never;
 };
 
-const bare = Deno.args.includes("--bare");
-const handler = bare ? benchHandler : withDenoDeadlines(benchHandler, { onTimeout: false });
-Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: ({ port }) => console.log(`bench ${bare ? "bare" : "guarded"} deno listening on http://127.0.0.1:${port}`) }, handler as never);
+const variant = variantName(Deno.args);
+const handler = variant === "guarded" ? withDenoDeadlines(benchHandler, { onTimeout: false }) : GENERIC_VARIANTS[variant];
+if (handler === undefined) throw new Error(`serve-bench-deno: unknown variant ${variant}`);
+Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: ({ port }) => console.log(`bench ${variant} deno listening on http://127.0.0.1:${port}`) }, handler as never);
 Deno.addSignalListener("SIGTERM", () => Deno.exit(0));

@@ -1,6 +1,7 @@
 /**
- * The HTTP bench server on workerd (miniflare): `node --import tsx bench/serve-bench-workers.ts --bare|--guarded`.
- * Prints "listening on …" and, on stderr at exit, nothing else. `pid workerd <n>` is printed too, for CPU figures.
+ * The HTTP bench server on workerd (miniflare): `node --import tsx bench/serve-bench-workers.ts --bare|--guarded|--variant NAME`.
+ * Prints "listening on …". Variants other than bare and guarded: bench/http-bench-variants.ts.
+ * `--inspector-port N` opens workerd's inspector (for CPU profiles: bench/profile-cdp.ts).
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,8 +10,11 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { Miniflare } from "miniflare";
 import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "../demo/serve-workers-config.ts";
+import { variantName } from "./http-bench-variants.ts";
 
-const bare = process.argv.includes("--bare");
+const variant = variantName(process.argv);
+const inspectorAt = process.argv.indexOf("--inspector-port");
+const inspectorPort = inspectorAt >= 0 ? Number(process.argv[inspectorAt + 1]) : undefined;
 const dir = mkdtempSync(join(tmpdir(), "sd-bench-workers-"));
 const scriptPath = join(dir, "worker.mjs");
 await build({
@@ -20,11 +24,11 @@ await build({
   format: "esm",
   platform: "neutral",
   target: "es2022",
-  define: { __BARE__: String(bare) },
+  define: { __VARIANT__: JSON.stringify(variant) },
   logLevel: "warning",
 });
-const mf = new Miniflare({ modules: true, scriptPath, modulesRoot: dir, compatibilityDate: WORKERS_COMPATIBILITY_DATE, compatibilityFlags: WORKERS_COMPATIBILITY_FLAGS, host: "127.0.0.1", port: 0 });
-console.log(`bench ${bare ? "bare" : "guarded"} workers listening on ${(await mf.ready).origin}`);
+const mf = new Miniflare({ modules: true, scriptPath, modulesRoot: dir, compatibilityDate: WORKERS_COMPATIBILITY_DATE, compatibilityFlags: WORKERS_COMPATIBILITY_FLAGS, host: "127.0.0.1", port: 0, ...(inspectorPort === undefined ? {} : { inspectorPort }) });
+console.log(`bench ${variant} workers listening on ${(await mf.ready).origin}`);
 const stop = () => void mf.dispose().finally(() => process.exit(0));
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);

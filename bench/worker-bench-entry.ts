@@ -1,7 +1,10 @@
-/** The bench handler as a Worker; `__BARE__` is set at bundle time by bench/serve-bench-workers.ts. */
+/** The bench handler as a Worker; `__VARIANT__` is set at bundle time by bench/serve-bench-workers.ts. */
 import { withWorkersDeadlines } from "../adapters/workers.ts";
 import { benchHandler } from "./http-bench-app.ts";
+import { GENERIC_VARIANTS } from "./http-bench-variants.ts";
 
-declare const __BARE__: boolean;
+declare const __VARIANT__: string;
 
-export default { fetch: __BARE__ ? benchHandler : withWorkersDeadlines(benchHandler, { onTimeout: false }) };
+const fetch = __VARIANT__ === "guarded" ? withWorkersDeadlines(benchHandler, { onTimeout: false }) : GENERIC_VARIANTS[__VARIANT__];
+if (fetch === undefined) throw new Error(`worker-bench-entry: unknown variant ${__VARIANT__}`);
+export default { fetch };

@@ -1,0 +1,67 @@
+/**
+ * Handler variants for the per-request CPU bench (bench/run-cpu-per-request.ts): the bench handler
+ * bare, under the core alone, and with only one piece of what a wrapper does, so that each piece's
+ * cost (and the runtime's floor) can be measured on its own, on each runtime, side by side.
+ * WHATWG only: every runtime's serve-bench script adds its own adapter as "guarded".
+ */
+import { withDeadlines } from "../src/index.ts";
+import { benchHandler } from "./http-bench-app.ts";
+
+type Handler = (request: Request, ...rest: never[]) => Response | Promise<Response>;
+
+/** One more pull-based stream and one more Response: the floor of a wrapper that bounds a streamed body. */
+function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      pull: (c) => reader.read().then((r) => (r.done ? c.close() : c.enqueue(r.value))),
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+const init = (r: Response) => ({ status: r.status, statusText: r.statusText, headers: r.headers });
+
+export const GENERIC_VARIANTS: Record<string, Handler> = {
+  bare: benchHandler,
+  /** withDeadlines alone (no adapter). */
+  core: withDeadlines(benchHandler, { onTimeout: false }) as Handler,
+  /** An async wrapper that only awaits the handler (the promise hop every wrapper pays). */
+  "floor-await": async (request) => await benchHandler(request),
+  /** Reads `response.body` (the getter) and nothing else: on runtimes with lazy bodies, this makes the stream. */
+  "floor-body-getter": async (request) => {
+    const response = await benchHandler(request);
+    void response.body;
+    return response;
+  },
+  /** Reads the body through a reader, and hands the bytes on in a new Response: the in-memory path's floor. */
+  "floor-read-bytes": async (request) => {
+    const response = await benchHandler(request);
+    const reader = response.body!.getReader();
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+    }
+    return new Response((chunks.length === 1 ? chunks[0]! : new Blob(chunks as BlobPart[])) as BodyInit, init(response));
+  },
+  /** `await response.arrayBuffer()` and a new Response of those bytes (the runtime's native read). */
+  "floor-arraybuffer": async (request) => {
+    const response = await benchHandler(request);
+    return new Response(await response.arrayBuffer(), init(response));
+  },
+  /** A pass-through stream and a new Response (what guarding a streamed body costs at the least). */
+  "floor-stream": async (request) => {
+    const response = await benchHandler(request);
+    return new Response(passThrough(response.body!), init(response));
+  },
+};
+
+/** The variant named on the command line (`--variant NAME`, or `--bare` / `--guarded`). */
+export function variantName(args: readonly string[]): string {
+  const i = args.indexOf("--variant");
+  if (i >= 0 && i + 1 < args.length) return args[i + 1]!;
+  return args.includes("--bare") ? "bare" : "guarded";
+}
