@@ -186,7 +186,7 @@ interface ModeResult {
   answersAfter: boolean;
 }
 
-async function runMode(mode: "bare" | "guarded"): Promise<ModeResult> {
+async function runMode(mode: "bare" | "floor" | "guarded"): Promise<ModeResult> {
   log(`${mode}: starting the server (fd limit ${FD_LIMIT})`);
   const server = new ServerProcess(mode);
   try {
@@ -197,7 +197,7 @@ async function runMode(mode: "bare" | "guarded"): Promise<ModeResult> {
     server.send("baseline");
     const baseline = await server.next("baseline", 10_000);
     // The bare server never cuts: the client waits 1.5 s past the due times, then resets its sockets.
-    const clientDone = runClient(port, mode === "bare" ? 1500 : 20_000);
+    const clientDone = runClient(port, mode === "guarded" ? 20_000 : 1500);
     const loaded = await server.next("loaded", 60_000);
     log(`${mode}: loaded (${loaded.openRequests} open, heap read ${loaded.marginBeforeResetMs.toFixed(0)} ms before the first due time, gc ${loaded.gcMs.toFixed(0)} ms)`);
     let reaped: Json | undefined;
@@ -209,7 +209,7 @@ async function runMode(mode: "bare" | "guarded"): Promise<ModeResult> {
     }
     const client = await clientDone;
     log(`${mode}: client ${JSON.stringify(client)}`);
-    if (mode === "bare") {
+    if (mode !== "guarded") {
       server.send("loop");
       loop = (await server.next("loop", 10_000)).loop as Json;
     }
@@ -227,6 +227,7 @@ const fmt = (x: number | null | undefined, digits = 1) => (x === null || x === u
 async function main(): Promise<void> {
   log(`N=${N} idle=${IDLE} ms, node ${process.version}`);
   const bare = await runMode("bare");
+  const floor = await runMode("floor");
   const guarded = await runMode("guarded");
 
   const growth = (r: ModeResult, key: string) => (r.loaded.mem[key] as number) - (r.baseline.mem[key] as number);
@@ -239,6 +240,9 @@ async function main(): Promise<void> {
   figure("external_per_stream", `${Math.round(perStream("external"))} B`);
   figure("bytes_per_stream_raw", `${Math.round(loadedPerStream("heapUsed"))} B`);
   figure("rss_per_stream_raw", `${Math.round(loadedPerStream("rss"))} B`);
+  // The floor: a pass-through stream and a Request per upload, what any WHATWG-level wrapper pays.
+  figure("floor_per_stream", `${Math.round((growth(floor, "heapUsed") - growth(bare, "heapUsed")) / N)} B`);
+  figure("library_beyond_floor_per_stream", `${Math.round((growth(guarded, "heapUsed") - growth(floor, "heapUsed")) / N)} B`);
   figure("bare.heap_per_stream", `${Math.round(growth(bare, "heapUsed") / N)} B`);
   figure("bare.rss_per_stream", `${Math.round(growth(bare, "rss") / N)} B`);
   figure("guarded.heap_per_stream", `${Math.round(growth(guarded, "heapUsed") / N)} B`);

@@ -5,7 +5,7 @@
  * `createNodeListener` with a short request idle limit). Both get Node's limits relaxed the same
  * way (`nodeServerLimits`: no requestTimeout, a long headersTimeout).
  *
- *   node --expose-gc .bench-out/bench/scale-server.js --mode bare|guarded --n N --idle MS
+ *   node --expose-gc .bench-out/bench/scale-server.js --mode bare|floor|guarded --n N --idle MS
  *
  * Talks to the orchestrator with one JSON object per line: it prints `{"event":…}` lines on stdout,
  * and reads commands (`baseline`, `loop`, `quit`) on stdin.
@@ -74,9 +74,35 @@ let listener: http.RequestListener;
 // stalled upload would crash the process), so the bare handler answers 500 instead, as the Node
 // adapter does for handler errors. Nothing else is added.
 const bareHandler = (request: Request) => benchHandler(request).catch(() => new Response(null, { status: 500 }));
+/**
+ * Floor: the least any wrapper on WHATWG streams pays to see a request body's reads: a pull-based
+ * pass-through stream around the body and a Request carrying it (no deadline, no tracker, no timer).
+ * What the guarded mode costs beyond this is the library's own share.
+ */
+function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+}
+const floorHandler = (request: Request) =>
+  bareHandler(
+    request.body === null
+      ? request
+      : new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half", signal: request.signal } as RequestInit),
+  );
 if (mode === "bare") listener = toNodeHandler(bareHandler) as unknown as http.RequestListener;
+else if (mode === "floor") listener = toNodeHandler(floorHandler) as unknown as http.RequestListener;
 else if (mode === "guarded") listener = createNodeListener(benchHandler, { request: { idle: IDLE }, onTimeout: false }) as unknown as http.RequestListener;
-else throw new Error(`scale-server: --mode must be bare or guarded, got ${mode}`);
+else throw new Error(`scale-server: --mode must be bare, floor or guarded, got ${mode}`);
 
 // Long headersTimeout: the client opens every connection first and sends all headers afterwards.
 const server = http.createServer(nodeServerLimits(120_000), listener);
