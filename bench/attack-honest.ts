@@ -1,0 +1,106 @@
+/**
+ * The honest client of the attack bench: small uploads and downloads in a loop, each on a new
+ * connection (so a server that stops accepting is seen), from its own loopback address (127.0.0.2,
+ * so the connection tracker tells it from the attack), each bounded by a timeout: a request that is
+ * stuck, refused, reset, answered with anything but 200 or the wrong body counts as a failure.
+ */
+import http from "node:http";
+
+export interface HonestResult {
+  attempts: number;
+  ok: number;
+  /** Latency of every attempt, ms (a failed attempt counts with the time it took to fail). */
+  latencies: number[];
+  /** What went wrong, by kind, e.g. { "upload timeout": 3, "download status 503": 1 }. */
+  failures: Record<string, number>;
+  /** When each failed attempt started (performance.now(), ms). */
+  failedAt: number[];
+}
+
+export interface HonestOptions {
+  url: string;
+  /** Concurrent loops. */
+  loops: number;
+  timeoutMs: number;
+  uploadBytes: number;
+  downloadBytes: number;
+  /** Pause between two requests of a loop (the client is honest, not a load generator). */
+  pauseMs: number;
+  localAddress: string;
+}
+
+function once(options: HonestOptions, kind: "upload" | "download"): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const done = (failure: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      request.destroy();
+      resolve(failure);
+    };
+    const target = kind === "upload" ? `${options.url}/upload` : `${options.url}/download?bytes=${options.downloadBytes}`;
+    const request = http.request(
+      target,
+      {
+        method: kind === "upload" ? "POST" : "GET",
+        agent: false,
+        localAddress: options.localAddress,
+        headers: kind === "upload" ? { "content-length": options.uploadBytes, connection: "close" } : { connection: "close" },
+      },
+      (response) => {
+        let bytes = 0;
+        let text = "";
+        response.on("data", (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (kind === "upload") text += chunk.toString("utf8");
+        });
+        response.on("end", () => {
+          if (response.statusCode !== 200) return done(`status ${response.statusCode}`);
+          if (kind === "download") return done(bytes === options.downloadBytes ? undefined : "short body");
+          try {
+            done((JSON.parse(text) as { bytes: number }).bytes === options.uploadBytes ? undefined : "wrong upload count");
+          } catch {
+            done("bad upload answer");
+          }
+        });
+        response.on("error", () => done("response error"));
+        response.on("aborted", () => done("response aborted"));
+      },
+    );
+    const timer = setTimeout(() => done("timeout"), options.timeoutMs);
+    request.on("error", (error: NodeJS.ErrnoException) => done(error.code ?? "request error"));
+    if (kind === "upload") request.end(Buffer.alloc(options.uploadBytes, 0x61));
+    else request.end();
+  });
+}
+
+/** Runs until `stop()`; resolves with the tally once every request in flight has ended. */
+export function runHonestClient(options: HonestOptions): { stop(): Promise<HonestResult> } {
+  const result: HonestResult = { attempts: 0, ok: 0, latencies: [], failures: {}, failedAt: [] };
+  let running = true;
+  const loop = async (index: number) => {
+    let n = index;
+    while (running) {
+      const kind = n++ % 2 === 0 ? "upload" : "download";
+      const started = performance.now();
+      const failure = await once(options, kind);
+      result.attempts++;
+      result.latencies.push(performance.now() - started);
+      if (failure === undefined) result.ok++;
+      else {
+        result.failures[`${kind} ${failure}`] = (result.failures[`${kind} ${failure}`] ?? 0) + 1;
+        result.failedAt.push(started);
+      }
+      if (running) await new Promise((resolve) => setTimeout(resolve, options.pauseMs));
+    }
+  };
+  const loops = Array.from({ length: options.loops }, (_, i) => loop(i));
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return result;
+    },
+  };
+}
