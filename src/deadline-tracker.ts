@@ -9,15 +9,15 @@
  *   Guarantee: the peer may fall at most `grace` behind `minRate` on the blamed clock, and a
  *   fast start banks at most `grace` worth of credit.
  *
- * Outbound, one exception to the cap: bytes the runtime takes in quick succession (takes less
- * than 50 ms apart: one burst) have only reached the socket's buffers, and the client reads them
- * during the wait that follows. The kernel lets a writer go on only once a third of its send
+ * Outbound, one exception to the cap: bytes the runtime takes without keeping a chunk waiting for
+ * 50 ms or more (one burst: the socket had room) have only reached the socket's buffers, and the
+ * client reads them during the wait that follows. The kernel lets a writer go on only once a third of its send
  * buffer has drained (measured on Linux: 1.4–2.5 MiB at a time), so an honest reader at 2× minRate
  * shows up as a burst, then a long wait. The cap is therefore at least the last burst's bytes
  * (up to 4 MiB): the time a client at minRate needs to read what it was just given.
  */
 
-/** Takes closer together than this are one burst (one wake of the socket). */
+/** A wait on the consumer this long or longer (the socket was full) ends a burst of takes. */
 export const BURST_GAP_MS = 50;
 /** A burst earns credit up to this many bytes (Linux's default maximum send buffer, tcp_wmem). */
 export const OUTBOUND_BURST_CREDIT_MAX = 4 * 1024 * 1024;
@@ -131,9 +131,8 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private bytes = 0;
   /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
   private credit = 0;
-  /** Outbound: bytes of the current burst of takes, and when the last take was (see the rate model). */
+  /** Outbound: bytes taken since the consumer last kept a chunk waiting BURST_GAP_MS or more (see the rate model). */
   private burstBytes = 0;
-  private lastTakeAt = -Infinity;
   /** During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. */
   private creditFrom = -Infinity;
 
@@ -249,6 +248,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       if (began === began) {
         const end = this.turns.turn().start;
         if (end > began) this.waitedBefore += end - began;
+        if (end - began >= BURST_GAP_MS) this.burstBytes = 0; // the socket made us wait: a new burst
         if (minRate !== null) {
           const drained = end - Math.max(began, this.creditFrom);
           if (drained > 0) this.credit -= (minRate * drained) / 1000;
@@ -258,9 +258,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     if (minRate !== null) {
       let cap = (minRate * this.current.grace) / 1000;
       if (this.direction === "outbound") {
-        const at = this.turns.turn().start;
-        if (at - this.lastTakeAt >= BURST_GAP_MS) this.burstBytes = 0;
-        this.lastTakeAt = at;
         this.burstBytes += n;
         if (this.burstBytes > cap) cap = Math.min(this.burstBytes, Math.max(cap, OUTBOUND_BURST_CREDIT_MAX));
       }

@@ -103,7 +103,8 @@ function agreesWithModel(direction: "inbound" | "outbound", tally: Tally) {
 /** The schedules must exercise every outcome, or agreement would prove little. */
 function expectVariedOutcomes(tally: Tally) {
   const runs = tally.closed + tally.idle + tally.minRate + tally.total;
-  for (const outcome of ["closed", "idle", "minRate", "total"] as const) expect(tally[outcome]).toBeGreaterThan(runs * 0.05);
+  // At least 3% each (outbound minRate runs about 5.5%: bursts of takes earn credit): 4 standard deviations of margin.
+  for (const outcome of ["closed", "idle", "minRate", "total"] as const) expect(tally[outcome]).toBeGreaterThan(runs * 0.03);
   expect(tally.ambiguous).toBeLessThan(runs * 0.05);
 }
 

@@ -96,9 +96,8 @@ export function evaluate(s: Schedule): Outcome {
   let creditAt = 0;
   let bytes = 0;
   let ambiguous = false;
-  // Outbound bursts: takes less than BURST_GAP_MS apart; a burst's bytes raise the cap (up to 4 MiB).
+  // Outbound bursts: bytes taken since the last blamed wait of BURST_GAP_MS or more raise the cap (up to 4 MiB).
   let burst = 0;
-  let lastTakeAt = -Infinity;
 
   const setLimits = (patch: ModelLimits, t: number) => {
     const oldRate = minRate;
@@ -145,13 +144,12 @@ export function evaluate(s: Schedule): Outcome {
         break;
       case "bytes":
         if (blamed && minRate !== null) credit -= (minRate * (event.t - creditAt)) / 1000;
+        if (blamed && event.t - blameFrom >= BURST_GAP_MS) burst = 0;
         blamed = false;
         bytes += event.n;
         if (minRate !== null) {
           let cap = (minRate * grace) / 1000;
           if (s.direction === "outbound") {
-            if (event.t - lastTakeAt >= BURST_GAP_MS) burst = 0;
-            lastTakeAt = event.t;
             burst += event.n;
             cap = Math.max(cap, Math.min(burst, OUTBOUND_BURST_CREDIT_MAX));
           }
