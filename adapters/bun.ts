@@ -29,6 +29,7 @@
  * checks type this file against it: tsconfig.check-bun.json).
  */
 import { withDeadlines } from "../src/index.ts";
+import { findDeadlines } from "../src/with-deadlines.ts";
 import { type AdapterOptions, type AdapterPolicy, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -194,6 +195,10 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
       restore();
       return response;
     }
+    // A response deadline that fires while Bun waits on a client that reads (almost) nothing: Bun
+    // keeps the connection until what it queued has drained (days for a slow reader). Its idle timer,
+    // on again at 1 s, closes the connection at its next tick (npm run attack, bun slow-read).
+    findDeadlines(request)?.response.signal.addEventListener("abort", () => server.timeout(request, 1), { once: true });
     return new Response(restoringBody(body, restore), { status: guarded.status, statusText: guarded.statusText, headers: guarded.headers });
   };
 }
