@@ -41,9 +41,11 @@ const DEADLINE_MS = 110_000; // the whole run stays under two minutes, whatever 
  * - core-only: withDeadlines alone, the native body read with a default reader (workerd hands
  *   JavaScript 4 KiB chunks), no FixedLengthStream: what the adapter avoids;
  * - js-passthrough: the native body through a minimal pull-based JavaScript stream, no deadlines
- *   (the floor of any JavaScript wrapper that reads with a default reader).
+ *   (the floor of any JavaScript wrapper that reads with a default reader);
+ * - byob-passthrough: the same with 64 KiB BYOB reads, as the adapter reads: the floor of any
+ *   JavaScript wrapper that reads the body at all, deadlines or not.
  */
-const VARIANTS = ["bare", "guarded", "core-only", "js-passthrough"] as const;
+const VARIANTS = ["bare", "guarded", "core-only", "js-passthrough", "byob-passthrough"] as const;
 type Variant = (typeof VARIANTS)[number];
 
 const WORKER_SOURCE = `
@@ -66,6 +68,19 @@ async function passthrough(request) {
   }, { highWaterMark: 0 });
   return new Response(body, response);
 }
+async function byobPassthrough(request) {
+  const response = await upstream(request);
+  const reader = response.body.getReader({ mode: "byob" });
+  const body = new ReadableStream({
+    async pull(controller) {
+      const { done, value } = await reader.read(new Uint8Array(65536));
+      if (done) controller.close();
+      else if (value.byteLength > 0) controller.enqueue(value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  }, { highWaterMark: 0 });
+  return new Response(body, response);
+}
 export default {
   fetch(request, env, ctx) {
     switch (new URL(request.url).pathname) {
@@ -73,6 +88,7 @@ export default {
       case "/guarded": return guarded(request, env, ctx);
       case "/core-only": return coreOnly(request, env, ctx);
       case "/js-passthrough": return passthrough(request);
+      case "/byob-passthrough": return byobPassthrough(request);
       default: return new Response("no such variant", { status: 404 });
     }
   },
@@ -219,6 +235,8 @@ try {
     );
   }
   console.log(`ratio workers.proxy.cpu ${(cpu("bare") / cpu("guarded")).toFixed(3)}`);
+  // The floor: bare over the least any JavaScript reader of the body costs (64 KiB BYOB reads, one stream).
+  console.log(`ratio workers.proxy.cpu.floor ${(cpu("bare") / cpu("byob-passthrough")).toFixed(3)}`);
   console.log(`figure workers.proxy.core_only_over_guarded ${(cpu("core-only") / cpu("guarded")).toFixed(2)} (CPU of withDeadlines alone over the adapter's)`);
 } finally {
   await mf?.dispose().catch(() => {});
