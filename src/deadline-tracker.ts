@@ -133,6 +133,8 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   private credit = 0;
   /** Outbound: bytes taken since the consumer last kept a chunk waiting BURST_GAP_MS or more (see the rate model). */
   private burstBytes = 0;
+  /** Whether a guard has pulled yet (see failedOnFirstPull). */
+  private firstPullSeen = false;
   /** During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. */
   private creditFrom = -Infinity;
 
@@ -227,14 +229,25 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   }
 
   /**
-   * Called on the stream's first pull: a `total` already past when the stream was made (a Date in
-   * the past) fails it before any byte moves, as a read after a past Go deadline fails. (The
+   * A `total` already past when the stream was made (a Date in the past) fails it before any byte
+   * moves (guards check on their first pull, fetchWithDeadlines before sending), as a read after a past Go deadline fails. (The
    * scheduler would fire it on its next tick anyway; data already buffered could slip out first.)
    */
   checkOverdue(): void {
     if (this.totalDue === Infinity || this.ended) return;
     const now = this.turns.turn().start;
     if (this.totalDue <= now) this.fire("total", now);
+  }
+
+  /**
+   * For the guards' pull: on the first call only, runs checkOverdue; true when that failed the
+   * stream (the pull then has nothing to do). Later calls return false at once.
+   */
+  failedOnFirstPull(): boolean {
+    if (this.firstPullSeen) return false;
+    this.firstPullSeen = true;
+    this.checkOverdue();
+    return this.ended;
   }
 
   /** `n` bytes moved (delivered by or taken by the peer); ends the current wait if any. */

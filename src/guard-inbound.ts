@@ -28,7 +28,6 @@ class InboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly tracker: DeadlineTracker;
-  private pulled = false;
 
   constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker) {
     this.reader = reader;
@@ -41,11 +40,7 @@ class InboundGuard implements GuardedSource {
   }
 
   pull(): Promise<void> | undefined {
-    if (!this.pulled) {
-      this.pulled = true;
-      this.tracker.checkOverdue();
-      if (this.tracker.ended) return undefined; // failed at once: the stream is errored
-    }
+    if (this.tracker.failedOnFirstPull()) return undefined; // a total already past: the stream is errored
     this.tracker.startWaiting();
     return this.reader.read().then(this.onRead, this.onReadError);
   }

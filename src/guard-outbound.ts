@@ -61,7 +61,6 @@ class OutboundGuard implements GuardedSource {
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
   private held: Uint8Array | undefined = undefined;
   private reading = false;
-  private pulled = false;
   private sourceDone = false;
   /** Resolves the pending pull while the consumer waits on the producer. */
   private wakeConsumer: (() => void) | undefined = undefined;
@@ -91,11 +90,7 @@ class OutboundGuard implements GuardedSource {
   }
 
   pull(): Promise<void> | undefined {
-    if (!this.pulled) {
-      this.pulled = true;
-      this.tracker.checkOverdue();
-      if (this.tracker.ended) return undefined; // failed at once: the stream is errored
-    }
+    if (this.tracker.failedOnFirstPull()) return undefined; // a total already past: the stream is errored
     if (this.held !== undefined) {
       this.deliver(this.held);
       this.fill();
