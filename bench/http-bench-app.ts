@@ -40,3 +40,18 @@ export async function benchHandler(request: Request): Promise<Response> {
   }
   return new Response("not found\n", { status: 404 });
 }
+
+/**
+ * The floor any wrapper on WHATWG streams pays to see a body's reads: one more pull-based stream
+ * around it (no buffer, no deadline). The benches measure it beside the guarded path.
+ */
+export function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      pull: (c) => reader.read().then((r) => (r.done ? c.close() : c.enqueue(r.value))),
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -5,21 +5,9 @@
  * WHATWG only: every runtime's serve-bench script adds its own adapter as "guarded".
  */
 import { withDeadlines } from "../src/index.ts";
-import { benchHandler } from "./http-bench-app.ts";
+import { benchHandler, passThrough } from "./http-bench-app.ts";
 
 type Handler = (request: Request, ...rest: never[]) => Response | Promise<Response>;
-
-/** One more pull-based stream and one more Response: the floor of a wrapper that bounds a streamed body. */
-function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      pull: (c) => reader.read().then((r) => (r.done ? c.close() : c.enqueue(r.value))),
-      cancel: (reason) => reader.cancel(reason),
-    },
-    { highWaterMark: 0 },
-  );
-}
 
 const init = (r: Response) => ({ status: r.status, statusText: r.statusText, headers: r.headers });
 

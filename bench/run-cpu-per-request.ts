@@ -13,12 +13,13 @@
  * bare / variant (what the requests-per-second ratio would be if the server's CPU were the only
  * limit: higher is better, 1.0 = free). For workers the process measured is workerd.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { startListeningServer } from "./bench-server-process.ts";
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -85,30 +86,16 @@ function cpuTicks(pid: number): number {
   return Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of stat(5)
 }
 
-function start(variant: string): Promise<Server> {
+async function start(variant: string): Promise<Server> {
   const [command, args] = serverCommand(variant);
-  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let log = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${runtime} ${variant}: no "listening on" in 60 s\n${log}`)), 60_000);
-    const onData = (data: Buffer) => {
-      log += data.toString();
-      const match = /listening on (http:\/\/[^\s]+)/.exec(log);
-      if (match) {
-        clearTimeout(timer);
-        let pid = child.pid!;
-        if (runtime === "workers") {
-          const workerd = childrenOf(pid).find((p) => commandOf(p).includes("workerd"));
-          if (workerd === undefined) return reject(new Error("no workerd child found"));
-          pid = workerd;
-        }
-        resolve({ variant, url: match[1]!.replace(/\/$/, ""), child, pid });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", () => reject(new Error(`${runtime} ${variant}: server exited\n${log}`)));
-  });
+  const { url, child } = await startListeningServer(command, args, root, `${runtime} ${variant}`);
+  let pid = child.pid!;
+  if (runtime === "workers") {
+    const workerd = childrenOf(pid).find((p) => commandOf(p).includes("workerd"));
+    if (workerd === undefined) throw new Error("no workerd child found");
+    pid = workerd;
+  }
+  return { variant, url, child, pid };
 }
 
 async function load(url: string, requests: number): Promise<number> {

@@ -7,21 +7,10 @@
  * Output: `ratio handler.small <x.xxx>` plus `figure` lines.
  */
 import { deadlineDebugCounters, withDeadlines } from "../src/index.ts";
+import { passThrough } from "./http-bench-app.ts";
 
-/**
- * The floor of any wrapper that bounds a response body: one more pull-based stream and one more
- * Response per request, and nothing else. Measured beside the others so its share is visible.
- */
-function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      pull: (c) => reader.read().then((r) => (r.done ? c.close() : c.enqueue(r.value))),
-      cancel: (reason) => reader.cancel(reason),
-    },
-    { highWaterMark: 0 },
-  );
-}
+// The floor of any wrapper that bounds a response body: one more pull-based stream (passThrough)
+// and one more Response per request, and nothing else. Measured beside the others so its share is visible.
 
 const quick = process.argv.includes("--quick");
 const ROUNDS = quick ? 3 : 9;

@@ -13,12 +13,13 @@
  *
  *   node .bench-out/bench/run-http.js [--quick] [node node-h2 deno bun workers]
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { startListeningServer } from "./bench-server-process.ts";
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -68,22 +69,7 @@ interface Server {
 
 function start(runtime: Runtime, variant: string): Promise<Server> {
   const [command, args] = serverCommand(runtime, variant);
-  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
-  let log = "";
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${runtime} ${variant}: no "listening on" in 60 s\n${log}`)), 60_000);
-    const onData = (data: Buffer) => {
-      log += data.toString();
-      const match = /listening on (http:\/\/[^\s]+)/.exec(log);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ url: match[1]!.replace(/\/$/, ""), child });
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", () => reject(new Error(`${runtime}: server exited\n${log}`)));
-  });
+  return startListeningServer(command, args, root, `${runtime} ${variant}`);
 }
 
 async function stop(server: Server): Promise<void> {

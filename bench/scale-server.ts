@@ -24,7 +24,7 @@ import { createInterface } from "node:readline";
 import { toNodeHandler } from "srvx/node";
 import { createNodeListener, nodeServerLimits } from "../adapters/node.ts";
 import { deadlineDebugCounters } from "../src/index.ts";
-import { benchHandler } from "./http-bench-app.ts";
+import { benchHandler, passThrough } from "./http-bench-app.ts";
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,20 +79,6 @@ const bareHandler = (request: Request) => benchHandler(request).catch(() => new 
  * pass-through stream around the body and a Request carrying it (no deadline, no tracker, no timer).
  * What the guarded mode costs beyond this is the library's own share.
  */
-function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      },
-      cancel: (reason) => reader.cancel(reason),
-    },
-    { highWaterMark: 0 },
-  );
-}
 const floorHandler = (request: Request) =>
   bareHandler(
     request.body === null
