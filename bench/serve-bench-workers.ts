@@ -3,7 +3,7 @@
  * Prints "listening on …". Variants other than bare and guarded: bench/http-bench-variants.ts.
  * `--inspector-port N` opens workerd's inspector (for CPU profiles: bench/profile-cdp.ts).
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,7 +28,9 @@ await build({
   logLevel: "warning",
 });
 const mf = new Miniflare({ modules: true, scriptPath, modulesRoot: dir, compatibilityDate: WORKERS_COMPATIBILITY_DATE, compatibilityFlags: WORKERS_COMPATIBILITY_FLAGS, host: "127.0.0.1", port: 0, ...(inspectorPort === undefined ? {} : { inspectorPort }) });
-console.log(`bench ${variant} workers listening on ${(await mf.ready).origin}`);
+const origin = (await mf.ready).origin;
+rmSync(dir, { recursive: true, force: true }); // workerd has loaded the bundle
+console.log(`bench ${variant} workers listening on ${origin}`);
 const stop = () => void mf.dispose().finally(() => process.exit(0));
 process.once("SIGTERM", stop);
 process.once("SIGINT", stop);

@@ -55,6 +55,8 @@ const mf = new Miniflare({
   },
 });
 const url = (await mf.ready).origin;
+// workerd has loaded the bundle: remove it now, so that no exit path (SIGKILL included) leaves it behind.
+rmSync(dir, { recursive: true, force: true });
 console.log(`stream-deadlines demo (workerd via miniflare, compatibility date ${WORKERS_COMPATIBILITY_DATE}, flags [${flags.join(", ")}]${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${url}`);
 if (!args.observe) console.log(TRY_THESE(url));
 
@@ -65,10 +67,7 @@ const stop = () => {
   void mf
     .dispose()
     .catch(() => {})
-    .finally(() => {
-      rmSync(dir, { recursive: true, force: true });
-      process.exit(0);
-    });
+    .finally(() => process.exit(0));
 };
 process.once("SIGINT", stop);
 process.once("SIGTERM", stop);

@@ -3,7 +3,7 @@
  * packages ship (node 24 from tools/node24, deno, bun, workerd through miniflare).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -85,7 +85,8 @@ export async function launch(row: RuntimeRow, config: DemoConfig, startTimeoutMs
       }
     });
   }
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // The config file is only needed while the server starts; remove it however the server ends.
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve())).then(() => rmSync(dir, { recursive: true, force: true }));
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${row}: no "listening on" line within ${startTimeoutMs} ms\n${log.join("\n")}`)), startTimeoutMs).unref());
   const early = exited.then(() => {
     throw new Error(`${row}: the server exited before listening\n${log.join("\n")}`);
