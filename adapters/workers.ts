@@ -14,8 +14,8 @@
  *   workerd cancels the body on disconnect and the producer is cancelled (~50 ms). With the
  *   `enable_request_signal` compatibility flag, `request.signal` also aborts at once (~3 ms).
  * - workerd gives JavaScript reads of a native body (a proxied `fetch()`) in 4 KiB chunks; the
- *   adapter has withDeadlines read such bodies with BYOB reads of up to 64 KiB (7x less CPU,
- *   measured), the first of 4 KiB, so that a small body costs no large buffer.
+ *   adapter has withDeadlines read such bodies with BYOB reads that grow from 4 KiB (a small body
+ *   costs no large buffer) to 1 MiB while the body keeps filling them (measured: bench/run-workers-proxy.ts).
  * - The policy's client address is the `CF-Connecting-IP` header, which Cloudflare's edge sets
  *   (and overwrites) on every request. Behind anything else (local miniflare/wrangler accept a
  *   client-sent value) it is only as trustworthy as whatever sets it.
@@ -57,22 +57,36 @@ const Identity = workerdClass<IdentityTransformStreamClass>("IdentityTransformSt
 const inWorkerd = FixedLength !== undefined;
 
 /**
- * Size of the buffer each read of a native body fills. workerd hands a default reader 4 KiB
- * chunks; a BYOB read fills up to this much with what has already arrived (it never waits for
- * more), so a proxied body crosses into JavaScript 16 times less often (bench/run-workers-proxy.ts).
+ * Largest buffer a read of a native body fills. workerd hands a default reader 4 KiB chunks; a BYOB
+ * read fills up to its buffer with what has already arrived (it never waits for more), so a fast
+ * proxied body crosses into JavaScript far less often. The cost is per crossing: proxying 200 MiB
+ * took 3.2× the CPU of workerd's native pass-through with 64 KiB reads, 1.9× with 256 KiB and 1.04×
+ * with 1 MiB (a bare BYOB pass-through, bench/run-workers-proxy.ts).
  */
-export const NATIVE_READ_BYTES = 64 * 1024;
+export const NATIVE_READ_BYTES = 1024 * 1024;
 
 /**
- * The first read of a body takes this much (workerd's own chunk size), and only a body that fills
- * it is read in NATIVE_READ_BYTES from then on: two 64 KiB buffers (a chunk and the end) for every
- * small response cost more CPU than the rest of its guarded path (bench/run-cpu-per-request.ts).
+ * The first read of a body takes this much (workerd's own chunk size): two large buffers (a chunk
+ * and the end) for every small response cost more CPU than the rest of its guarded path
+ * (bench/run-cpu-per-request.ts).
  */
 const FIRST_READ_BYTES = 4 * 1024;
 
 /**
- * Reads a byte stream (a native `fetch()` body, a Response made from bytes) in BYOB reads of up to
- * 64 KiB. withDeadlines reads the response body through it (its peek, then its guard), so a small
+ * The next read's buffer: four times larger after a read that filled its buffer (the body is
+ * arriving faster than it is read), a quarter after one that filled less than a quarter (it slowed
+ * down), between FIRST_READ_BYTES and NATIVE_READ_BYTES. A chunk handed on keeps its whole buffer
+ * alive, so this bounds the memory a chunk holds to 4× its bytes (or 4 KiB).
+ */
+function nextReadSize(size: number, filled: number): number {
+  if (filled === size) return Math.min(size * 4, NATIVE_READ_BYTES);
+  if (filled * 4 < size) return Math.max(size / 4, FIRST_READ_BYTES);
+  return size;
+}
+
+/**
+ * Reads a byte stream (a native `fetch()` body, a Response made from bytes) in BYOB reads of 4 KiB
+ * up to 1 MiB, sized to how fast it arrives (nextReadSize). withDeadlines reads the response body through it (its peek, then its guard), so a small
  * body found in memory costs no wrapping stream and Response. One object per body, methods on the
  * prototype: no closures per request.
  */
@@ -87,7 +101,7 @@ class LargeChunkReader implements BodyReader {
       const { done, value } = await this.reader.read(new Uint8Array(this.size));
       if (done) return { done: true, value: undefined };
       if (value === undefined || value.byteLength === 0) continue;
-      if (value.byteLength === this.size) this.size = NATIVE_READ_BYTES; // more than a small body: large reads from now on
+      this.size = nextReadSize(this.size, value.byteLength);
       return { done: false, value };
     }
   }
@@ -148,7 +162,7 @@ class UploadSource {
       this.stopListening();
       controller.close();
     } else if (result.value !== undefined && result.value.byteLength > 0) {
-      if (result.value.byteLength === this.size) this.size = NATIVE_READ_BYTES; // more than a small body: large reads from now on
+      this.size = nextReadSize(this.size, result.value.byteLength);
       controller.enqueue(result.value);
     }
   }
