@@ -3,7 +3,7 @@
  *   GET  /small            a tiny response ("hello world\n"), no declared length (as handlers write it)
  *   GET  /download?bytes=N N bytes in 64 KiB chunks (one preallocated chunk reused: the bench
  *                          measures transport and deadlines, not byte generation)
- *   POST /upload           reads the whole body and answers {"bytes":N}
+ *   POST /upload           reads the whole body and answers {"bytes":N,"chunks":C} (C: reads that returned bytes)
  */
 const CHUNK = new Uint8Array(64 * 1024).fill(0x61);
 
@@ -30,13 +30,15 @@ export async function benchHandler(request: Request): Promise<Response> {
   }
   if (url.pathname === "/upload" && request.method === "POST") {
     let bytes = 0;
+    let chunks = 0; // reported so that the benches can show the chunk size the handler saw
     const reader = request.body!.getReader();
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
       bytes += value.byteLength;
+      chunks++;
     }
-    return Response.json({ bytes });
+    return Response.json({ bytes, chunks });
   }
   return new Response("not found\n", { status: 404 });
 }

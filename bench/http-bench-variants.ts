@@ -40,11 +40,28 @@ export const GENERIC_VARIANTS: Record<string, Handler> = {
     const response = await benchHandler(request);
     return new Response(await response.arrayBuffer(), init(response));
   },
+  /**
+   * The request body read through a pass-through stream (what guarding an upload costs at the least:
+   * one more pull-based stream between the runtime's body and the handler's reader).
+   */
+  "floor-upload-stream": (request) =>
+    benchHandler(request.body === null ? request : new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half" } as RequestInit)),
   /** A pass-through stream and a new Response (what guarding a streamed body costs at the least). */
   "floor-stream": async (request) => {
     const response = await benchHandler(request);
     return new Response(passThrough(response.body!), init(response));
   },
+};
+
+/**
+ * The floor of each measure of the HTTP bench in one server (bench/run-http.ts): `/small` through
+ * floor-read-bytes, `/download` through floor-stream, `/upload` through floor-upload-stream. What any
+ * wrapper on WHATWG streams pays at the least, measured beside bare and guarded.
+ */
+GENERIC_VARIANTS.floor = (request) => {
+  const path = new URL(request.url).pathname;
+  const variant = path === "/small" ? "floor-read-bytes" : path === "/upload" ? "floor-upload-stream" : "floor-stream";
+  return GENERIC_VARIANTS[variant]!(request);
 };
 
 /** The variant named on the command line (`--variant NAME`, or `--bare` / `--guarded`). */

@@ -1,7 +1,7 @@
 /**
  * A load process for the HTTP bench (run apart from the servers): one big transfer, timed.
  *   node .bench-out/bench/http-transfer-client.js download|upload|h2download <url> <bytes>
- * Prints one JSON line: {"bytes":N,"ms":T}.
+ * Prints one JSON line: {"bytes":N,"ms":T}, and for uploads "chunks" (the reads the server's handler took).
  */
 import http from "node:http";
 import http2 from "node:http2";
@@ -23,12 +23,18 @@ function download(): Promise<number> {
   });
 }
 
+let chunks: number | undefined; // upload: how many reads the server's handler took
+
 function upload(): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.request(url!, { method: "POST", agent: false, headers: { "content-length": total } }, (res) => {
       let body = "";
       res.setEncoding("utf8").on("data", (d: string) => (body += d));
-      res.on("end", () => resolve((JSON.parse(body) as { bytes: number }).bytes));
+      res.on("end", () => {
+        const answer = JSON.parse(body) as { bytes: number; chunks?: number };
+        chunks = answer.chunks;
+        resolve(answer.bytes);
+      });
     });
     req.on("error", reject);
     let sent = 0;
@@ -63,4 +69,4 @@ function h2download(): Promise<number> {
 
 const started = performance.now();
 const bytes = await (mode === "download" ? download() : mode === "upload" ? upload() : h2download());
-console.log(JSON.stringify({ bytes, ms: performance.now() - started }));
+console.log(JSON.stringify({ bytes, ms: performance.now() - started, ...(chunks === undefined ? {} : { chunks }) }));

@@ -4,7 +4,7 @@
  * requests comes in from autocannon (a separate process), so start-up and warm-up are not in it.
  *
  *   npx tsx bench/profile-cdp.ts --runtime deno|workers --variant guarded [--requests 50000]
- *        [--interval-us 50] [--out .bench-out/profile-deno-guarded.cpuprofile] [--top 40]
+ *        [--warmup 20000] [--path /small] [--interval-us 50] [--out .bench-out/profile-deno-guarded.cpuprofile] [--top 40]
  *
  * Prints self time by function (and by file), as a share of all samples; writes the .cpuprofile
  * (open it in Chrome DevTools, or summarise it again with bench/summarize-cpuprofile.ts).
@@ -38,6 +38,7 @@ function option(name: string, fallback: string): string {
 const runtime = option("runtime", "deno") as "deno" | "workers";
 const variant = option("variant", "guarded");
 const REQUESTS = Number(option("requests", "50000"));
+const WARMUP = Number(option("warmup", "20000")); // fewer for big bodies: --path "/download?bytes=8388608" --warmup 20
 const INTERVAL_US = Number(option("interval-us", "50"));
 const PATH = option("path", "/small");
 const out = option("out", join(root, `.bench-out/profile-${runtime}-${variant}.cpuprofile`));
@@ -100,7 +101,7 @@ class Cdp {
 
 const { url, child } = await start();
 try {
-  await load(url, 20000); // warm up before profiling
+  await load(url, WARMUP); // warm up before profiling
   const cdp = await Cdp.open(await debuggerUrl());
   await cdp.send("Profiler.enable");
   await cdp.send("Profiler.setSamplingInterval", { interval: INTERVAL_US });

@@ -1,5 +1,6 @@
 /**
- * Draws docs/performance.svg (guarded/bare per runtime and measure) and writes
+ * Draws docs/performance.svg (guarded/bare per runtime and measure, with the floor/bare of the same
+ * run as a mark on each bar) and writes
  * docs/performance-results.md (the table) from .bench-out/http-results.json, the HTTP bench's own
  * output. Run by `npm run bench:http` after bench/run-http.ts.
  */
@@ -17,7 +18,7 @@ const data = JSON.parse(readFileSync(join(root, ".bench-out/http-results.json"),
   date: string;
   node: string;
   quick: boolean;
-  results: Record<string, { bare: Measures; guarded: Measures; ratio: Measures }>;
+  results: Record<string, { bare: Measures; guarded: Measures; floor?: Measures; ratio: Measures; floorRatio?: Measures }>;
 };
 
 const measures = ["small", "download", "upload"] as const;
@@ -29,7 +30,7 @@ const chartHeight = 260;
 const left = 60;
 const top = 50;
 const groupWidth = measures.length * barWidth + groupGap;
-const width = left + runtimes.length * groupWidth + 40;
+const width = Math.max(left + runtimes.length * groupWidth + 40, left + 740);
 const height = top + chartHeight + 90;
 const maxRatio = 1.2;
 const y = (ratio: number) => top + chartHeight - (Math.min(ratio, maxRatio) / maxRatio) * chartHeight;
@@ -48,9 +49,14 @@ runtimes.forEach((runtime, i) => {
   measures.forEach((measure, j) => {
     const ratio = data.results[runtime]!.ratio[measure];
     if (ratio === undefined) return;
+    const floor = data.results[runtime]!.floorRatio?.[measure];
     const x = x0 + j * barWidth;
     parts.push(`<rect x="${x}" y="${y(ratio)}" width="${barWidth - 4}" height="${top + chartHeight - y(ratio)}" fill="${colors[measure]}"><title>${runtime} ${measure}: ${ratio.toFixed(3)}</title></rect>`);
-    parts.push(`<text x="${x + (barWidth - 4) / 2}" y="${y(ratio) - 4}" text-anchor="middle" font-size="10">${ratio.toFixed(2)}</text>`);
+    parts.push(`<text x="${x + (barWidth - 4) / 2}" y="${y(Math.max(ratio, floor ?? 0)) - 4}" text-anchor="middle" font-size="10">${ratio.toFixed(2)}</text>`);
+    // The floor of the same measure (what any wrapper on WHATWG streams pays), as a black mark.
+    if (floor !== undefined) {
+      parts.push(`<line x1="${x - 2}" x2="${x + barWidth - 2}" y1="${y(floor)}" y2="${y(floor)}" stroke="black" stroke-width="2.5"><title>${runtime} ${measure} floor: ${floor.toFixed(3)}</title></line>`);
+    }
   });
   parts.push(`<text x="${x0 + (measures.length * barWidth) / 2}" y="${top + chartHeight + 18}" text-anchor="middle">${runtime}</text>`);
 });
@@ -59,6 +65,8 @@ measures.forEach((measure, j) => {
   parts.push(`<rect x="${x}" y="${height - 30}" width="12" height="12" fill="${colors[measure]}"/>`);
   parts.push(`<text x="${x + 18}" y="${height - 20}">${measure === "small" ? "small requests/s" : `${measure} bytes/s`}</text>`);
 });
+parts.push(`<line x1="${left + 390}" x2="${left + 412}" y1="${height - 24}" y2="${height - 24}" stroke="black" stroke-width="2.5"/>`);
+parts.push(`<text x="${left + 418}" y="${height - 20}">floor: one more stream (or body read), no deadlines</text>`);
 parts.push("</svg>");
 writeFileSync(join(root, "docs/performance.svg"), `${parts.join("\n")}\n`);
 
@@ -67,7 +75,10 @@ const fmt = (measure: string, value: number | undefined) => (value === undefined
 const rows = runtimes.flatMap((runtime) =>
   measures
     .filter((m) => data.results[runtime]!.ratio[m] !== undefined)
-    .map((m) => `| ${runtime} | ${m} | ${fmt(m, data.results[runtime]!.bare[m])} | ${fmt(m, data.results[runtime]!.guarded[m])} | ${data.results[runtime]!.ratio[m]!.toFixed(3)} |`),
+    .map((m) => {
+      const r = data.results[runtime]!;
+      return `| ${runtime} | ${m} | ${fmt(m, r.bare[m])} | ${fmt(m, r.guarded[m])} | ${r.ratio[m]!.toFixed(3)} | ${fmt(m, r.floor?.[m])} | ${r.floorRatio?.[m]?.toFixed(3) ?? ""} |`;
+    }),
 );
 writeFileSync(
   join(root, "docs/performance-results.md"),
@@ -76,8 +87,8 @@ writeFileSync(
     "",
     `Written by \`npm run bench:http\` on ${data.date.slice(0, 10)} (node ${data.node}${data.quick ? ", quick run" : ""}). Method: docs/performance.md.`,
     "",
-    "| runtime | measure | bare | guarded | ratio |",
-    "| --- | --- | --- | --- | --- |",
+    "| runtime | measure | bare | guarded | ratio guarded/bare | floor | ratio floor/bare |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
     "",
     "![guarded / bare per runtime](performance.svg)",

@@ -8,10 +8,14 @@
  *
  *   npx tsx bench/run-cpu-per-request.ts --runtime deno|bun|workers|node [--variants bare,guarded]
  *        [--requests 20000] [--rounds 8] [--connections 32] [--path /small]
+ *        [--transfer download|upload [--bytes 268435456]]
  *
  * Prints `figure cpu.<runtime>.<variant> <µs> us/request` and, for each variant, the ratio
  * bare / variant (what the requests-per-second ratio would be if the server's CPU were the only
  * limit: higher is better, 1.0 = free). For workers the process measured is workerd.
+ *
+ * With --transfer, each round is one body of --bytes instead (bench/http-transfer-client.ts, its own
+ * process), and the figure is server CPU per MiB moved: `figure cpu.<runtime>.<transfer>.<variant> <ms> ms/MiB`.
  */
 import { type ChildProcess, execFile } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -36,6 +40,8 @@ const REQUESTS = Number(option("requests", "20000"));
 const ROUNDS = Number(option("rounds", "8"));
 const CONNECTIONS = Number(option("connections", "32"));
 const PATH = option("path", "/small");
+const TRANSFER = option("transfer", "") as "" | "download" | "upload";
+const BYTES = Number(option("bytes", String(256 * 1024 * 1024)));
 const TICK_US = 1e6 / 100; // USER_HZ: /proc reports CPU time in 1/100 s
 
 function serverCommand(variant: string): [string, string[]] {
@@ -47,7 +53,7 @@ function serverCommand(variant: string): [string, string[]] {
     case "workers":
       return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), "--variant", variant]];
     case "node":
-      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-node.ts"), variant === "bare" ? "--bare" : "--guarded"]];
+      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-node.ts"), "--variant", variant]];
   }
 }
 
@@ -57,6 +63,10 @@ interface Server {
   child: ChildProcess;
   /** The process whose CPU is measured (workerd for workers). */
   pid: number;
+  /** Uploads: the mean size of the chunks the handler read, per sample. */
+  chunkSizes: number[];
+  /** Transfers: throughput seen by the client, per sample. */
+  mibPerSecond: number[];
 }
 
 function childrenOf(pid: number): number[] {
@@ -95,7 +105,7 @@ async function start(variant: string): Promise<Server> {
     if (workerd === undefined) throw new Error("no workerd child found");
     pid = workerd;
   }
-  return { variant, url, child, pid };
+  return { variant, url, child, pid, chunkSizes: [], mibPerSecond: [] };
 }
 
 async function load(url: string, requests: number): Promise<number> {
@@ -105,28 +115,60 @@ async function load(url: string, requests: number): Promise<number> {
   return result.requests.total;
 }
 
+/** One body of BYTES through the transfer client (its own process); returns the bytes moved. */
+async function transferOnce(server: Server): Promise<number> {
+  const target = TRANSFER === "upload" ? `${server.url}/upload` : `${server.url}/download?bytes=${BYTES}`;
+  const { stdout } = await run(process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/http-transfer-client.ts"), TRANSFER, target, String(BYTES)], { maxBuffer: 1024 * 1024 });
+  const { bytes, ms, chunks } = JSON.parse(stdout) as { bytes: number; ms: number; chunks?: number };
+  if (bytes !== BYTES) throw new Error(`${TRANSFER} ${server.url}: moved ${bytes} of ${BYTES} bytes`);
+  if (chunks !== undefined) server.chunkSizes.push(bytes / chunks);
+  server.mibPerSecond.push(bytes / (1024 * 1024) / (ms / 1000));
+  return bytes;
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 const servers: Server[] = [];
 try {
   for (const variant of variants) servers.push(await start(variant));
-  for (const server of servers) await load(server.url, REQUESTS); // warm up (JIT, connections)
-  const perRequest = new Map<string, number[]>(variants.map((v) => [v, []]));
+  // One sample: server CPU per request (µs), or per MiB moved (ms) with --transfer.
+  const sample = async (server: Server): Promise<number> => {
+    const before = cpuTicks(server.pid);
+    const done = TRANSFER ? (await transferOnce(server)) / (1024 * 1024) : await load(server.url, REQUESTS);
+    const after = cpuTicks(server.pid);
+    return ((after - before) * TICK_US) / done / (TRANSFER ? 1000 : 1);
+  };
+  for (const server of servers) await sample(server); // warm up (JIT, connections)
+  const samples = new Map<string, number[]>(variants.map((v) => [v, []]));
   for (let round = 0; round < ROUNDS; round++) {
     const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
-    for (const server of order) {
-      const before = cpuTicks(server.pid);
-      const done = await load(server.url, REQUESTS);
-      const after = cpuTicks(server.pid);
-      perRequest.get(server.variant)!.push(((after - before) * TICK_US) / done);
-    }
+    for (const server of order) samples.get(server.variant)!.push(await sample(server));
   }
-  console.log(`# cpu per request: ${runtime} ${PATH}; ${ROUNDS} rotated rounds of ${REQUESTS} requests (autocannon -c ${CONNECTIONS}); server process CPU from /proc/<pid>/stat; median [min–max]`);
-  const bare = perRequest.has("bare") ? median(perRequest.get("bare")!) : undefined;
-  for (const [variant, xs] of perRequest) {
+  const what = TRANSFER ? `${TRANSFER} of ${BYTES / (1024 * 1024)} MiB per round` : `${PATH}; ${REQUESTS} requests per round (autocannon -c ${CONNECTIONS})`;
+  console.log(`# server CPU: ${runtime} ${what}; ${ROUNDS} rotated rounds; process CPU from /proc/<pid>/stat; median [min–max]`);
+  const name = TRANSFER ? `cpu.${runtime}.${TRANSFER}` : `cpu.${runtime}`;
+  const unit = TRANSFER ? "ms/MiB" : "us/request";
+  const digits = TRANSFER ? 3 : 1;
+  const bare = samples.has("bare") ? median(samples.get("bare")!) : undefined;
+  for (const [variant, xs] of samples) {
     const m = median(xs);
-    const extra = bare === undefined || variant === "bare" ? "" : `  (+${(m - bare).toFixed(1)} us; ratio bare/${variant} ${(bare / m).toFixed(3)})`;
-    console.log(`figure cpu.${runtime}.${variant} ${m.toFixed(1)} us/request [${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)}]${extra}`);
+    const extra = bare === undefined || variant === "bare" ? "" : `  (+${(m - bare).toFixed(digits)}; ratio bare/${variant} ${(bare / m).toFixed(3)})`;
+    console.log(`figure ${name}.${variant} ${m.toFixed(digits)} ${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]${extra}`);
+  }
+  // Throughput, from the same transfers (a noisier measure on a shared machine than CPU).
+  const bareRate = servers.find((s) => s.variant === "bare")?.mibPerSecond.slice(-ROUNDS);
+  for (const server of servers) {
+    if (server.mibPerSecond.length === 0) continue;
+    const rates = server.mibPerSecond.slice(-ROUNDS);
+    const ratio = bareRate === undefined || server.variant === "bare" ? "" : `  (ratio ${server.variant}/bare ${(median(rates) / median(bareRate)).toFixed(3)})`;
+    console.log(`figure ${name}.${server.variant}.throughput ${median(rates).toFixed(0)} MiB/s [${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}]${ratio}`);
+  }
+  // Per sample, CPU per MiB beside the chunk size the handler read: what the spread follows.
+  for (const server of servers) {
+    if (server.chunkSizes.length === 0) continue;
+    const xs = samples.get(server.variant)!;
+    const sizes = server.chunkSizes.slice(-xs.length);
+    console.log(`figure ${name}.${server.variant}.chunk_kib ${(median(sizes) / 1024).toFixed(1)} KiB [${(Math.min(...sizes) / 1024).toFixed(1)}–${(Math.max(...sizes) / 1024).toFixed(1)}]; samples (ms/MiB @ KiB/chunk): ${xs.map((x, i) => `${x.toFixed(2)}@${(sizes[i]! / 1024).toFixed(0)}`).join(" ")}`);
   }
 } finally {
   for (const server of servers) server.child.kill("SIGTERM");

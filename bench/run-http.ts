@@ -9,7 +9,8 @@
  * `ratio http.node.h2.download`, and `figure` lines; writes .bench-out/http-results.json, from which
  * bench/render-performance.ts draws docs/performance.svg.
  *
- * On Deno, Bun and Workers it also prints `ratio http.<runtime>.small.floor` (see FLOOR_VARIANT).
+ * Beside bare and guarded, a third server runs the floor of each measure (see FLOOR_VARIANT):
+ * `ratio http.<runtime>.<measure>.floor` is floor over bare.
  *
  *   node .bench-out/bench/run-http.js [--quick] [node node-h2 deno bun workers]
  */
@@ -37,22 +38,24 @@ const named = process.argv.slice(2).filter((a) => !a.startsWith("-")) as Runtime
 const runtimes = named.length ? named : ALL;
 
 /**
- * Besides bare and guarded, on Deno, Bun and Workers a third server runs for /small: the handler's
- * Response with its body read through a reader and handed on in a new Response
- * (bench/http-bench-variants.ts "floor-read-bytes"), which is the least any wrapper pays that has to
- * find out whether a body it cannot see into is small and in memory: `ratio http.<runtime>.small.floor`.
+ * Besides bare and guarded, a third server runs the floors (bench/http-bench-variants.ts "floor"), the
+ * least any wrapper on WHATWG streams pays, measured in the same rounds:
+ * - small: the handler's Response with its body read through a reader and handed on in a new
+ *   Response, which a wrapper must do to find out whether a body it cannot see into is small and in
+ *   memory;
+ * - download: the response body through one more pull-based stream;
+ * - upload: the request body through one more pull-based stream.
+ * Printed as `ratio http.<runtime>.<measure>.floor` (floor over bare).
  */
-const FLOOR_VARIANT = "floor-read-bytes";
-const FLOOR_RUNTIMES = new Set<Runtime>(["deno", "bun", "workers"]);
+const FLOOR_VARIANT = "floor";
 
 function serverCommand(runtime: Runtime, variant: string): [string, string[]] {
-  const flag = variant === "bare" ? "--bare" : "--guarded";
-  const variantArgs = variant === "bare" || variant === "guarded" ? [flag] : ["--variant", variant];
+  const variantArgs = ["--variant", variant];
   switch (runtime) {
     case "node":
-      return [process.execPath, [join(here, "serve-bench-node.js"), flag]];
+      return [process.execPath, [join(here, "serve-bench-node.js"), ...variantArgs]];
     case "node-h2":
-      return [process.execPath, [join(here, "serve-bench-node.js"), flag, "--h2c"]];
+      return [process.execPath, [join(here, "serve-bench-node.js"), ...variantArgs, "--h2c"]];
     case "deno":
       return [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), ...variantArgs]];
     case "bun":
@@ -112,7 +115,7 @@ async function measure(runtime: Runtime, url: string): Promise<Measures> {
   return { small: await smallRps(url), download: await transfer("download", url), upload: await transfer("upload", url) };
 }
 
-const results: Record<string, { bare: Measures; guarded: Measures; ratio: Measures }> = {};
+const results: Record<string, { bare: Measures; guarded: Measures; floor: Measures; ratio: Measures; floorRatio: Measures }> = {};
 console.log(`# http bench: node ${process.version}; per runtime ${ROUNDS} interleaved rounds; small: autocannon -c ${CONNECTIONS} -d ${SMALL_SECONDS}; transfers of ${TRANSFER_BYTES / MiB} MiB; ratio = guarded / bare (higher is better)`);
 for (const runtime of runtimes) {
   try {
@@ -127,11 +130,10 @@ for (const runtime of runtimes) {
 async function benchRuntime(runtime: Runtime): Promise<void> {
   const bare = await start(runtime, "bare");
   const guarded = await start(runtime, "guarded");
-  const floor = FLOOR_RUNTIMES.has(runtime) ? await start(runtime, FLOOR_VARIANT) : undefined;
+  const floor = await start(runtime, FLOOR_VARIANT);
   try {
-    if (floor !== undefined) await smallRps(floor.url, 1);
-    // Warm both (JIT, connection pools), then alternate.
-    for (const server of [bare, guarded]) {
+    // Warm all three (JIT, connection pools), then rotate: bare, guarded, floor; guarded, floor, bare; …
+    for (const server of [bare, guarded, floor]) {
       if (runtime === "node-h2") await transfer("h2download", server.url, 64 * MiB);
       else {
         await smallRps(server.url, 1);
@@ -139,16 +141,17 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
         await transfer("upload", server.url, 64 * MiB);
       }
     }
-    const samples = { bare: [] as Measures[], guarded: [] as Measures[] };
-    const floorSmall: number[] = [];
+    type Name = "bare" | "guarded" | "floor";
+    const samples: Record<Name, Measures[]> = { bare: [], guarded: [], floor: [] };
+    const servers: [Name, Server][] = [["bare", bare], ["guarded", guarded], ["floor", floor]];
     for (let round = 0; round < ROUNDS; round++) {
-      const order: ["bare" | "guarded", Server][] = round % 2 === 0 ? [["bare", bare], ["guarded", guarded]] : [["guarded", guarded], ["bare", bare]];
-      if (floor !== undefined && round % 2 === 1) floorSmall.push(await smallRps(floor.url));
-      for (const [name, server] of order) samples[name].push(await measure(runtime, server.url));
-      if (floor !== undefined && round % 2 === 0) floorSmall.push(await smallRps(floor.url));
+      for (let i = 0; i < servers.length; i++) {
+        const [name, server] = servers[(i + round) % servers.length]!;
+        samples[name].push(await measure(runtime, server.url));
+      }
     }
     const pick = (list: Measures[], key: keyof Measures) => (list[0]![key] === undefined ? undefined : median(list.map((m) => m[key]!)));
-    const summary = { bare: {} as Measures, guarded: {} as Measures, ratio: {} as Measures };
+    const summary = { bare: {} as Measures, guarded: {} as Measures, floor: {} as Measures, ratio: {} as Measures, floorRatio: {} as Measures };
     for (const key of ["small", "download", "upload"] as const) {
       const b = pick(samples.bare, key);
       const g = pick(samples.guarded, key);
@@ -159,20 +162,20 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
       const name = runtime === "node-h2" ? `http.node.h2.${key}` : `http.${runtime}.${key}`;
       const unit = key === "small" ? "req/s" : "MiB/s";
       const show = (x: number) => (key === "small" ? x.toFixed(0) : (x / MiB).toFixed(1));
+      const f = pick(samples.floor, key)!;
+      summary.floor[key] = f;
+      summary.floorRatio[key] = f / b;
       console.log(`figure ${name}.bare ${show(b)} ${unit}`);
       console.log(`figure ${name}.guarded ${show(g)} ${unit}`);
+      console.log(`figure ${name}.floor ${show(f)} ${unit}`);
       console.log(`ratio ${name} ${(g / b).toFixed(3)}`);
-    }
-    if (floorSmall.length > 0 && summary.bare.small !== undefined) {
-      const f = median(floorSmall);
-      console.log(`figure http.${runtime}.small.floor ${f.toFixed(0)} req/s (the body read through a reader, a new Response: ${FLOOR_VARIANT})`);
-      console.log(`ratio http.${runtime}.small.floor ${(f / summary.bare.small).toFixed(3)}`);
+      console.log(`ratio ${name}.floor ${(f / b).toFixed(3)}`);
     }
     results[runtime] = summary;
   } finally {
     await stop(bare);
     await stop(guarded);
-    if (floor !== undefined) await stop(floor);
+    await stop(floor);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * The HTTP bench server on Node: `node .bench-out/bench/serve-bench-node.js --bare|--guarded [--h2c]`.
+ * The HTTP bench server on Node: `node .bench-out/bench/serve-bench-node.js --bare|--guarded|--variant NAME [--h2c]`.
  * Bare: the bench handler through srvx on Node's own http/http2 server, Node's defaults.
  * Guarded: the same handler through stream-deadlines/node with the default limits.
+ * Other variants (bench/http-bench-variants.ts) run through srvx like bare, one piece of a wrapper at a time.
  * Prints one line: "listening on http://127.0.0.1:PORT".
  */
 import http from "node:http";
@@ -10,12 +11,16 @@ import type { AddressInfo } from "node:net";
 import { toNodeHandler } from "srvx/node";
 import { createNodeListener } from "../adapters/node.ts";
 import { benchHandler } from "./http-bench-app.ts";
+import { GENERIC_VARIANTS, variantName } from "./http-bench-variants.ts";
 
-const bare = process.argv.includes("--bare");
+const variant = variantName(process.argv);
+const bare = variant !== "guarded";
 const h2c = process.argv.includes("--h2c");
-const listener = bare ? toNodeHandler(benchHandler) : createNodeListener(benchHandler, { onTimeout: false });
+const handler = GENERIC_VARIANTS[variant];
+if (variant !== "guarded" && handler === undefined) throw new Error(`serve-bench-node: unknown variant ${variant}`);
+const listener = variant === "guarded" ? createNodeListener(benchHandler, { onTimeout: false }) : toNodeHandler(handler as never);
 const server = h2c ? http2.createServer(listener as never) : http.createServer({ requestTimeout: bare ? undefined : 0 }, listener as never);
 server.listen(0, "127.0.0.1", () => {
-  console.log(`bench ${bare ? "bare" : "guarded"} node ${process.version}${h2c ? " h2c" : ""} listening on http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  console.log(`bench ${variant} node ${process.version}${h2c ? " h2c" : ""} listening on http://127.0.0.1:${(server.address() as AddressInfo).port}`);
 });
 process.once("SIGTERM", () => process.exit(0));
