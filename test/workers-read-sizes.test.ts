@@ -1,0 +1,99 @@
+/**
+ * How the Workers adapter reads native bodies, and how the system clock behaves where there is no
+ * setImmediate (workerd): both decide what a guarded body costs there (docs/performance.md). Run in
+ * Node with workerd's two stream classes stood in for, before the adapter is imported, so that the
+ * adapter takes its workerd path; the BYOB reads it makes are seen at the source.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** A byte stream whose source records each BYOB read's buffer size and fills `fill(size)` of it. */
+function recordingByteStream(chunks: number, fill: (size: number, index: number) => number): { stream: ReadableStream<Uint8Array>; sizes: number[] } {
+  const sizes: number[] = [];
+  const stream = new ReadableStream({
+    type: "bytes",
+    pull(controller) {
+      const request = controller.byobRequest;
+      if (request === null || request.view === null) throw new Error("expected a BYOB read");
+      if (sizes.length === chunks) {
+        controller.close();
+        request.respond(0);
+        return;
+      }
+      const size = request.view.byteLength;
+      sizes.push(size);
+      request.respond(Math.max(1, Math.min(size, fill(size, sizes.length - 1))));
+    },
+  });
+  return { stream: stream as ReadableStream<Uint8Array>, sizes };
+}
+
+describe("Workers adapter: BYOB reads of native bodies", () => {
+  const saved: Record<string, unknown> = {};
+  let withWorkersDeadlines: typeof import("../adapters/workers.ts").withWorkersDeadlines;
+
+  beforeAll(async () => {
+    // What the adapter looks for to know it runs in workerd (stand-ins: plain identity transforms).
+    for (const name of ["FixedLengthStream", "IdentityTransformStream"]) {
+      saved[name] = (globalThis as Record<string, unknown>)[name];
+      (globalThis as Record<string, unknown>)[name] = class extends TransformStream<Uint8Array, Uint8Array> {};
+    }
+    vi.resetModules();
+    ({ withWorkersDeadlines } = await import("../adapters/workers.ts"));
+  });
+  afterAll(() => {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete (globalThis as Record<string, unknown>)[name];
+      else (globalThis as Record<string, unknown>)[name] = value;
+    }
+  });
+
+  async function readThrough(stream: ReadableStream<Uint8Array>): Promise<number> {
+    const ctx = { waitUntil: (_promise: Promise<unknown>) => {} };
+    const fetch = withWorkersDeadlines(() => new Response(stream), { onTimeout: false });
+    const response = await fetch(new Request("http://localhost/"), {}, ctx);
+    let bytes = 0;
+    const reader = response.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return bytes;
+      bytes += value.byteLength;
+    }
+  }
+
+  it("grows 4 KiB → 16 KiB → 64 KiB → 256 KiB → 1 MiB while the body fills every read, and stays at 1 MiB", async () => {
+    const { stream, sizes } = recordingByteStream(8, (size) => size);
+    const bytes = await readThrough(stream);
+    expect(sizes).toEqual([4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, MiB, MiB, MiB]);
+    expect(bytes).toBe(sizes.reduce((a, b) => a + b, 0));
+  });
+
+  it("shrinks by four after a read that filled less than a quarter, never below 4 KiB; holds between", async () => {
+    // Fills: full ×5 (up to 1 MiB), then 100 KiB (< 1/4 of 1 MiB: shrink to 256 KiB), then 100 KiB
+    // (over 1/4 of 256 KiB: hold), then 1 KiB three times (shrink to 64, 16, 4 KiB), then 1 KiB (hold at 4 KiB).
+    const fills = [Infinity, Infinity, Infinity, Infinity, Infinity, 100 * KiB, 100 * KiB, KiB, KiB, KiB, KiB];
+    const { stream, sizes } = recordingByteStream(fills.length, (size, i) => Math.min(size, fills[i]!));
+    await readThrough(stream);
+    expect(sizes).toEqual([4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, MiB, 256 * KiB, 256 * KiB, 64 * KiB, 16 * KiB, 4 * KiB]);
+  });
+});
+
+describe("systemClock without setImmediate (workerd)", () => {
+  it("has no afterTurn hook (a reading per use instead of a MessageChannel per turn), and one where setImmediate exists", async () => {
+    const withHook = await import("../src/clock.ts");
+    expect(typeof withHook.systemClock.afterTurn).toBe("function");
+    const setImmediateSaved = globalThis.setImmediate;
+    try {
+      delete (globalThis as { setImmediate?: unknown }).setImmediate;
+      vi.resetModules();
+      const without = await import("../src/clock.ts");
+      expect(without.systemClock.afterTurn).toBeUndefined();
+      expect("afterTurn" in without.systemClock).toBe(false);
+    } finally {
+      globalThis.setImmediate = setImmediateSaved;
+      vi.resetModules();
+    }
+  });
+});
