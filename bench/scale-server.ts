@@ -5,7 +5,7 @@
  * `createNodeListener` with a short request idle limit). Both get Node's limits relaxed the same
  * way (`nodeServerLimits`: no requestTimeout, a long headersTimeout).
  *
- *   node --expose-gc .bench-out/bench/scale-server.js --mode bare|floor|guarded --n N --idle MS
+ *   node --expose-gc .bench-out/bench/scale-server.js --mode bare|floor|cut-floor|guarded --n N --idle MS
  *
  * Talks to the orchestrator with one JSON object per line: it prints `{"event":…}` lines on stdout,
  * and reads commands (`baseline`, `loop`, `quit`) on stdin.
@@ -13,7 +13,7 @@
  *   baseline    heap/RSS after warm-up, before the load (on the `baseline` command)
  *   loaded      heap/RSS once all N requests are in the handler, body bytes read, stalled; with the
  *               time left before the first deadline can be due (it must be positive)
- *   reaped      (guarded) once all N requests have ended: the event-loop delay histogram over the
+ *   reaped      (guarded, cut-floor) once all N requests have ended: the event-loop delay histogram over the
  *               mass expiry (reset just before the first due time), and the library's counters
  *   loop        (on the `loop` command) the histogram so far: for the bare server, which never cuts
  */
@@ -85,10 +85,41 @@ const floorHandler = (request: Request) =>
       ? request
       : new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half", signal: request.signal } as RequestInit),
   );
+/**
+ * Cut floor: the same mass expiry without the library. Each upload gets its own idle timer (reset
+ * by every chunk) that cancels the body and answers a 408 with `Connection: close`, as the guarded
+ * server does. Its loop delay during the expiry is what cutting 10,000 connections at once costs
+ * Node and srvx (the answers, the socket closes), whatever schedules the cuts.
+ */
+const TIMEOUT_ANSWER = "Request Timeout\n";
+const cutFloorHandler = (request: Request): Promise<Response> | Response => {
+  if (request.method !== "POST" || request.body === null) return bareHandler(request);
+  const reader = request.body.getReader();
+  return new Promise<Response>((resolve) => {
+    let timer: ReturnType<typeof setTimeout>;
+    const cut = () => {
+      reader.cancel(new Error("idle")).catch(() => {});
+      resolve(new Response(TIMEOUT_ANSWER, { status: 408, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } }));
+    };
+    timer = setTimeout(cut, IDLE);
+    const pump = (): Promise<void> =>
+      reader.read().then(({ done }) => {
+        clearTimeout(timer);
+        if (done) return resolve(Response.json({}));
+        timer = setTimeout(cut, IDLE);
+        return pump();
+      });
+    pump().catch(() => {
+      clearTimeout(timer);
+      resolve(new Response(null, { status: 500 }));
+    });
+  });
+};
 if (mode === "bare") listener = toNodeHandler(bareHandler) as unknown as http.RequestListener;
 else if (mode === "floor") listener = toNodeHandler(floorHandler) as unknown as http.RequestListener;
+else if (mode === "cut-floor") listener = toNodeHandler(cutFloorHandler) as unknown as http.RequestListener;
 else if (mode === "guarded") listener = createNodeListener(benchHandler, { request: { idle: IDLE }, onTimeout: false }) as unknown as http.RequestListener;
-else throw new Error(`scale-server: --mode must be bare, floor or guarded, got ${mode}`);
+else throw new Error(`scale-server: --mode must be bare, floor, cut-floor or guarded, got ${mode}`);
 
 // Long headersTimeout: the client opens every connection first and sends all headers afterwards.
 const server = http.createServer(nodeServerLimits(120_000), listener);
@@ -113,7 +144,7 @@ function onResponseClose(this: http.ServerResponse): void {
   ended++;
   if (ended === 1) firstEndAt = now;
   lastEndAt = now;
-  if (ended === N && mode === "guarded") {
+  if (ended === N && (mode === "guarded" || mode === "cut-floor")) {
     // The last stalled upload was cut: read the loop delay of the whole mass expiry now.
     const loop = loopFigures();
     const counters = deadlineDebugCounters();
