@@ -18,7 +18,6 @@ import { validator } from "hono/validator";
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it, vi } from "vitest";
 import { type DeadlinesEnv, deadlines, deadlinesOf } from "../adapters/hono.ts";
 import {
-  createVirtualClock,
   deadlineDebugCounters,
   deadlines as coreDeadlines,
   guardInboundStream,
@@ -30,14 +29,9 @@ import {
 } from "../src/index.ts";
 import { clientRequest, drip, scriptedConsumer, scriptedUpload, trackedProducer } from "./support/fetch-peers.ts";
 import { scriptedSource } from "./support/scripted-streams.ts";
+import { virtualClockAndTimeouts as setup } from "./support/virtual-clock-timeouts.ts";
 
 const KiB = 1024;
-
-function setup() {
-  const clock = createVirtualClock();
-  const events: TimeoutEvent[] = [];
-  return { clock, events, onTimeout: (e: TimeoutEvent) => void events.push(e) };
-}
 
 /** Hono's default error handler logs with console.error: the tests watch it. */
 function watchConsoleError() {

@@ -2,17 +2,12 @@
  * The README's recipes, with the same limits, run on virtual time: each does what its paragraph says.
  */
 import { describe, expect, it } from "vitest";
-import { createVirtualClock, deadlines, fetchWithDeadlines, isTimeoutError, type TimeoutEvent, withDeadlines } from "../src/index.ts";
+import { deadlines, fetchWithDeadlines, isTimeoutError, withDeadlines } from "../src/index.ts";
 import { clientRequest, drip, scriptedConsumer, scriptedUpload, trackedProducer } from "./support/fetch-peers.ts";
+import { virtualClockAndTimeouts as setup } from "./support/virtual-clock-timeouts.ts";
 
 const KiB = 1024;
 const encoder = new TextEncoder();
-
-function setup() {
-  const clock = createVirtualClock();
-  const events: TimeoutEvent[] = [];
-  return { clock, events, onTimeout: (e: TimeoutEvent) => void events.push(e) };
-}
 
 describe("README recipes", () => {
   it("SSE: heartbeats on /events while quiet; a client that stops taking events is cut at idle", async () => {

@@ -1,15 +1,10 @@
 import { Hono } from "hono";
 import { describe, expect, it, vi } from "vitest";
-import { createVirtualClock, deadlineDebugCounters, deadlines, isTimeoutError, type TimeoutEvent, TimeoutError, withDeadlines } from "../src/index.ts";
+import { createVirtualClock, deadlineDebugCounters, deadlines, isTimeoutError, TimeoutError, withDeadlines } from "../src/index.ts";
 import { clientRequest, drip, scriptedConsumer, scriptedUpload, trackedProducer } from "./support/fetch-peers.ts";
+import { virtualClockAndTimeouts as setup } from "./support/virtual-clock-timeouts.ts";
 
 const KiB = 1024;
-
-function setup() {
-  const clock = createVirtualClock();
-  const events: TimeoutEvent[] = [];
-  return { clock, events, onTimeout: (e: TimeoutEvent) => void events.push(e) };
-}
 
 describe("withDeadlines: shape", () => {
   it("passes extra arguments through untouched and keeps a bodyless request bodyless", async () => {
