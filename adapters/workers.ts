@@ -86,8 +86,9 @@ function nextReadSize(size: number, filled: number): number {
 
 /**
  * Reads a byte stream (a native `fetch()` body, a Response made from bytes) in BYOB reads of 4 KiB
- * up to 1 MiB, sized to how fast it arrives (nextReadSize). withDeadlines reads the response body through it (its peek, then its guard), so a small
- * body found in memory costs no wrapping stream and Response. One object per body, methods on the
+ * up to 1 MiB, sized to how fast it arrives (nextReadSize). withDeadlines reads the response body
+ * through it (its peek, then its guard), so a small body found in memory costs no wrapping stream
+ * and Response. One object per body, methods on the
  * prototype: no closures per request.
  */
 class LargeChunkReader implements BodyReader {

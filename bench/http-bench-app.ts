@@ -57,3 +57,12 @@ export function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Ui
     { highWaterMark: 0 },
   );
 }
+
+/**
+ * The same request with its body read through `passThrough`, carried by a new Request as the library
+ * carries its guarded body (method, headers, signal): the floor of guarding an upload.
+ */
+export function withPassThroughBody(request: Request): Request {
+  if (request.body === null) return request;
+  return new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half", signal: request.signal } as RequestInit);
+}

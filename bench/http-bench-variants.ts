@@ -5,7 +5,7 @@
  * WHATWG only: every runtime's serve-bench script adds its own adapter as "guarded".
  */
 import { withDeadlines } from "../src/index.ts";
-import { benchHandler, passThrough } from "./http-bench-app.ts";
+import { benchHandler, passThrough, withPassThroughBody } from "./http-bench-app.ts";
 
 type Handler = (request: Request, ...rest: never[]) => Response | Promise<Response>;
 
@@ -44,8 +44,7 @@ export const GENERIC_VARIANTS: Record<string, Handler> = {
    * The request body read through a pass-through stream (what guarding an upload costs at the least:
    * one more pull-based stream between the runtime's body and the handler's reader).
    */
-  "floor-upload-stream": (request) =>
-    benchHandler(request.body === null ? request : new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half" } as RequestInit)),
+  "floor-upload-stream": (request) => benchHandler(withPassThroughBody(request)),
   /** A pass-through stream and a new Response (what guarding a streamed body costs at the least). */
   "floor-stream": async (request) => {
     const response = await benchHandler(request);

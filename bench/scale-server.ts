@@ -24,7 +24,7 @@ import { createInterface } from "node:readline";
 import { toNodeHandler } from "srvx/node";
 import { createNodeListener, nodeServerLimits } from "../adapters/node.ts";
 import { deadlineDebugCounters } from "../src/index.ts";
-import { benchHandler, passThrough } from "./http-bench-app.ts";
+import { benchHandler, withPassThroughBody } from "./http-bench-app.ts";
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -79,12 +79,7 @@ const bareHandler = (request: Request) => benchHandler(request).catch(() => new 
  * pass-through stream around the body and a Request carrying it (no deadline, no tracker, no timer).
  * What the guarded mode costs beyond this is the library's own share.
  */
-const floorHandler = (request: Request) =>
-  bareHandler(
-    request.body === null
-      ? request
-      : new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half", signal: request.signal } as RequestInit),
-  );
+const floorHandler = (request: Request) => bareHandler(withPassThroughBody(request));
 /**
  * Cut floor: the same mass expiry without the library. Each upload gets its own idle timer (reset
  * by every chunk) that cancels the body and answers a 408 with `Connection: close`, as the guarded
