@@ -225,21 +225,18 @@ class HandlerDeadline implements ScheduledEntry {
  * its fields rather than `new Request(original, init)`: adapters' lazy Request classes (srvx,
  * @hono/node-server) are not the runtime's own Request, which `new Request(request)` needs.
  */
-function requestWithBody(original: Request, body: ReadableStream<Uint8Array>): Request {
+function requestWithBody(original: Request, signal: AbortSignal | undefined | null, body: ReadableStream<Uint8Array>): Request {
   const init: RequestInit & { duplex: "half" } = {
     method: original.method,
     headers: original.headers,
     body,
     duplex: "half",
-    signal: original.signal,
+    signal,
   };
   const cf = (original as { cf?: unknown }).cf;
   if (cf !== undefined) (init as { cf?: unknown }).cf = cf;
   return new Request(original.url, init);
 }
-
-/** Resolves the handler race when a deadline answered before the handler returned. */
-const ANSWERED_EARLY: unique symbol = Symbol("answered early");
 
 /** Everything the wrapper keeps for one request. Built lazily: most requests need little of it. */
 class RequestState implements RequestDeadlines, TrackerOwner {
@@ -254,7 +251,8 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   private answered = false;
   private handlerDone = false;
   private earlyResponse: Response | undefined;
-  private resolveEarly: ((value: typeof ANSWERED_EARLY) => void) | undefined;
+  /** Settles the exchange's answer while the handler runs (see answer()). */
+  private resolveEarly: ((value: Response) => void) | undefined;
   private abortController: AbortController | undefined;
   private abortReason: unknown;
   private aborted = false;
@@ -264,8 +262,15 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   /** The response body is guarded: its end is the end of the exchange. */
   private bodyAttached = false;
 
+  /**
+   * The client's signal, when the handler's Request is a copy (a guarded body). The original Request
+   * itself is not kept: an adapter's (srvx's) holds its own URL, headers and context objects, about
+   * 1 KB a request that nothing needs once the copy exists.
+   */
+  private readonly copiedFromSignal: AbortSignal | undefined | null;
+
   constructor(
-    private readonly original: Request,
+    original: Request,
     private readonly config: ResolvedConfig,
     private readonly policy: ResolvedPolicy,
   ) {
@@ -274,7 +279,9 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     if (body !== null && !original.bodyUsed && !body.locked) {
       const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: policy.request, clock: this.clock, owner: this, startedAt: this.startedAt });
       this.requestTracker = tracker;
-      this.handlerRequest = requestWithBody(original, attachInboundGuard(body, tracker));
+      const signal = original.signal as AbortSignal | undefined | null;
+      this.copiedFromSignal = signal;
+      this.handlerRequest = requestWithBody(original, signal, attachInboundGuard(body, tracker));
     } else {
       this.handlerRequest = original;
     }
@@ -286,6 +293,11 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
   private get clock(): Clock {
     return this.config.timerScope === "request" ? (this.ownClock ??= isolatedClock(this.config.clock)) : this.config.clock;
+  }
+
+  /** The signal of the client's own Request (null or undefined where a runtime gives none). */
+  private get clientSignal(): AbortSignal | undefined | null {
+    return this.requestTracker !== undefined ? this.copiedFromSignal : (this.handlerRequest.signal as AbortSignal | undefined | null);
   }
 
   get request(): DeadlineController {
@@ -326,7 +338,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   /** Listens for the client going away (only once something would react to it). */
   private listenForDisconnect(): void {
     if (this.listening || this.aborted) return;
-    const clientSignal = this.original.signal as AbortSignal | undefined | null;
+    const clientSignal = this.clientSignal;
     if (clientSignal == null) return;
     if (clientSignal.aborted) {
       this.clientWentAway();
@@ -344,22 +356,49 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     this.clientWentAway();
   }
 
-  /** Waits for the handler, unless a deadline answers first; a late Response then has its body cancelled. */
-  raceHandler<T>(pending: T | Promise<T>): T | Promise<T | typeof ANSWERED_EARLY> {
+  /**
+   * The exchange's answer: the handler's, unless a deadline answers first (a late Response then has
+   * its body cancelled). One promise and two reactions per request, and no async function: at
+   * 10,000 stalled uploads every object a pending request keeps counts.
+   */
+  answer<T>(pending: T | PromiseLike<T>): Promise<T | Response> {
     if (this.earlyResponse !== undefined) {
       // Answered while the handler's synchronous part ran (a `set()` or `setHandlerTimeout()` already
       // past): nothing to wait for; whatever the handler returns is late.
       const reason = this.handlerError ?? this.responseTracker?.error;
-      if (pending instanceof Promise) pending.then((value) => cancelLateBody(value, reason), () => {});
+      if (isThenable(pending)) Promise.resolve(pending).then((value) => cancelLateBody(value, reason), ignoreRejection);
       else cancelLateBody(pending, reason);
-      return ANSWERED_EARLY as T;
+      return Promise.resolve(this.earlyResponse);
     }
-    if (!(pending instanceof Promise)) return pending; // a synchronous handler: nothing to race
-    return new Promise((resolve, reject) => {
+    if (!isThenable(pending)) {
+      // A synchronous handler: nothing to race.
+      try {
+        return Promise.resolve(this.handlerReturned(pending));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<T | Response>((resolve, reject) => {
       this.resolveEarly = resolve;
-      pending.then(
-        (value) => (this.earlyResponse !== undefined ? cancelLateBody(value, this.handlerError ?? this.responseTracker?.error) : resolve(value)),
-        (error: unknown) => (this.earlyResponse !== undefined ? undefined : reject(error)),
+      Promise.resolve(pending).then(
+        (value) => {
+          if (this.earlyResponse !== undefined) return cancelLateBody(value, this.handlerError ?? this.responseTracker?.error);
+          this.resolveEarly = undefined;
+          try {
+            resolve(this.handlerReturned(value));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        (error: unknown) => {
+          if (this.earlyResponse !== undefined) return;
+          this.resolveEarly = undefined;
+          try {
+            resolve(this.handlerThrew(error));
+          } catch (rethrown) {
+            reject(rethrown);
+          }
+        },
       );
     });
   }
@@ -384,11 +423,10 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   }
 
   /** The handler returned: pass the value on, with its body guarded when it has one to guard. */
-  handlerReturned<T>(result: T | typeof ANSWERED_EARLY): T | Response | Promise<Response> {
-    if (result === ANSWERED_EARLY) return this.earlyResponse!;
+  private handlerReturned<T>(result: T): T | Response | Promise<Response> {
     this.handlerFinished();
     this.answered = true;
-    if (!isResponse(result) || passThroughUntouched(this.original, result)) {
+    if (!isResponse(result) || passThroughUntouched(this.handlerRequest, result)) {
       this.finishRequest();
       return result;
     }
@@ -415,8 +453,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
       const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);
       return this.config.inMemoryResponse(bytes, init);
     }
-    const clientSignal = this.original.signal as AbortSignal | undefined | null;
-    if (clientSignal?.aborted) this.clientWentAway();
+    if (this.clientSignal?.aborted) this.clientWentAway();
     const tracker = this.ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
@@ -448,8 +485,8 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     return {
       error,
       request: this.handlerRequest,
-      method: this.original.method,
-      path: pathOf(this.original.url),
+      method: this.handlerRequest.method,
+      path: pathOf(this.handlerRequest.url),
       direction,
       limit: error.limit,
       bytes: error.bytes,
@@ -476,7 +513,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     this.earlyResponse = response;
     const resolve = this.resolveEarly;
     this.resolveEarly = undefined;
-    resolve?.(ANSWERED_EARLY);
+    resolve?.(response);
   }
 
   trackerFired(tracker: DeadlineTracker, error: TimeoutError): void {
@@ -526,7 +563,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
   }
 
   private clientWentAway(): void {
-    const reason: unknown = this.original.signal?.reason;
+    const reason: unknown = this.clientSignal?.reason;
     const why = reason ?? new DOMException("The client went away", "AbortError");
     this.abortAll(why);
     this.ensureResponseTracker().abort(why);
@@ -538,7 +575,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     if (this.listening) {
       this.listening = false;
       liveCounts.listeners--;
-      this.original.signal.removeEventListener("abort", this);
+      this.clientSignal!.removeEventListener("abort", this);
     }
     this.requestTracker?.retire();
     this.responseTracker?.retire();
@@ -626,9 +663,17 @@ function checkedTimeoutResponse(make: (event: TimeoutEvent) => Response): (event
 /** 408 with `Connection: close` for a request body that timed out; 503 otherwise. */
 export function defaultTimeoutResponse(event: TimeoutEvent): Response {
   checkEvent("defaultTimeoutResponse", event);
-  const headers = { "content-type": "text/plain; charset=utf-8", connection: "close" };
-  if (event.direction === "request") return new Response("Request Timeout\n", { status: 408, headers });
-  return new Response("Service Unavailable\n", { status: 503, headers });
+  const { status, body, headers } = defaultTimeoutAnswer(event);
+  return new Response(body, { status, headers });
+}
+
+/**
+ * The parts of `defaultTimeoutResponse`'s answer, for an adapter that builds it with its runtime's
+ * cheaper Response class (Node: srvx's FastResponse, written without a stream).
+ */
+export function defaultTimeoutAnswer(event: TimeoutEvent, connectionClose = true): { status: number; body: string; headers: Record<string, string> } {
+  const headers: Record<string, string> = connectionClose ? { "content-type": "text/plain; charset=utf-8", connection: "close" } : { "content-type": "text/plain; charset=utf-8" };
+  return event.direction === "request" ? { status: 408, body: "Request Timeout\n", headers } : { status: 503, body: "Service Unavailable\n", headers };
 }
 
 /** One concise line per firing: who, what, which limit, and the figures. */
@@ -839,6 +884,12 @@ function isResponse(value: unknown): value is Response {
   );
 }
 
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value instanceof Promise || (typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function");
+}
+
+function ignoreRejection(): void {}
+
 function cancelLateBody(response: unknown, reason: unknown): void {
   if (isResponse(response) && response.body !== null && !response.body.locked) response.body.cancel(reason).catch(() => {});
 }
@@ -877,22 +928,30 @@ export function withDeadlines<Args extends unknown[], Result>(
   if (bodyReader !== undefined && typeof bodyReader !== "function") throw new TypeError("withDeadlines: the adapter's body reader must be a function");
   const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader };
 
-  return async function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
+  return function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
     if (typeof request !== "object" || request === null || !("url" in request && "method" in request && "body" in request)) {
-      throw new TypeError(`withDeadlines: the wrapped handler must be called with a Request, got ${request === null ? "null" : typeof request}`);
+      return Promise.reject(new TypeError(`withDeadlines: the wrapped handler must be called with a Request, got ${request === null ? "null" : typeof request}`));
     }
-    const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));
-    const state = new RequestState(request, config, limits);
-    (state.handlerRequest as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
-    if (state.handlerRequest !== request) (request as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
-    let result: Result | typeof ANSWERED_EARLY;
+    let state: RequestState;
+    let pending: Result | Promise<Result>;
     try {
-      const pending = handler(state.handlerRequest, ...args);
-      result = await state.raceHandler(pending);
+      const limits = policy === undefined ? defaults : resolvePolicy(defaults, policy(request, ...args));
+      state = new RequestState(request, config, limits);
+      (state.handlerRequest as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
+      if (state.handlerRequest !== request) (request as unknown as Record<symbol, RequestDeadlines>)[CONTROLS] = state;
     } catch (error) {
-      return state.handlerThrew(error);
+      return Promise.reject(error);
     }
-    return state.handlerReturned(result);
+    try {
+      pending = handler(state.handlerRequest, ...args);
+    } catch (error) {
+      try {
+        return Promise.resolve(state.handlerThrew(error));
+      } catch (rethrown) {
+        return Promise.reject(rethrown);
+      }
+    }
+    return state.answer(pending);
   };
 }
