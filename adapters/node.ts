@@ -1,11 +1,14 @@
 /**
  * stream-deadlines on Node (HTTP/1.1, HTTPS, HTTP/2 with TLS or h2c).
  *
- * Request conversion and response writing are srvx's (`toNodeHandler`): it reads the request body
- * as a pull-based stream (so a stalled handler stops the socket), writes the response with
- * backpressure (so a stalled client stops pulling, and the outbound clock runs), and on a stream
- * error after the headers destroys the response: the socket for HTTP/1.1 (the client sees a
- * truncated transfer, never a chunked terminator), only that stream for HTTP/2 (RST_STREAM).
+ * Request conversion and response writing are srvx's (its lazy NodeRequest, `sendNodeResponse`):
+ * the response is written with backpressure (so a stalled client stops pulling, and the outbound
+ * clock runs), and on a stream error after the headers srvx destroys the response: the socket for
+ * HTTP/1.1 (the client sees a truncated transfer, never a chunked terminator), only that stream for
+ * HTTP/2 (RST_STREAM). The request body is the one thing read differently: the core guards it in
+ * place, read straight from the IncomingMessage with no read-ahead beyond Node's own buffer, so a
+ * stalled handler stops the socket (adapters/node-request.ts; it saves a web stream and a Request copy
+ * per upload).
  *
  * What this adapter adds: Node's own `requestTimeout` (300 s, which kills progressing uploads) is
  * turned off so the library's limits govern; `headersTimeout` (slowloris protection, which a body
@@ -16,9 +19,10 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
-import { FastResponse, toNodeHandler } from "srvx/node";
+import { FastResponse, sendNodeResponse } from "srvx/node";
 import { type TimeoutEvent, withDeadlines } from "../src/index.ts";
-import { defaultTimeoutAnswer } from "../src/with-deadlines.ts";
+import { type AdapterInternals, REQUEST_BODY_IN_PLACE, defaultTimeoutAnswer } from "../src/with-deadlines.ts";
+import { GuardableNodeRequest, guardNodeBodyInPlace } from "./node-request.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -48,7 +52,9 @@ export function createNodeListener(handler: NodeFetchHandler, options: AdapterOp
     inMemoryResponse: (body: Uint8Array, { status, statusText, headers }: { status: number; statusText: string; headers: Headers }) =>
       new FastResponse(body as Uint8Array<ArrayBuffer>, statusText ? { status, statusText, headers } : { status, headers }) as unknown as Response,
     ...policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
-  };
+    // The upload is guarded inside srvx's request, read from the IncomingMessage (see node-request.ts).
+    [REQUEST_BODY_IN_PLACE]: guardNodeBodyInPlace,
+  } satisfies AdapterInternals;
   const userResponse = options.timeoutResponse;
   const guarded = withDeadlines(handler, userResponse === undefined ? { ...deadlineOptions, timeoutResponse: fastTimeoutResponse } : deadlineOptions);
   // HTTP/2 has no Connection header (Node drops it with a warning): its timeout responses go without.
@@ -56,15 +62,28 @@ export function createNodeListener(handler: NodeFetchHandler, options: AdapterOp
     ...deadlineOptions,
     timeoutResponse: userResponse === undefined ? fastTimeoutResponseHttp2 : withoutConnectionHeader(userResponse),
   });
-  const listener = toNodeHandler((request: Request) => {
-    const context = contextOf(request);
-    const run = "stream" in context.req ? guardedHttp2 : guarded;
-    return (run(request, context) as Promise<Response>).catch((error: unknown) => handlerFailed(error, context));
-  }) as unknown as NodeRequestListener;
+  // srvx's toNodeHandler, with its request class swapped for one whose body the core can guard in place.
   return (req, res) => {
-    if ("stream" in req) req.stream.once("finish", () => endUnreadUpload(req));
-    listener(req, res);
+    const http2Request = "stream" in req;
+    if (http2Request) req.stream.once("finish", () => endUnreadUpload(req));
+    const request = new GuardableNodeRequest({ req, res } as ConstructorParameters<typeof GuardableNodeRequest>[0]);
+    const context = contextOf(request as unknown as Request);
+    (http2Request ? guardedHttp2 : guarded)(request as unknown as Request, context)
+      .catch((error: unknown) => handlerFailed(error, context))
+      .then((response) => sendNodeResponse(res as never, response))
+      .catch((error: unknown) => sendFailed(res, error));
   };
+}
+
+/** As srvx does when writing a response fails: log, then a bare 500, or a cut if the headers went out. */
+function sendFailed(res: ServerResponse | Http2ServerResponse, error: unknown): void {
+  console.error("stream-deadlines/node: failed to send the response", error);
+  if (res.writableEnded) return;
+  if (res.headersSent) res.destroy();
+  else {
+    res.statusCode = 500;
+    res.end();
+  }
 }
 
 /**

@@ -19,17 +19,25 @@ export function guardInboundStream(source: ReadableStream<Uint8Array>, options?:
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
 export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(new InboundGuard(source.getReader(), tracker), { highWaterMark: 0 });
+  return attachInboundGuardToReader(source.getReader(), tracker);
 }
+
+/** The same on a raw reader: anything with `read()` and `cancel()` (an adapter's reader of a runtime body). */
+export function attachInboundGuardToReader(reader: SourceReader, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>(new InboundGuard(reader, tracker), { highWaterMark: 0 });
+}
+
+/** What the guard needs of its source. */
+export type SourceReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
 
 // Used as the ReadableStream's underlying source (start/pull/cancel); no `implements`
 // UnderlyingDefaultSource, which some runtimes' type packages (workers-types) do not declare.
 class InboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly reader: SourceReader;
   private readonly tracker: DeadlineTracker;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, tracker: DeadlineTracker) {
+  constructor(reader: SourceReader, tracker: DeadlineTracker) {
     this.reader = reader;
     this.tracker = tracker;
     tracker.source = this;

@@ -7,7 +7,7 @@ import { type Clock, checkClock, isolatedClock, MAX_TIMER_DELAY, systemClock, TI
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
 import { liveCounts } from "./debug-counters.ts";
-import { attachInboundGuard } from "./guard-inbound.ts";
+import { attachInboundGuard, attachInboundGuardToReader } from "./guard-inbound.ts";
 import { attachOutboundGuardToReader, type ReadResult } from "./guard-outbound.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
 import { TimeoutError, formatRate, isTimeoutError } from "./timeout-error.ts";
@@ -239,11 +239,11 @@ function requestWithBody(original: Request, signal: AbortSignal | undefined | nu
 }
 
 /** Everything the wrapper keeps for one request. Built lazily: most requests need little of it. */
-class RequestState implements RequestDeadlines, TrackerOwner {
+class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
   readonly startedAt: number;
   /** This request's own clock when timers are per request, made at its first use (most requests never arm a timer). */
   private ownClock: Clock | undefined;
-  readonly requestTracker: DeadlineTracker | undefined;
+  requestTracker: DeadlineTracker | undefined;
   readonly handlerRequest: Request;
   handlerError: TimeoutError | undefined;
   private responseTracker: DeadlineTracker | undefined;
@@ -268,6 +268,8 @@ class RequestState implements RequestDeadlines, TrackerOwner {
    * 1 KB a request that nothing needs once the copy exists.
    */
   private readonly copiedFromSignal: AbortSignal | undefined | null;
+  /** The handler's Request is a copy of the client's (see copiedFromSignal). */
+  private readonly copied: boolean = false;
 
   constructor(
     original: Request,
@@ -275,19 +277,34 @@ class RequestState implements RequestDeadlines, TrackerOwner {
     private readonly policy: ResolvedPolicy,
   ) {
     this.startedAt = config.clock.now(); // an isolated clock reads the same time
-    const body = original.body;
-    if (body !== null && !original.bodyUsed && !body.locked) {
-      const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: policy.request, clock: this.clock, owner: this, startedAt: this.startedAt });
-      this.requestTracker = tracker;
-      const signal = original.signal as AbortSignal | undefined | null;
-      this.copiedFromSignal = signal;
-      this.handlerRequest = requestWithBody(original, signal, attachInboundGuard(body, tracker));
-    } else {
+    if (config.requestBodyInPlace?.(original, this)) {
       this.handlerRequest = original;
+    } else {
+      const body = original.body;
+      if (body !== null && !original.bodyUsed && !body.locked) {
+        const signal = original.signal as AbortSignal | undefined | null;
+        this.copied = true;
+        this.copiedFromSignal = signal;
+        this.handlerRequest = requestWithBody(original, signal, attachInboundGuard(body, this.newRequestTracker()));
+      } else {
+        this.handlerRequest = original;
+      }
     }
     // A response total runs from the request's arrival, and can fire before the handler returns.
     if (policy.response.total != null || policy.response.totalAt != null) this.ensureResponseTracker();
     if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
+  }
+
+  private newRequestTracker(): DeadlineTracker {
+    const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: this.policy.request, clock: this.clock, owner: this, startedAt: this.startedAt });
+    this.requestTracker = tracker;
+    return tracker;
+  }
+
+  /** InboundBodyGuard, for an adapter that guards the body inside its own Request (REQUEST_BODY_IN_PLACE). */
+  guardRequestBody(reader: BodyReader): ReadableStream<Uint8Array> {
+    if (this.requestTracker !== undefined) throw new Error("stream-deadlines: the request body is guarded already");
+    return attachInboundGuardToReader(reader, this.newRequestTracker());
   }
 
   /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
@@ -297,7 +314,7 @@ class RequestState implements RequestDeadlines, TrackerOwner {
 
   /** The signal of the client's own Request (null or undefined where a runtime gives none). */
   private get clientSignal(): AbortSignal | undefined | null {
-    return this.requestTracker !== undefined ? this.copiedFromSignal : (this.handlerRequest.signal as AbortSignal | undefined | null);
+    return this.copied ? this.copiedFromSignal : (this.handlerRequest.signal as AbortSignal | undefined | null);
   }
 
   get request(): DeadlineController {
@@ -600,6 +617,7 @@ interface ResolvedConfig {
   timerScope: "shared" | "request";
   inMemoryResponse: (body: Uint8Array, init: { status: number; statusText: string; headers: Headers }) => Response;
   bodyReader: ((body: ReadableStream<Uint8Array>) => BodyReader | undefined) | undefined;
+  requestBodyInPlace: RequestBodyInPlace | undefined;
 }
 
 /** What the peek and the outbound guard need of a reader of the response body. */
@@ -612,8 +630,24 @@ export type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | 
  * body nothing more (a wrapping stream and Response would).
  */
 export const RESPONSE_BODY_READER: unique symbol = Symbol("stream-deadlines: response body reader");
+/**
+ * For adapters only: guards a request's body inside the adapter's own Request, instead of a copy of
+ * the Request carrying a wrapped body. Called first, before anything reads `request.body`; returns
+ * false to let the core copy as usual. When it returns true, it has called `guard` with a reader of
+ * the raw body (and made the stream `guard` returns the request's body), or found no body to guard.
+ * The Node adapter does this for srvx's lazy request: its raw body is Node's IncomingMessage, and a
+ * web stream of it plus a copy of the Request weighed 6 KB per pending upload (bench/run-scale.ts).
+ */
+export type RequestBodyInPlace = (request: Request, guard: InboundBodyGuard) => boolean;
+export interface InboundBodyGuard {
+  /** Puts the request's deadlines on `reader`: returns the stream the handler is to read. */
+  guardRequestBody(reader: BodyReader): ReadableStream<Uint8Array>;
+}
+export const REQUEST_BODY_IN_PLACE: unique symbol = Symbol("stream-deadlines: request body in place");
+
 export interface AdapterInternals {
   [RESPONSE_BODY_READER]?: (body: ReadableStream<Uint8Array>) => BodyReader | undefined;
+  [REQUEST_BODY_IN_PLACE]?: RequestBodyInPlace;
 }
 
 const bytesResponse = (body: Uint8Array, init: ResponseInit): Response => new Response(body as Uint8Array<ArrayBuffer>, init);
@@ -926,7 +960,9 @@ export function withDeadlines<Args extends unknown[], Result>(
   if (typeof inMemoryResponse !== "function") throw new TypeError("withDeadlines: inMemoryResponse must be a function");
   const bodyReader = (options as AdapterInternals)[RESPONSE_BODY_READER];
   if (bodyReader !== undefined && typeof bodyReader !== "function") throw new TypeError("withDeadlines: the adapter's body reader must be a function");
-  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader };
+  const requestBodyInPlace = (options as AdapterInternals)[REQUEST_BODY_IN_PLACE];
+  if (requestBodyInPlace !== undefined && typeof requestBodyInPlace !== "function") throw new TypeError("withDeadlines: the adapter's request body hook must be a function");
+  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace };
 
   return function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.

@@ -153,3 +153,140 @@ describe("stream-deadlines/node: small bodies already in memory", () => {
     }
   });
 });
+
+describe("stream-deadlines/node: the upload read from the IncomingMessage, inside srvx's request", () => {
+  let running: NodeServerHandle | undefined;
+  afterEach(async () => {
+    await running?.close();
+    running = undefined;
+  });
+
+  it("hands the handler srvx's own request for an upload (no copy): runtime and ip stay, the body is guarded", async () => {
+    running = await serve(
+      async (request, context) => {
+        const own = (request as { runtime?: { node?: { req?: unknown } } }).runtime?.node?.req === context.req;
+        const reader = request.body!.getReader();
+        let bytes = 0;
+        let plainBytes = true;
+        for (let r = await reader.read(); !r.done; r = await reader.read()) {
+          bytes += r.value.byteLength;
+          // Each chunk is its own bytes: not a view into a larger (pooled) buffer.
+          plainBytes &&= r.value instanceof Uint8Array && r.value.byteOffset === 0 && r.value.byteLength === r.value.buffer.byteLength;
+        }
+        return Response.json({ own, ip: (request as { ip?: string }).ip, bytes, plainBytes, used: request.bodyUsed, guarded: deadlines(request).request.stats.bytes });
+      },
+      { port: 0, onTimeout: false },
+    );
+    const res = await fetch(`${running.url}/`, { method: "POST", body: new Uint8Array(300_000).fill(7) });
+    expect(await res.json()).toEqual({ own: true, ip: "127.0.0.1", bytes: 300_000, plainBytes: true, used: true, guarded: 300_000 });
+  });
+
+  it("small pieces Node joins while the handler is busy come as their own bytes, not a slice of Node's shared pool", async () => {
+    running = await serve(
+      async (request) => {
+        await sleep(300); // the pieces pile up in Node's buffer; read() then joins them
+        const chunks: Uint8Array[] = [];
+        const reader = request.body!.getReader();
+        for (let r = await reader.read(); !r.done; r = await reader.read()) chunks.push(r.value);
+        const views = chunks.filter((c) => c.byteOffset !== 0 || c.byteLength !== c.buffer.byteLength).length;
+        return Response.json({ chunks: chunks.length, bytes: chunks.reduce((n, c) => n + c.byteLength, 0), views });
+      },
+      { port: 0, onTimeout: false },
+    );
+    const socket = await connect(running.port);
+    const ex = exchange(socket, requestHead("POST", "/", { "Content-Length": 1000 }));
+    for (let i = 0; i < 10; i++) {
+      socket.write(Buffer.alloc(100, i));
+      await sleep(10);
+    }
+    const res = await ex.response;
+    socket.destroy();
+    const body = JSON.parse(res.body.toString()) as { chunks: number; bytes: number; views: number };
+    expect(body.bytes).toBe(1000);
+    expect(body.chunks).toBeLessThan(10); // joined: the case this is about happened
+    expect(body.views).toBe(0);
+  });
+
+  it("text(), json(), arrayBuffer() and formData() read through the guard; a second read is refused", async () => {
+    running = await serve(
+      async (request) => {
+        const kind = new URL(request.url).pathname;
+        let value: unknown;
+        if (kind === "/text") value = await request.text();
+        else if (kind === "/json") value = await request.json();
+        else if (kind === "/bytes") value = (await request.arrayBuffer()).byteLength;
+        else value = (await request.formData()).get("a");
+        const again = await request.text().then(() => "read twice", (error: unknown) => (error as Error).name);
+        return Response.json({ value, again, guarded: deadlines(request).request.stats.bytes });
+      },
+      { port: 0, onTimeout: false },
+    );
+    const post = async (path: string, body: BodyInit) => (await fetch(`${running!.url}${path}`, { method: "POST", body })).json();
+    expect(await post("/text", "hello")).toEqual({ value: "hello", again: "TypeError", guarded: 5 });
+    expect(await post("/json", '{"a":[1,2]}')).toEqual({ value: { a: [1, 2] }, again: "TypeError", guarded: 11 });
+    expect(await post("/bytes", new Uint8Array(70_000))).toEqual({ value: 70_000, again: "TypeError", guarded: 70_000 });
+    const form = new URLSearchParams({ a: "b" });
+    expect(await post("/form", form)).toEqual({ value: "b", again: "TypeError", guarded: 3 });
+  });
+
+  it("a stalled upload read with text() is cut at the idle limit with the default 408, and the handler saw the TimeoutError", async () => {
+    const seen: string[] = [];
+    running = await serve(
+      async (request) => {
+        try {
+          await request.text();
+        } catch (error) {
+          seen.push((error as Error).name);
+          throw error;
+        }
+        return new Response("unreachable");
+      },
+      { port: 0, onTimeout: false, request: { idle: 300 } },
+    );
+    const socket = await connect(running.port);
+    socket.on("error", () => {});
+    const ex = exchange(socket, requestHead("POST", "/", { "Content-Length": 10_000 }));
+    socket.write(Buffer.alloc(100));
+    const started = performance.now();
+    const res = await ex.response;
+    socket.destroy();
+    expect([res.status, res.body.toString(), seen]).toEqual([408, "Request Timeout\n", ["TimeoutError"]]);
+    expect(res.statusAt - started).toBeGreaterThanOrEqual(295);
+  });
+
+  it("a policy that takes the raw body first gets it; the handler then reads a guarded copy", async () => {
+    running = await serve(
+      async (request) => Response.json({ text: await request.text(), guarded: deadlines(request).request.stats.bytes, copy: (request as { runtime?: unknown }).runtime === undefined }),
+      { port: 0, onTimeout: false, policy: (request) => (request.body === null ? {} : { request: { idle: 5000 } }) },
+    );
+    const res = await fetch(`${running.url}/`, { method: "POST", body: "from the client" });
+    expect(await res.json()).toEqual({ text: "from the client", guarded: 15, copy: true });
+  });
+
+  it("a client that resets mid-upload fails the handler's read (not a hang), and nothing stays scheduled", async () => {
+    const { deadlineDebugCounters } = await import("../src/index.ts");
+    let failed: (name: string) => void;
+    const failure = new Promise<string>((resolve) => (failed = resolve));
+    running = await serve(
+      async (request) => {
+        try {
+          await request.arrayBuffer();
+          failed("completed");
+        } catch (error) {
+          failed((error as Error).name || "Error");
+        }
+        return new Response("done");
+      },
+      { port: 0, onTimeout: false, request: { idle: 10_000 } },
+    );
+    const socket = await connect(running.port);
+    socket.on("error", () => {});
+    socket.write(requestHead("POST", "/", { "Content-Length": 10_000 }));
+    socket.write(Buffer.alloc(100));
+    await sleep(100);
+    socket.resetAndDestroy();
+    expect(await Promise.race([failure, sleep(5000).then(() => "hung")])).not.toMatch(/hung|completed/);
+    await sleep(50);
+    expect(deadlineDebugCounters()).toMatchObject({ liveGuards: 0, scheduledDeadlines: 0 });
+  });
+});
