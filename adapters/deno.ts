@@ -24,7 +24,7 @@
  * checks type this file against it: tsconfig.check-deno.json).
  */
 import { type TimeoutEvent, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
-import { guardsResponseBody } from "../src/with-deadlines.ts";
+import { type AdapterInternals, type BodyReader, REQUEST_BODY_READER, guardsResponseBody } from "../src/with-deadlines.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -161,35 +161,39 @@ class CancelWatcher implements UnderlyingDefaultSource<Uint8Array> {
 }
 
 /**
- * Passes the request body through one chunk per pull (no buffer: the inbound clock still runs only
- * while the handler waits), and tells the client signal when Deno fails a read, before the error
- * reaches the handler: Deno's own signal does not abort then.
+ * Reads the request body for withDeadlines' guard (REQUEST_BODY_READER), and tells the client signal
+ * when Deno fails a read, before the error reaches the handler: Deno's own signal does not abort
+ * then. A reader, not a watching stream: one stream fewer per upload.
  */
-class UploadWatcher implements UnderlyingDefaultSource<Uint8Array> {
-  private reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+class UploadWatchReader implements BodyReader {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
 
   constructor(
-    private readonly body: ReadableStream<Uint8Array>,
+    body: ReadableStream<Uint8Array>,
     private readonly client: ClientSignal,
-  ) {}
-
-  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    this.reader ??= this.body.getReader();
-    let result: ReadableStreamReadResult<Uint8Array>;
-    try {
-      result = await this.reader.read();
-    } catch (error) {
-      this.client.uploadBroke();
-      controller.error(error); // the handler sees Deno's own error, as without the adapter
-      return;
-    }
-    if (result.done) controller.close();
-    else controller.enqueue(result.value);
+  ) {
+    this.reader = body.getReader();
   }
 
-  cancel(reason: unknown): Promise<void> {
-    return this.reader !== undefined ? this.reader.cancel(reason) : this.body.cancel(reason);
+  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    return this.reader.read().then(undefined, this.readFailed);
   }
+
+  cancel(reason?: unknown): Promise<void> {
+    return this.reader.cancel(reason);
+  }
+
+  /** The handler sees Deno's own error, as without the adapter. */
+  private readonly readFailed = (error: unknown): never => {
+    this.client.uploadBroke();
+    throw error;
+  };
+}
+
+/** REQUEST_BODY_READER: the upload of a request this adapter saw, watched for Deno's read errors. */
+function watchedUploadReader(request: Request, body: ReadableStream<Uint8Array>): BodyReader | undefined {
+  const client = (request as WithClient)[CLIENT];
+  return client === undefined ? undefined : new UploadWatchReader(body, client);
 }
 
 /** Marks the responses withDeadlines sends for a deadline (the exchange is over for it: nothing to watch). */
@@ -258,7 +262,12 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
 ): (request: Request, info: Info) => Promise<Response> {
   if (typeof handler !== "function") throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
   checkAdapterOptions("stream-deadlines/deno", options);
-  const guarded = withDeadlines(handler, { inMemoryResponse, ...policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)) });
+  const deadlineOptions = {
+    inMemoryResponse,
+    ...policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)),
+    [REQUEST_BODY_READER]: watchedUploadReader,
+  } satisfies AdapterInternals;
+  const guarded = withDeadlines(handler, deadlineOptions);
 
   return async function handleOnDeno(request: Request, info: Info): Promise<Response> {
     const client = new ClientSignal(request);
@@ -266,11 +275,6 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
     // (withDeadlines, the handler, frameworks); Deno itself keeps its internal signal.
     (request as WithClient)[CLIENT] = client;
     Object.defineProperty(request, "signal", SIGNAL_PROPERTY);
-    const upload = request.body;
-    if (upload !== null && !upload.locked && !request.bodyUsed) {
-      // Same for the body withDeadlines guards (the handler gets withDeadlines' copy of the request).
-      Object.defineProperty(request, "body", { value: new ReadableStream<Uint8Array>(new UploadWatcher(upload, client), { highWaterMark: 0 }), configurable: true });
-    }
     let response: Response;
     try {
       response = await guarded(request, info);

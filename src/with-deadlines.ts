@@ -7,7 +7,7 @@ import { type Clock, checkClock, isolatedClock, MAX_TIMER_DELAY, systemClock, TI
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
 import { liveCounts } from "./debug-counters.ts";
-import { attachInboundGuard, attachInboundGuardToReader } from "./guard-inbound.ts";
+import { attachInboundGuardToReader } from "./guard-inbound.ts";
 import { attachOutboundGuardToReader, type ReadResult } from "./guard-outbound.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
 import { TimeoutError, formatRate, isTimeoutError } from "./timeout-error.ts";
@@ -285,7 +285,8 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
         const signal = original.signal as AbortSignal | undefined | null;
         this.copied = true;
         this.copiedFromSignal = signal;
-        this.handlerRequest = requestWithBody(original, signal, attachInboundGuard(body, this.newRequestTracker()));
+        const reader = config.requestBodyReader?.(original, body) ?? body.getReader();
+        this.handlerRequest = requestWithBody(original, signal, attachInboundGuardToReader(reader, this.newRequestTracker()));
       } else {
         this.handlerRequest = original;
       }
@@ -618,6 +619,7 @@ interface ResolvedConfig {
   inMemoryResponse: (body: Uint8Array, init: { status: number; statusText: string; headers: Headers }) => Response;
   bodyReader: ((body: ReadableStream<Uint8Array>) => BodyReader | undefined) | undefined;
   requestBodyInPlace: RequestBodyInPlace | undefined;
+  requestBodyReader: ((request: Request, body: ReadableStream<Uint8Array>) => BodyReader | undefined) | undefined;
 }
 
 /** What the peek and the outbound guard need of a reader of the response body. */
@@ -645,9 +647,17 @@ export interface InboundBodyGuard {
 }
 export const REQUEST_BODY_IN_PLACE: unique symbol = Symbol("stream-deadlines: request body in place");
 
+/**
+ * For adapters only: how the request body is read when the core copies the Request (a function
+ * returning undefined falls back to `getReader()`). The Deno adapter watches Deno's read errors here
+ * with a reader, where a watching stream would cost one more stream per upload.
+ */
+export const REQUEST_BODY_READER: unique symbol = Symbol("stream-deadlines: request body reader");
+
 export interface AdapterInternals {
   [RESPONSE_BODY_READER]?: (body: ReadableStream<Uint8Array>) => BodyReader | undefined;
   [REQUEST_BODY_IN_PLACE]?: RequestBodyInPlace;
+  [REQUEST_BODY_READER]?: (request: Request, body: ReadableStream<Uint8Array>) => BodyReader | undefined;
 }
 
 const bytesResponse = (body: Uint8Array, init: ResponseInit): Response => new Response(body as Uint8Array<ArrayBuffer>, init);
@@ -962,7 +972,9 @@ export function withDeadlines<Args extends unknown[], Result>(
   if (bodyReader !== undefined && typeof bodyReader !== "function") throw new TypeError("withDeadlines: the adapter's body reader must be a function");
   const requestBodyInPlace = (options as AdapterInternals)[REQUEST_BODY_IN_PLACE];
   if (requestBodyInPlace !== undefined && typeof requestBodyInPlace !== "function") throw new TypeError("withDeadlines: the adapter's request body hook must be a function");
-  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace };
+  const requestBodyReader = (options as AdapterInternals)[REQUEST_BODY_READER];
+  if (requestBodyReader !== undefined && typeof requestBodyReader !== "function") throw new TypeError("withDeadlines: the adapter's request body reader must be a function");
+  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace, requestBodyReader };
 
   return function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
