@@ -24,7 +24,8 @@
  * checks type this file against it: tsconfig.check-deno.json).
  */
 import { type TimeoutEvent, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
-import { type AdapterInternals, type BodyReader, REQUEST_BODY_READER, guardsResponseBody } from "../src/with-deadlines.ts";
+import { type AdapterInternals, type BodyReader, REQUEST_BODY_READER, RESPONSE_BODY_OBSERVER, type ResponseBodyObserver, guardsResponseBody } from "../src/with-deadlines.ts";
+import type { GuardState } from "../src/deadline-tracker.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -63,7 +64,7 @@ type Phase = typeof HANDLER | typeof BODY | typeof DONE;
  * One exchange's client signal. Lazy: Deno's signal is touched (and its AbortController made) only
  * when somebody asks for `request.signal`, which withDeadlines does for bodies it guards.
  */
-class ClientSignal {
+class ClientSignal implements ResponseBodyObserver {
   private phase: Phase = HANDLER;
   private controller: AbortController | undefined;
   private runtimeSignal: AbortSignal | undefined;
@@ -98,7 +99,7 @@ class ClientSignal {
 
   /** The Response goes to Deno: from now on Deno's signal may abort for a success; stop listening. */
   handedOver(): void {
-    this.phase = BODY;
+    if (this.phase === HANDLER) this.phase = BODY; // a body already over (a deadline) stays over
     if (this.listening) {
       this.listening = false;
       this.runtimeSignal?.removeEventListener("abort", this);
@@ -121,42 +122,15 @@ class ClientSignal {
   bodyDone(): void {
     this.phase = DONE;
   }
-}
 
-/**
- * Passes the body through one chunk per pull (no buffer, so the outbound clock still sees Deno's
- * backpressure) and turns Deno's cancel() into an abort of the client signal *before* the inner
- * body is cancelled: withDeadlines stops listening once its guarded body has ended, so an abort
- * after the cancel would reach nobody.
- */
-class CancelWatcher implements UnderlyingDefaultSource<Uint8Array> {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
-
-  constructor(
-    body: ReadableStream<Uint8Array>,
-    private readonly client: ClientSignal,
-  ) {
-    this.reader = body.getReader();
-  }
-
-  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    let result: ReadableStreamReadResult<Uint8Array>;
-    try {
-      result = await this.reader.read();
-    } catch (error) {
-      this.client.bodyDone();
-      controller.error(error); // a deadline fired: Deno then drops the connection, no terminator
-      return;
-    }
-    if (result.done) {
-      this.client.bodyDone();
-      controller.close();
-    } else controller.enqueue(result.value);
-  }
-
-  cancel(reason: unknown): Promise<void> {
-    this.client.clientLeft();
-    return this.reader.cancel(reason).catch(() => {}); // already errored by the abort: nothing to add
+  /**
+   * RESPONSE_BODY_OBSERVER: withDeadlines' guard of the response body ended. Deno cancels a body only
+   * when the client went away: abort the signal before the producer is cancelled (withDeadlines then
+   * cancels the producer with this AbortError, not Deno's string "resource closed").
+   */
+  responseBodySettled(state: GuardState): void {
+    if (state === "cancelled") this.clientLeft();
+    else this.bodyDone();
   }
 }
 
@@ -243,13 +217,18 @@ const SIGNAL_PROPERTY: PropertyDescriptor = {
 };
 
 /**
- * The body to watch: none for timeout responses, bodies found in memory, and what withDeadlines
- * passes through untouched (its own rule, asked rather than copied).
+ * Whether withDeadlines guards this response's body: not a timeout response's, not one found in
+ * memory, not what it passes through untouched (its own rule, asked rather than copied).
  */
-function bodyToWatch(request: Request, response: Response): ReadableStream<Uint8Array> | null {
+function bodyIsGuarded(request: Request, response: Response): boolean {
   const marks = response as { [TIMEOUT_RESPONSE]?: true; [IN_MEMORY]?: true };
-  if (marks[TIMEOUT_RESPONSE] || marks[IN_MEMORY]) return null;
-  return guardsResponseBody(request, response) ? response.body : null;
+  if (marks[TIMEOUT_RESPONSE] || marks[IN_MEMORY]) return false;
+  return guardsResponseBody(request, response);
+}
+
+/** RESPONSE_BODY_OBSERVER: the client signal of a request this adapter saw. */
+function clientSignalOf(request: Request): ResponseBodyObserver | undefined {
+  return (request as WithClient)[CLIENT];
 }
 
 /**
@@ -266,6 +245,7 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
     inMemoryResponse,
     ...policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)),
     [REQUEST_BODY_READER]: watchedUploadReader,
+    [RESPONSE_BODY_OBSERVER]: clientSignalOf,
   } satisfies AdapterInternals;
   const guarded = withDeadlines(handler, deadlineOptions);
 
@@ -281,15 +261,10 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
     } finally {
       client.handedOver();
     }
-    // Nobody to tell of a disconnect: Deno's cancel() of the body suffices to free the producer.
-    if (!client.observed || !(response instanceof Response)) return response;
-    const body = bodyToWatch(request, response);
-    if (body === null) {
-      client.bodyDone();
-      return response;
-    }
-    const watched = new ReadableStream<Uint8Array>(new CancelWatcher(body, client), { highWaterMark: 0 });
-    return new Response(watched, { status: response.status, statusText: response.statusText, headers: response.headers });
+    // A body withDeadlines guards reports its end to the client signal (responseBodySettled); any
+    // other has nothing more to report.
+    if (response instanceof Response && !bodyIsGuarded(request, response)) client.bodyDone();
+    return response;
   };
 }
 

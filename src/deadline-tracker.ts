@@ -87,6 +87,8 @@ export interface GuardedSource {
 export interface TrackerOwner {
   trackerFired(tracker: DeadlineTracker, error: TimeoutError): void;
   trackerSettled(tracker: DeadlineTracker): void;
+  /** The reason to cancel the source with, when the consumer cancelled with `reason` (default: that). */
+  cancelReason?(tracker: DeadlineTracker, reason: unknown): unknown;
 }
 
 export interface TrackerOptions {
@@ -299,6 +301,16 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       return Infinity;
     }
     return this.nextDue(now);
+  }
+
+  /**
+   * The consumer cancelled the stream: ends it, and returns the reason to cancel the source with
+   * (the owner's, when it knows the cause better than the runtime said).
+   */
+  cancelledByConsumer(reason: unknown): unknown {
+    const owner = this.owner;
+    this.finish("cancelled");
+    return owner?.cancelReason !== undefined ? owner.cancelReason(this, reason) : reason;
   }
 
   /**

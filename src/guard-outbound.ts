@@ -141,9 +141,9 @@ class OutboundGuard implements GuardedSource {
   cancel(reason: unknown): Promise<void> {
     this.held = undefined;
     this.stopHeartbeat();
-    this.tracker.finish("cancelled");
+    const sourceReason = this.tracker.cancelledByConsumer(reason);
     this.resolvePull();
-    return this.reader.cancel(reason);
+    return this.reader.cancel(sourceReason);
   }
 
   /** A deadline fired (or the owner aborted): fail the stream and free the producer, same reason. */

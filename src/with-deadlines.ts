@@ -5,7 +5,7 @@
  */
 import { type Clock, checkClock, isolatedClock, MAX_TIMER_DELAY, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
-import { type DeadlineController, DeadlineTracker, type DeadlineStats, type TrackerOwner } from "./deadline-tracker.ts";
+import { type DeadlineController, DeadlineTracker, type DeadlineStats, type GuardState, type TrackerOwner } from "./deadline-tracker.ts";
 import { liveCounts } from "./debug-counters.ts";
 import { attachInboundGuardToReader } from "./guard-inbound.ts";
 import { attachOutboundGuardToReader, type ReadResult } from "./guard-outbound.ts";
@@ -268,6 +268,8 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
    * 1 KB a request that nothing needs once the copy exists.
    */
   private readonly copiedFromSignal: AbortSignal | undefined | null;
+  /** The adapter's, told how the guarded response body ended (RESPONSE_BODY_OBSERVER). */
+  private readonly observer: ResponseBodyObserver | undefined;
   /** The handler's Request is a copy of the client's (see copiedFromSignal). */
   private readonly copied: boolean = false;
 
@@ -277,6 +279,7 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
     private readonly policy: ResolvedPolicy,
   ) {
     this.startedAt = config.clock.now(); // an isolated clock reads the same time
+    this.observer = config.responseBodyObserver?.(original);
     if (config.requestBodyInPlace?.(original, this)) {
       this.handlerRequest = original;
     } else {
@@ -550,9 +553,15 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
 
   trackerSettled(tracker: DeadlineTracker): void {
     if (tracker !== this.responseTracker || !this.bodyAttached) return;
+    this.observer?.responseBodySettled(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
     if (tracker.state === "cancelled" && !this.aborted) this.abortAll(new DOMException("The client went away", "AbortError"));
     this.finishRequest();
+  }
+
+  /** TrackerOwner: with an adapter's observer, the producer of a body the client left learns why as an AbortError. */
+  cancelReason(tracker: DeadlineTracker, reason: unknown): unknown {
+    return tracker === this.responseTracker && this.observer !== undefined && this.aborted ? this.abortReason : reason;
   }
 
   handlerDeadlinePassed(now: number, limit: number): void {
@@ -620,6 +629,7 @@ interface ResolvedConfig {
   bodyReader: ((body: ReadableStream<Uint8Array>) => BodyReader | undefined) | undefined;
   requestBodyInPlace: RequestBodyInPlace | undefined;
   requestBodyReader: ((request: Request, body: ReadableStream<Uint8Array>) => BodyReader | undefined) | undefined;
+  responseBodyObserver: ((request: Request) => ResponseBodyObserver | undefined) | undefined;
 }
 
 /** What the peek and the outbound guard need of a reader of the response body. */
@@ -654,7 +664,21 @@ export const REQUEST_BODY_IN_PLACE: unique symbol = Symbol("stream-deadlines: re
  */
 export const REQUEST_BODY_READER: unique symbol = Symbol("stream-deadlines: request body reader");
 
+/**
+ * For adapters only: told how the guarded response body of a request ended, inside the guard's own
+ * end (a runtime's `cancel()` is reported before the producer is cancelled). Asked once per request,
+ * with the Request the adapter passed in. The Deno adapter turns Deno's cancel into the abort of its
+ * `request.signal` here, where a watching stream would cost one more stream per download. With an
+ * observer, a producer cancelled because the client left gets the exchange's abort reason (an
+ * AbortError), not the runtime's own (Deno's is the string "resource closed").
+ */
+export const RESPONSE_BODY_OBSERVER: unique symbol = Symbol("stream-deadlines: response body observer");
+export interface ResponseBodyObserver {
+  responseBodySettled(state: GuardState): void;
+}
+
 export interface AdapterInternals {
+  [RESPONSE_BODY_OBSERVER]?: (request: Request) => ResponseBodyObserver | undefined;
   [RESPONSE_BODY_READER]?: (body: ReadableStream<Uint8Array>) => BodyReader | undefined;
   [REQUEST_BODY_IN_PLACE]?: RequestBodyInPlace;
   [REQUEST_BODY_READER]?: (request: Request, body: ReadableStream<Uint8Array>) => BodyReader | undefined;
@@ -974,7 +998,9 @@ export function withDeadlines<Args extends unknown[], Result>(
   if (requestBodyInPlace !== undefined && typeof requestBodyInPlace !== "function") throw new TypeError("withDeadlines: the adapter's request body hook must be a function");
   const requestBodyReader = (options as AdapterInternals)[REQUEST_BODY_READER];
   if (requestBodyReader !== undefined && typeof requestBodyReader !== "function") throw new TypeError("withDeadlines: the adapter's request body reader must be a function");
-  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace, requestBodyReader };
+  const responseBodyObserver = (options as AdapterInternals)[RESPONSE_BODY_OBSERVER];
+  if (responseBodyObserver !== undefined && typeof responseBodyObserver !== "function") throw new TypeError("withDeadlines: the adapter's response body observer must be a function");
+  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace, requestBodyReader, responseBodyObserver };
 
   return function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
