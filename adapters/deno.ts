@@ -86,11 +86,6 @@ class ClientSignal implements ResponseBodyObserver {
     return this.controller.signal;
   }
 
-  /** Whether anybody holds the signal (otherwise a disconnect has nobody to tell). */
-  get observed(): boolean {
-    return this.controller !== undefined && !this.controller.signal.aborted;
-  }
-
   /** EventListener interface: Deno's signal aborted while the handler ran, so the client left. */
   handleEvent(): void {
     this.listening = false;

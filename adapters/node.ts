@@ -56,11 +56,11 @@ export function createNodeListener(handler: NodeFetchHandler, options: AdapterOp
     [REQUEST_BODY_IN_PLACE]: guardNodeBodyInPlace,
   } satisfies AdapterInternals;
   const userResponse = options.timeoutResponse;
-  const guarded = withDeadlines(handler, userResponse === undefined ? { ...deadlineOptions, timeoutResponse: fastTimeoutResponse } : deadlineOptions);
+  const guarded = withDeadlines(handler, userResponse === undefined ? { ...deadlineOptions, timeoutResponse: fastTimeoutResponse(true) } : deadlineOptions);
   // HTTP/2 has no Connection header (Node drops it with a warning): its timeout responses go without.
   const guardedHttp2 = withDeadlines(handler, {
     ...deadlineOptions,
-    timeoutResponse: userResponse === undefined ? fastTimeoutResponseHttp2 : withoutConnectionHeader(userResponse),
+    timeoutResponse: userResponse === undefined ? fastTimeoutResponse(false) : withoutConnectionHeader(userResponse),
   });
   // srvx's toNodeHandler, with its request class swapped for one whose body the core can guard in place.
   return (req, res) => {
@@ -89,16 +89,13 @@ function sendFailed(res: ServerResponse | Http2ServerResponse, error: unknown): 
 /**
  * The default timeout answer, as a FastResponse: srvx writes its text at once, where a Response's
  * body would go through a stream (measured: about a third of the CPU of cutting 10,000 stalled
- * uploads at once, bench/run-scale.ts).
+ * uploads at once, bench/run-scale.ts). HTTP/2 goes without `Connection: close`.
  */
-function fastTimeoutResponse(event: TimeoutEvent): Response {
-  const { status, body, headers } = defaultTimeoutAnswer(event);
-  return new FastResponse(body, { status, headers }) as unknown as Response;
-}
-
-function fastTimeoutResponseHttp2(event: TimeoutEvent): Response {
-  const { status, body, headers } = defaultTimeoutAnswer(event, false);
-  return new FastResponse(body, { status, headers }) as unknown as Response;
+function fastTimeoutResponse(connectionClose: boolean): (event: TimeoutEvent) => Response {
+  return (event) => {
+    const { status, body, headers } = defaultTimeoutAnswer(event, connectionClose);
+    return new FastResponse(body, { status, headers }) as unknown as Response;
+  };
 }
 
 function withoutConnectionHeader(timeoutResponse: (event: TimeoutEvent) => Response): (event: TimeoutEvent) => Response {

@@ -51,7 +51,11 @@ export function checkSourceStream(where: string, source: unknown): asserts sourc
   }
 }
 
+/** What a guard needs of its source: a reader of the body (a stream's own, or an adapter's). */
+export type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
+
 /** Byte chunks only, as the Fetch standard requires of bodies; cross-realm Uint8Arrays pass too. */
+
 export function isByteChunk(chunk: unknown): chunk is Uint8Array {
   return (
     chunk instanceof Uint8Array ||

@@ -8,7 +8,7 @@
  * there are two bound callbacks and no other closure, which matters at many requests per second.
  */
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
-import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
+import { type BodyReader, type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
@@ -23,21 +23,19 @@ export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: 
 }
 
 /** The same on a raw reader: anything with `read()` and `cancel()` (an adapter's reader of a runtime body). */
-export function attachInboundGuardToReader(reader: SourceReader, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
+export function attachInboundGuardToReader(reader: BodyReader, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>(new InboundGuard(reader, tracker), { highWaterMark: 0 });
 }
 
-/** What the guard needs of its source. */
-export type SourceReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
 
 // Used as the ReadableStream's underlying source (start/pull/cancel); no `implements`
 // UnderlyingDefaultSource, which some runtimes' type packages (workers-types) do not declare.
 class InboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
-  private readonly reader: SourceReader;
+  private readonly reader: BodyReader;
   private readonly tracker: DeadlineTracker;
 
-  constructor(reader: SourceReader, tracker: DeadlineTracker) {
+  constructor(reader: BodyReader, tracker: DeadlineTracker) {
     this.reader = reader;
     this.tracker = tracker;
     tracker.source = this;

@@ -9,7 +9,7 @@
  */
 import type { Clock } from "./clock.ts";
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
-import { type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
+import { type BodyReader, type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 export type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
@@ -44,7 +44,7 @@ export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker:
  * read already made on `reader`) is the guard's first read ahead.
  */
 export function attachOutboundGuardToReader(
-  reader: Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">,
+  reader: BodyReader,
   tracker: DeadlineTracker,
   preread: Uint8Array[],
   pendingRead: Promise<ReadResult> | undefined,
@@ -56,7 +56,7 @@ export function attachOutboundGuardToReader(
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
 class OutboundGuard implements GuardedSource {
   private controller!: ReadableStreamDefaultController<Uint8Array>;
-  private readonly reader: Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
+  private readonly reader: BodyReader;
   private readonly tracker: DeadlineTracker;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
   private held: Uint8Array | undefined = undefined;
@@ -76,7 +76,7 @@ class OutboundGuard implements GuardedSource {
    */
   private atLineStart = true;
 
-  constructor(reader: Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>, heartbeat?: OutboundHeartbeat) {
+  constructor(reader: BodyReader, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>, heartbeat?: OutboundHeartbeat) {
     this.reader = reader;
     this.tracker = tracker;
     this.preread = preread;

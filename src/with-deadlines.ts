@@ -7,6 +7,7 @@ import { type Clock, checkClock, isolatedClock, MAX_TIMER_DELAY, systemClock, TI
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
 import { type DeadlineController, DeadlineTracker, type DeadlineStats, type GuardState, type TrackerOwner } from "./deadline-tracker.ts";
 import { liveCounts } from "./debug-counters.ts";
+import type { BodyReader } from "./guard-common.ts";
 import { attachInboundGuardToReader } from "./guard-inbound.ts";
 import { attachOutboundGuardToReader, type ReadResult } from "./guard-outbound.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
@@ -632,8 +633,8 @@ interface ResolvedConfig {
   responseBodyObserver: ((request: Request) => ResponseBodyObserver | undefined) | undefined;
 }
 
-/** What the peek and the outbound guard need of a reader of the response body. */
-export type BodyReader = Pick<ReadableStreamDefaultReader<Uint8Array>, "read" | "cancel">;
+/** What the peek and the guards need of a reader of a body (one type with the guards'). */
+export type { BodyReader };
 
 /**
  * For adapters only (a symbol key: no public option, no validation by name): how the response body
@@ -682,6 +683,13 @@ export interface AdapterInternals {
   [RESPONSE_BODY_READER]?: (body: ReadableStream<Uint8Array>) => BodyReader | undefined;
   [REQUEST_BODY_IN_PLACE]?: RequestBodyInPlace;
   [REQUEST_BODY_READER]?: (request: Request, body: ReadableStream<Uint8Array>) => BodyReader | undefined;
+}
+
+/** An adapter's hook (a symbol-keyed option), checked to be a function when given. */
+function adapterHook<K extends keyof AdapterInternals>(options: object, key: K, what: string): AdapterInternals[K] {
+  const hook = (options as AdapterInternals)[key];
+  if (hook !== undefined && typeof hook !== "function") throw new TypeError(`withDeadlines: the adapter's ${what} must be a function`);
+  return hook;
 }
 
 const bytesResponse = (body: Uint8Array, init: ResponseInit): Response => new Response(body as Uint8Array<ArrayBuffer>, init);
@@ -992,14 +1000,10 @@ export function withDeadlines<Args extends unknown[], Result>(
   );
   const inMemoryResponse = options.inMemoryResponse === undefined ? bytesResponse : options.inMemoryResponse;
   if (typeof inMemoryResponse !== "function") throw new TypeError("withDeadlines: inMemoryResponse must be a function");
-  const bodyReader = (options as AdapterInternals)[RESPONSE_BODY_READER];
-  if (bodyReader !== undefined && typeof bodyReader !== "function") throw new TypeError("withDeadlines: the adapter's body reader must be a function");
-  const requestBodyInPlace = (options as AdapterInternals)[REQUEST_BODY_IN_PLACE];
-  if (requestBodyInPlace !== undefined && typeof requestBodyInPlace !== "function") throw new TypeError("withDeadlines: the adapter's request body hook must be a function");
-  const requestBodyReader = (options as AdapterInternals)[REQUEST_BODY_READER];
-  if (requestBodyReader !== undefined && typeof requestBodyReader !== "function") throw new TypeError("withDeadlines: the adapter's request body reader must be a function");
-  const responseBodyObserver = (options as AdapterInternals)[RESPONSE_BODY_OBSERVER];
-  if (responseBodyObserver !== undefined && typeof responseBodyObserver !== "function") throw new TypeError("withDeadlines: the adapter's response body observer must be a function");
+  const bodyReader = adapterHook(options, RESPONSE_BODY_READER, "body reader");
+  const requestBodyInPlace = adapterHook(options, REQUEST_BODY_IN_PLACE, "request body hook");
+  const requestBodyReader = adapterHook(options, REQUEST_BODY_READER, "request body reader");
+  const responseBodyObserver = adapterHook(options, RESPONSE_BODY_OBSERVER, "response body observer");
   const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace, requestBodyReader, responseBodyObserver };
 
   return function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
