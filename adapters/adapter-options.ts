@@ -30,7 +30,9 @@ export interface AdapterOptions<Args extends unknown[] = unknown[]> extends Omit
  */
 export function checkAdapterOptions(where: string, options: unknown, ownKeys: readonly string[] = []): void {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`${where}: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+    throw new TypeError(
+      `${where}: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
+    );
   }
   for (const key of Object.keys(options)) {
     if (!ownKeys.includes(key) && !OPTION_KEYS.has(key)) {
@@ -41,10 +43,14 @@ export function checkAdapterOptions(where: string, options: unknown, ownKeys: re
 
 /** The `port` and `hostname` of a serve() helper: a whole port number 0-65535, a non-empty host name. */
 export function checkListenOptions(where: string, port: unknown, hostname: unknown): void {
-  if (typeof port !== "number") throw new TypeError(`${where}: port must be a number, got ${port === null ? "null" : typeof port}`);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`${where}: port must be a whole number from 0 to 65535, got ${port}`);
+  if (typeof port !== "number")
+    throw new TypeError(`${where}: port must be a number, got ${port === null ? "null" : typeof port}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new RangeError(`${where}: port must be a whole number from 0 to 65535, got ${port}`);
   if (typeof hostname !== "string" || hostname === "") {
-    throw new TypeError(`${where}: hostname must be a non-empty string, got ${typeof hostname === "string" ? '""' : hostname === null ? "null" : typeof hostname}`);
+    throw new TypeError(
+      `${where}: hostname must be a non-empty string, got ${typeof hostname === "string" ? '""' : hostname === null ? "null" : typeof hostname}`,
+    );
   }
 }
 

@@ -30,7 +30,13 @@
  */
 import { withDeadlines } from "../src/index.ts";
 import { findDeadlines } from "../src/with-deadlines.ts";
-import { type AdapterOptions, type AdapterPolicy, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
+import {
+  type AdapterOptions,
+  type AdapterPolicy,
+  checkAdapterOptions,
+  checkListenOptions,
+  policyWithClient,
+} from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
 
@@ -45,10 +51,10 @@ export interface BunServerLike {
 /** What a `Bun.serve` fetch handler returns: a Response, or nothing after `server.upgrade()`. */
 export type BunFetchResult = Response | undefined | void;
 
-export type BunFetchHandler<Server extends BunServerLike = BunServerLike, Result extends BunFetchResult = BunFetchResult> = (
-  request: Request,
-  server: Server,
-) => Result | Promise<Result>;
+export type BunFetchHandler<
+  Server extends BunServerLike = BunServerLike,
+  Result extends BunFetchResult = BunFetchResult,
+> = (request: Request, server: Server) => Result | Promise<Result>;
 
 export interface BunAdapterOptions<Server extends BunServerLike = BunServerLike> extends AdapterOptions<[Server]> {
   /**
@@ -73,9 +79,14 @@ interface Exchange {
 
 function checkIdleTimeout(value: unknown): number {
   if (value === undefined) return BUN_DEFAULT_IDLE_TIMEOUT;
-  if (typeof value !== "number") throw new TypeError(`stream-deadlines/bun: idleTimeout must be a number of seconds, got ${value === null ? "null" : typeof value}`);
+  if (typeof value !== "number")
+    throw new TypeError(
+      `stream-deadlines/bun: idleTimeout must be a number of seconds, got ${value === null ? "null" : typeof value}`,
+    );
   if (!Number.isInteger(value) || value < 0 || value > BUN_MAX_IDLE_TIMEOUT) {
-    throw new RangeError(`stream-deadlines/bun: idleTimeout must be a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve), got ${String(value)}`);
+    throw new RangeError(
+      `stream-deadlines/bun: idleTimeout must be a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve), got ${String(value)}`,
+    );
   }
   return value;
 }
@@ -89,7 +100,8 @@ function serverFor<Server extends BunServerLike>(server: Server, handlerRequest:
       if (typeof value !== "function") return value;
       // Bun's methods check their receiver: call them on the real server.
       if (key === "requestIP" || key === "timeout" || key === "upgrade") {
-        return (request: unknown, ...rest: unknown[]) => (value as (...args: unknown[]) => unknown).call(target, map(request), ...rest);
+        return (request: unknown, ...rest: unknown[]) =>
+          (value as (...args: unknown[]) => unknown).call(target, map(request), ...rest);
       }
       return (value as (...args: unknown[]) => unknown).bind(target);
     },
@@ -133,7 +145,8 @@ type InMemoryResponse = NonNullable<AdapterOptions["inMemoryResponse"]>;
 function markingInMemory(make: unknown): InMemoryResponse {
   // Anything but a function (or nothing) goes to withDeadlines as it is, to be refused there.
   if (make !== undefined && typeof make !== "function") return make as InMemoryResponse;
-  const build = (make as InMemoryResponse | undefined) ?? ((body, init) => new Response(body as Uint8Array<ArrayBuffer>, init));
+  const build =
+    (make as InMemoryResponse | undefined) ?? ((body, init) => new Response(body as Uint8Array<ArrayBuffer>, init));
   return (body, init) => {
     const response = build(body, init);
     if (typeof response === "object" && response !== null) (response as Marked)[IN_MEMORY] = true;
@@ -149,7 +162,8 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
   handler: BunFetchHandler<Server, Result>,
   options: BunAdapterOptions<Server> = {},
 ): (request: Request, server: Server) => Promise<Result | Response> {
-  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/bun: handler must be a function, got ${typeof handler}`);
+  if (typeof handler !== "function")
+    throw new TypeError(`stream-deadlines/bun: handler must be a function, got ${typeof handler}`);
   checkAdapterOptions("stream-deadlines/bun", options, ["idleTimeout"]);
   const { idleTimeout: idleOption, policy, ...deadlineOptions } = options;
   const idleTimeout = checkIdleTimeout(idleOption);
@@ -158,14 +172,19 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
     typeof policy === "function" ? (request, client, server) => policy(request, client, server) : policy;
   const underDeadlines = withDeadlines(
     (request: Request, server: Server, exchange: Exchange): Result | Promise<Result> => {
-      const serverSeen = server === undefined || request === exchange.original ? server : serverFor(server, request, exchange.original);
+      const serverSeen =
+        server === undefined || request === exchange.original ? server : serverFor(server, request, exchange.original);
       const result = handler(request, serverSeen);
       if (result instanceof Promise) return result.then((value) => (exchange.result = value));
       exchange.result = result;
       return result;
     },
     policyWithClient<[Server, Exchange]>(
-      { ...deadlineOptions, inMemoryResponse: markingInMemory(deadlineOptions.inMemoryResponse), policy: adapterPolicy },
+      {
+        ...deadlineOptions,
+        inMemoryResponse: markingInMemory(deadlineOptions.inMemoryResponse),
+        policy: adapterPolicy,
+      },
       "bun",
       (request, server) => server?.requestIP(request)?.address,
     ),
@@ -189,7 +208,10 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
     // withDeadlines answers with a new Response when it guards the handler's body: the library
     // bounds that body until its end. Anything else (no body, passed through) is Bun's again now.
     // A small body withDeadlines found in memory and handed on as bytes is not guarded either.
-    const guarded = response !== exchange.result && exchange.result != null && !(response as Marked)[IN_MEMORY] ? (response as Response) : undefined;
+    const guarded =
+      response !== exchange.result && exchange.result != null && !(response as Marked)[IN_MEMORY]
+        ? (response as Response)
+        : undefined;
     const body = guarded?.body ?? null;
     if (guarded === undefined || body === null || server === undefined) {
       restore();
@@ -199,7 +221,11 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
     // keeps the connection until what it queued has drained (days for a slow reader). Its idle timer,
     // on again at 1 s, closes the connection at its next tick (npm run attack, bun slow-read).
     findDeadlines(request)?.response.signal.addEventListener("abort", () => server.timeout(request, 1), { once: true });
-    return new Response(restoringBody(body, restore), { status: guarded.status, statusText: guarded.statusText, headers: guarded.headers });
+    return new Response(restoringBody(body, restore), {
+      status: guarded.status,
+      statusText: guarded.statusText,
+      headers: guarded.headers,
+    });
   };
 }
 
@@ -221,7 +247,9 @@ export interface BunServerHandle<Server extends BunServerLike = BunServerLike> {
 
 /** The parts of the `Bun` global `serve` uses. */
 interface BunGlobalLike {
-  serve(options: Record<string, unknown>): BunServerLike & { port?: number; stop(closeActiveConnections?: boolean): Promise<void> | void };
+  serve(
+    options: Record<string, unknown>,
+  ): BunServerLike & { port?: number; stop(closeActiveConnections?: boolean): Promise<void> | void };
 }
 
 /** Starts `Bun.serve` for `handler` under deadlines, with the same `idleTimeout` given to Bun and to the adapter. */
@@ -235,12 +263,15 @@ export async function serve<Server extends BunServerLike = BunServerLike>(
   const { port = 8787, hostname = "127.0.0.1", bunOptions = {}, ...adapterOptions } = options;
   checkListenOptions(where, port, hostname);
   if (typeof bunOptions !== "object" || bunOptions === null || Array.isArray(bunOptions)) {
-    throw new TypeError(`${where}: bunOptions must be an object of Bun.serve options, got ${bunOptions === null ? "null" : Array.isArray(bunOptions) ? "an array" : typeof bunOptions}`);
+    throw new TypeError(
+      `${where}: bunOptions must be an object of Bun.serve options, got ${bunOptions === null ? "null" : Array.isArray(bunOptions) ? "an array" : typeof bunOptions}`,
+    );
   }
   const idleTimeout = checkIdleTimeout(adapterOptions.idleTimeout);
   const fetch = withBunDeadlines(handler, { ...adapterOptions, idleTimeout });
   const bun = (globalThis as unknown as { Bun?: BunGlobalLike }).Bun;
-  if (bun === undefined) throw new TypeError("stream-deadlines/bun: serve() runs on Bun only; elsewhere use your runtime's adapter");
+  if (bun === undefined)
+    throw new TypeError("stream-deadlines/bun: serve() runs on Bun only; elsewhere use your runtime's adapter");
   const server = bun.serve({ ...bunOptions, port, hostname, idleTimeout, fetch });
   const actualPort = server.port ?? port;
   return {

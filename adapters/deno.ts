@@ -24,7 +24,14 @@
  * checks type this file against it: tsconfig.check-deno.json).
  */
 import { type TimeoutEvent, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
-import { type AdapterInternals, type BodyReader, REQUEST_BODY_READER, RESPONSE_BODY_OBSERVER, type ResponseBodyObserver, guardsResponseBody } from "../src/with-deadlines.ts";
+import {
+  type AdapterInternals,
+  type BodyReader,
+  REQUEST_BODY_READER,
+  RESPONSE_BODY_OBSERVER,
+  type ResponseBodyObserver,
+  guardsResponseBody,
+} from "../src/with-deadlines.ts";
 import type { GuardState } from "../src/deadline-tracker.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
@@ -39,7 +46,10 @@ export interface DenoServeInfoLike {
 }
 
 /** A `Deno.serve` handler: `(request, info)`. */
-export type DenoFetchHandler<Info extends DenoServeInfoLike = DenoServeInfoLike> = (request: Request, info: Info) => Response | Promise<Response>;
+export type DenoFetchHandler<Info extends DenoServeInfoLike = DenoServeInfoLike> = (
+  request: Request,
+  info: Info,
+) => Response | Promise<Response>;
 
 /** The peer's IP address for TCP; none for Unix and VSOCK sockets. */
 function clientAddress(info: DenoServeInfoLike | undefined): string | undefined {
@@ -175,7 +185,8 @@ function markTimeoutResponses<Args extends unknown[]>(options: AdapterOptions<Ar
     ...options,
     timeoutResponse: (event: TimeoutEvent) => {
       const response = make(event);
-      if (typeof response === "object" && response !== null) (response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE] = true;
+      if (typeof response === "object" && response !== null)
+        (response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE] = true;
       return response;
     },
   };
@@ -234,7 +245,8 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
   handler: DenoFetchHandler<Info>,
   options: AdapterOptions<[Info]> = {},
 ): (request: Request, info: Info) => Promise<Response> {
-  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
+  if (typeof handler !== "function")
+    throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
   checkAdapterOptions("stream-deadlines/deno", options);
   const deadlineOptions = {
     inMemoryResponse,
@@ -288,26 +300,39 @@ export interface DenoServerHandle {
 
 interface DenoServeLike {
   serve(
-    options: { port?: number; hostname?: string; signal?: AbortSignal; onListen?: (addr: { hostname: string; port: number }) => void },
+    options: {
+      port?: number;
+      hostname?: string;
+      signal?: AbortSignal;
+      onListen?: (addr: { hostname: string; port: number }) => void;
+    },
     handler: (request: Request, info: never) => Response | Promise<Response>,
   ): DenoHttpServerLike;
 }
 
 /** Starts `Deno.serve` for `handler` under deadlines, without Deno's "Listening on" banner. */
-export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(handler: DenoFetchHandler<Info>, options: DenoServeOptions<Info> = {}): Promise<DenoServerHandle> {
+export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(
+  handler: DenoFetchHandler<Info>,
+  options: DenoServeOptions<Info> = {},
+): Promise<DenoServerHandle> {
   // Options first: a mistake in them is one everywhere, also where Deno is missing.
   checkAdapterOptions("stream-deadlines/deno: serve", options, ["port", "hostname", "signal"]);
   const { port = 8787, hostname = "127.0.0.1", signal, ...deadlineOptions } = options;
   const where = "stream-deadlines/deno: serve";
   checkListenOptions(where, port, hostname);
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError(`${where}: signal must be an AbortSignal, got ${signal === null ? "null" : typeof signal}`);
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw new TypeError(`${where}: signal must be an AbortSignal, got ${signal === null ? "null" : typeof signal}`);
   const guarded = withDenoDeadlines(handler, deadlineOptions);
   const deno = (globalThis as { Deno?: DenoServeLike }).Deno;
-  if (typeof deno?.serve !== "function") throw new TypeError("stream-deadlines/deno: serve() needs the Deno runtime (Deno.serve)");
+  if (typeof deno?.serve !== "function")
+    throw new TypeError("stream-deadlines/deno: serve() needs the Deno runtime (Deno.serve)");
   let server!: DenoHttpServerLike;
   const addr = await new Promise<{ hostname: string; port: number }>((resolve, reject) => {
     try {
-      server = deno.serve({ port, hostname, signal, onListen: resolve }, guarded as (request: Request, info: never) => Promise<Response>);
+      server = deno.serve(
+        { port, hostname, signal, onListen: resolve },
+        guarded as (request: Request, info: never) => Promise<Response>,
+      );
     } catch (error) {
       reject(error); // e.g. the port is taken (Deno throws AddrInUse synchronously)
     }

@@ -86,7 +86,8 @@ class HonoRequestDeadlines {
   constructor(readonly ownedHere: boolean) {}
 }
 
-const recordOf = (holder: object): HonoRequestDeadlines | undefined => (holder as { [RECORD]?: HonoRequestDeadlines })[RECORD];
+const recordOf = (holder: object): HonoRequestDeadlines | undefined =>
+  (holder as { [RECORD]?: HonoRequestDeadlines })[RECORD];
 const keepRecord = (holder: object, record: HonoRequestDeadlines): void => {
   (holder as { [RECORD]?: HonoRequestDeadlines })[RECORD] = record;
 };
@@ -103,7 +104,12 @@ function replaceResponse(c: Context, response: Response): void {
  */
 function armGetResponse(error: TimeoutError, respond: () => Response): void {
   if ("getResponse" in error) return;
-  Object.defineProperty(error, "getResponse", { value: respond, configurable: true, writable: true, enumerable: false });
+  Object.defineProperty(error, "getResponse", {
+    value: respond,
+    configurable: true,
+    writable: true,
+    enumerable: false,
+  });
 }
 
 const POLICY_FIELDS = new Set(["request", "response", "handler", "sseHeartbeat"]);
@@ -111,9 +117,13 @@ const POLICY_FIELDS = new Set(["request", "response", "handler", "sseHeartbeat"]
 function checkPolicyResult(value: unknown): RequestPolicy | undefined {
   if (value === undefined || value === null) return undefined;
   const where = "stream-deadlines/hono: policy(c)";
-  if (typeof value !== "object" || Array.isArray(value)) throw new TypeError(`${where} must return an object like { request, response, handler } or undefined, got ${typeof value}`);
+  if (typeof value !== "object" || Array.isArray(value))
+    throw new TypeError(
+      `${where} must return an object like { request, response, handler } or undefined, got ${typeof value}`,
+    );
   for (const key of Object.keys(value)) {
-    if (!POLICY_FIELDS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
+    if (!POLICY_FIELDS.has(key))
+      throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
   }
   return value as RequestPolicy;
 }
@@ -134,15 +144,21 @@ function adjust(controls: RequestDeadlines, fields: RequestPolicy): void {
  */
 export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler<DeadlinesEnv> {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`stream-deadlines/hono: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+    throw new TypeError(
+      `stream-deadlines/hono: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
+    );
   }
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) throw new TypeError(`stream-deadlines/hono: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
+    if (!OPTION_KEYS.has(key))
+      throw new TypeError(`stream-deadlines/hono: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
   }
   const { policy, onTimeout, timeoutResponse, ...rest } = options;
-  if (policy !== undefined && typeof policy !== "function") throw new TypeError("stream-deadlines/hono: policy must be a function of the context");
-  if (onTimeout !== undefined && onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("stream-deadlines/hono: onTimeout must be a function or false");
-  if (timeoutResponse !== undefined && typeof timeoutResponse !== "function") throw new TypeError("stream-deadlines/hono: timeoutResponse must be a function");
+  if (policy !== undefined && typeof policy !== "function")
+    throw new TypeError("stream-deadlines/hono: policy must be a function of the context");
+  if (onTimeout !== undefined && onTimeout !== false && typeof onTimeout !== "function")
+    throw new TypeError("stream-deadlines/hono: onTimeout must be a function or false");
+  if (timeoutResponse !== undefined && typeof timeoutResponse !== "function")
+    throw new TypeError("stream-deadlines/hono: timeoutResponse must be a function");
   const baseReport: Reporter = onTimeout === undefined ? defaultTimeoutReporter : onTimeout;
   const baseRespond: Responder = timeoutResponse ?? defaultTimeoutResponse;
   const given: RequestPolicy = { request: options.request, response: options.response, handler: options.handler };
@@ -170,7 +186,12 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
   // The request's path through withDeadlines when this middleware owns it: everything after it in
   // Hono's chain is the "handler".
   const guarded = withDeadlines(
-    async (request: Request, c: Context<DeadlinesEnv>, next: Next, record: HonoRequestDeadlines): Promise<Response | undefined> => {
+    async (
+      request: Request,
+      c: Context<DeadlinesEnv>,
+      next: Next,
+      record: HonoRequestDeadlines,
+    ): Promise<Response | undefined> => {
       record.controls = findDeadlines(request)!;
       record.keyRequest = request;
       keepRecord(request, record);
@@ -245,7 +266,10 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
           const error = signal.reason as TimeoutError;
           armGetResponse(error, () => {
             record.answerTaken = true;
-            return requestTimeoutResponse(key, error) ?? new Response(null, { status: 408, headers: { connection: "close" } });
+            return (
+              requestTimeoutResponse(key, error) ??
+              new Response(null, { status: 408, headers: { connection: "close" } })
+            );
           });
         },
         { once: true },
@@ -267,7 +291,9 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
 export function deadlinesOf(c: Context): RequestDeadlines {
   const controls = recordOf(c)?.controls ?? findDeadlines(c.req.raw);
   if (controls === undefined) {
-    throw new TypeError("deadlinesOf(c): this request is not under deadlines (add app.use(deadlines()) before this route, or wrap app.fetch in a stream-deadlines adapter)");
+    throw new TypeError(
+      "deadlinesOf(c): this request is not under deadlines (add app.use(deadlines()) before this route, or wrap app.fetch in a stream-deadlines adapter)",
+    );
   }
   return controls;
 }

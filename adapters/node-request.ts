@@ -36,7 +36,8 @@ class IncomingMessageReader implements BodyReader {
   constructor(private readonly source: NodeBodySource) {
     // Already over before the handler ran (srvx's isBodySourceFinished): no event will come.
     if (source.readableEnded) this.ended = true;
-    else if (source.destroyed) this.failure = source.errored ?? new DOMException("The request was aborted.", "AbortError");
+    else if (source.destroyed)
+      this.failure = source.errored ?? new DOMException("The request was aborted.", "AbortError");
     (source as WithReader)[READER] = this;
     source.on("readable", onReadable);
     source.on("end", onEnd);
@@ -63,7 +64,8 @@ class IncomingMessageReader implements BodyReader {
     this.ended = true;
     const source = this.source;
     if (!source.destroyed) {
-      if (typeof (source as { _consuming?: unknown })._consuming === "boolean") (source as { socket: unknown }).socket = null;
+      if (typeof (source as { _consuming?: unknown })._consuming === "boolean")
+        (source as { socket: unknown }).socket = null;
       source.destroy(reason instanceof Error ? reason : undefined);
     }
     return Promise.resolve();
@@ -114,7 +116,8 @@ function onError(this: WithReader, error: unknown): void {
 }
 /** Closed before its end: the client went away (srvx's error for it). */
 function onClose(this: WithReader): void {
-  if (!this.readableEnded) this[READER]!.onFailure(this.errored ?? new DOMException("The request was aborted.", "AbortError"));
+  if (!this.readableEnded)
+    this[READER]!.onFailure(this.errored ?? new DOMException("The request was aborted.", "AbortError"));
 }
 
 /** srvx's request with one difference: its body, once the core guards it, is the guarded stream. */
@@ -140,12 +143,14 @@ export class GuardableNodeRequest extends NodeRequest {
     return this.guardedBody !== undefined ? this.viaNativeRequest("text") : super.text();
   }
 
+  // biome-ignore lint/suspicious/noExplicitAny: the signature of Request.json()
   override json(): Promise<any> {
     return this.guardedBody !== undefined ? this.viaNativeRequest("json") : super.json();
   }
 
   private viaNativeRequest<K extends "text" | "json">(method: K): ReturnType<Request[K]> {
-    if (this.bodyUsed) return Promise.reject(new TypeError("Body is unusable: Body has already been read")) as ReturnType<Request[K]>;
+    if (this.bodyUsed)
+      return Promise.reject(new TypeError("Body is unusable: Body has already been read")) as ReturnType<Request[K]>;
     try {
       return (this as unknown as { _request: Request })._request[method]() as ReturnType<Request[K]>;
     } catch (error) {
@@ -167,5 +172,7 @@ export class GuardableNodeRequest extends NodeRequest {
 
 /** The hook the core calls (REQUEST_BODY_IN_PLACE). */
 export function guardNodeBodyInPlace(request: Request, guard: InboundBodyGuard): boolean {
-  return typeof (request as Partial<GuardableNodeRequest>).guardBodyInPlace === "function" ? (request as unknown as GuardableNodeRequest).guardBodyInPlace(guard) : false;
+  return typeof (request as Partial<GuardableNodeRequest>).guardBodyInPlace === "function"
+    ? (request as unknown as GuardableNodeRequest).guardBodyInPlace(guard)
+    : false;
 }

@@ -35,7 +35,10 @@ export interface NodeContext {
 
 export type NodeFetchHandler = (request: Request, context: NodeContext) => Response | Promise<Response>;
 
-export type NodeRequestListener = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+export type NodeRequestListener = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
 
 interface SrvxRequest extends Request {
   runtime?: { node?: NodeContext };
@@ -44,19 +47,32 @@ interface SrvxRequest extends Request {
 const contextOf = (request: Request): NodeContext => (request as SrvxRequest).runtime!.node!;
 
 /** A request listener for `http.createServer`, `https.createServer` or `http2.create(Secure)Server`. */
-export function createNodeListener(handler: NodeFetchHandler, options: AdapterOptions<[NodeContext]> = {}): NodeRequestListener {
-  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
+export function createNodeListener(
+  handler: NodeFetchHandler,
+  options: AdapterOptions<[NodeContext]> = {},
+): NodeRequestListener {
+  if (typeof handler !== "function")
+    throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
   const deadlineOptions = {
     // A small body already in memory is written by srvx in one go (no stream, no undici Response).
     // (An empty statusText would be written as an empty reason phrase: leave it to Node then.)
-    inMemoryResponse: (body: Uint8Array, { status, statusText, headers }: { status: number; statusText: string; headers: Headers }) =>
-      new FastResponse(body as Uint8Array<ArrayBuffer>, statusText ? { status, statusText, headers } : { status, headers }) as unknown as Response,
+    inMemoryResponse: (
+      body: Uint8Array,
+      { status, statusText, headers }: { status: number; statusText: string; headers: Headers },
+    ) =>
+      new FastResponse(
+        body as Uint8Array<ArrayBuffer>,
+        statusText ? { status, statusText, headers } : { status, headers },
+      ) as unknown as Response,
     ...policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
     // The upload is guarded inside srvx's request, read from the IncomingMessage (see node-request.ts).
     [REQUEST_BODY_IN_PLACE]: guardNodeBodyInPlace,
   } satisfies AdapterInternals;
   const userResponse = options.timeoutResponse;
-  const guarded = withDeadlines(handler, userResponse === undefined ? { ...deadlineOptions, timeoutResponse: fastTimeoutResponse(true) } : deadlineOptions);
+  const guarded = withDeadlines(
+    handler,
+    userResponse === undefined ? { ...deadlineOptions, timeoutResponse: fastTimeoutResponse(true) } : deadlineOptions,
+  );
   // HTTP/2 has no Connection header (Node drops it with a warning): its timeout responses go without.
   const guardedHttp2 = withDeadlines(handler, {
     ...deadlineOptions,
@@ -98,7 +114,9 @@ function fastTimeoutResponse(connectionClose: boolean): (event: TimeoutEvent) =>
   };
 }
 
-function withoutConnectionHeader(timeoutResponse: (event: TimeoutEvent) => Response): (event: TimeoutEvent) => Response {
+function withoutConnectionHeader(
+  timeoutResponse: (event: TimeoutEvent) => Response,
+): (event: TimeoutEvent) => Response {
   return (event) => {
     const response = timeoutResponse(event);
     try {
@@ -125,7 +143,8 @@ function endUnreadUpload(req: Http2ServerRequest): void {
  * and answered with a bare 500, as Node's own servers do; never an unhandled rejection.
  */
 function handlerFailed(error: unknown, context: NodeContext): Response {
-  const clientGone = context.req.destroyed || (context.req as IncomingMessage).aborted === true || context.res.destroyed;
+  const clientGone =
+    context.req.destroyed || (context.req as IncomingMessage).aborted === true || context.res.destroyed;
   if (!clientGone) console.error("stream-deadlines/node: the handler threw", error);
   return new Response(null, { status: 500 });
 }
@@ -157,13 +176,21 @@ export interface NodeServerHandle {
  */
 export function nodeServerLimits(headersTimeout = 10_000): http.ServerOptions {
   if (typeof headersTimeout !== "number") {
-    throw new TypeError(`stream-deadlines/node: headersTimeout must be a number of milliseconds, got ${headersTimeout === null ? "null" : typeof headersTimeout}`);
+    throw new TypeError(
+      `stream-deadlines/node: headersTimeout must be a number of milliseconds, got ${headersTimeout === null ? "null" : typeof headersTimeout}`,
+    );
   }
   // Node itself takes only whole milliseconds up to 2^53 - 1.
   if (!Number.isInteger(headersTimeout) || headersTimeout <= 0 || headersTimeout > Number.MAX_SAFE_INTEGER) {
-    throw new RangeError(`stream-deadlines/node: headersTimeout must be a positive whole number of milliseconds, got ${headersTimeout}`);
+    throw new RangeError(
+      `stream-deadlines/node: headersTimeout must be a positive whole number of milliseconds, got ${headersTimeout}`,
+    );
   }
-  return { requestTimeout: 0, headersTimeout, connectionsCheckingInterval: Math.max(250, Math.min(headersTimeout / 4, 30_000)) };
+  return {
+    requestTimeout: 0,
+    headersTimeout,
+    connectionsCheckingInterval: Math.max(250, Math.min(headersTimeout / 4, 30_000)),
+  };
 }
 
 const SERVE_KEYS = ["port", "hostname", "http2", "tls", "headersTimeout"] as const;
@@ -171,25 +198,46 @@ const SERVE_KEYS = ["port", "hostname", "http2", "tls", "headersTimeout"] as con
 function checkServeOptions(port: unknown, hostname: unknown, useHttp2: unknown, tls: unknown): void {
   const where = "stream-deadlines/node: serve";
   checkListenOptions(where, port, hostname);
-  if (typeof useHttp2 !== "boolean" && useHttp2 !== "h2c") throw new TypeError(`${where}: http2 must be true, false or "h2c", got ${typeof useHttp2 === "string" ? JSON.stringify(useHttp2) : useHttp2 === null ? "null" : typeof useHttp2}`);
+  if (typeof useHttp2 !== "boolean" && useHttp2 !== "h2c")
+    throw new TypeError(
+      `${where}: http2 must be true, false or "h2c", got ${typeof useHttp2 === "string" ? JSON.stringify(useHttp2) : useHttp2 === null ? "null" : typeof useHttp2}`,
+    );
   if (tls === undefined) return;
-  const pem = (value: unknown) => typeof value === "string" || (typeof value === "object" && value !== null && ArrayBuffer.isView(value));
-  if (typeof tls !== "object" || tls === null || !pem((tls as { key?: unknown }).key) || !pem((tls as { cert?: unknown }).cert)) {
-    throw new TypeError(`${where}: tls must be { key, cert } (PEM strings or Buffers), got ${tls === null ? "null" : typeof tls !== "object" ? typeof tls : `an object with key ${typeof (tls as { key?: unknown }).key} and cert ${typeof (tls as { cert?: unknown }).cert}`}`);
+  const pem = (value: unknown) =>
+    typeof value === "string" || (typeof value === "object" && value !== null && ArrayBuffer.isView(value));
+  if (
+    typeof tls !== "object" ||
+    tls === null ||
+    !pem((tls as { key?: unknown }).key) ||
+    !pem((tls as { cert?: unknown }).cert)
+  ) {
+    throw new TypeError(
+      `${where}: tls must be { key, cert } (PEM strings or Buffers), got ${tls === null ? "null" : typeof tls !== "object" ? typeof tls : `an object with key ${typeof (tls as { key?: unknown }).key} and cert ${typeof (tls as { cert?: unknown }).cert}`}`,
+    );
   }
 }
 
 /** Starts a server for `handler` under deadlines. */
 export async function serve(handler: NodeFetchHandler, options: NodeServeOptions = {}): Promise<NodeServerHandle> {
   checkAdapterOptions("stream-deadlines/node: serve", options, SERVE_KEYS);
-  const { port = 8787, hostname = "127.0.0.1", http2: useHttp2 = false, tls, headersTimeout, ...deadlineOptions } = options;
+  const {
+    port = 8787,
+    hostname = "127.0.0.1",
+    http2: useHttp2 = false,
+    tls,
+    headersTimeout,
+    ...deadlineOptions
+  } = options;
   checkServeOptions(port, hostname, useHttp2, tls);
   const limits = nodeServerLimits(headersTimeout); // checked even where HTTP/2 does not use it
   const listener = createNodeListener(handler, deadlineOptions);
   let server: NodeServerHandle["server"];
   if (useHttp2 === "h2c") server = http2.createServer(listener as never);
   else if (useHttp2) {
-    if (tls === undefined) throw new TypeError("stream-deadlines/node: http2 over TLS needs the tls option ({ key, cert }); use http2: \"h2c\" for cleartext");
+    if (tls === undefined)
+      throw new TypeError(
+        'stream-deadlines/node: http2 over TLS needs the tls option ({ key, cert }); use http2: "h2c" for cleartext',
+      );
     server = http2.createSecureServer({ ...tls, allowHTTP1: true }, listener as never);
   } else if (tls !== undefined) server = https.createServer({ ...limits, ...tls }, listener as never);
   else server = http.createServer(limits, listener as never);

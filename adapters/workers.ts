@@ -23,8 +23,18 @@
  * Only structural types here: published sources must not depend on @cloudflare/workers-types
  * (the project's own checks type this file against it: tsconfig.check-workers.json).
  */
-import { type RequestPolicy, type WithDeadlinesOptions, UNGUARDED_DECLARED_LENGTH, withDeadlines } from "../src/index.ts";
-import { type AdapterInternals, type BodyReader, RESPONSE_BODY_READER, declaredContentLength } from "../src/with-deadlines.ts";
+import {
+  type RequestPolicy,
+  type WithDeadlinesOptions,
+  UNGUARDED_DECLARED_LENGTH,
+  withDeadlines,
+} from "../src/index.ts";
+import {
+  type AdapterInternals,
+  type BodyReader,
+  RESPONSE_BODY_READER,
+  declaredContentLength,
+} from "../src/with-deadlines.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -246,14 +256,19 @@ function encoded(response: Response): boolean {
 function pipedBody(response: Response, ctx: unknown): Response {
   const length = declaredContentLength(response);
   // A Content-Encoding makes the declared length that of the encoded bytes, not of what is read.
-  const fixed = FixedLength !== undefined && length !== undefined && length > UNGUARDED_DECLARED_LENGTH && !encoded(response);
+  const fixed =
+    FixedLength !== undefined && length !== undefined && length > UNGUARDED_DECLARED_LENGTH && !encoded(response);
   const waitUntil = (ctx as Partial<WorkersExecutionContext> | null | undefined)?.waitUntil;
   if (!fixed && (Identity === undefined || typeof waitUntil !== "function")) return response;
   const { readable, writable } = fixed ? new FixedLength!(length!) : new Identity!();
   // The pipe fails when the body is cut or cancelled: withDeadlines has reported that already.
   const done = response.body!.pipeTo(writable).catch(ignore);
   if (typeof waitUntil === "function") waitUntil.call(ctx, done);
-  return new Response(readable, { status: response.status, statusText: response.statusText, headers: response.headers });
+  return new Response(readable, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
 }
 
 /**
@@ -264,13 +279,20 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
   handler: WorkersFetchHandler<R, Env, Ctx>,
   options: AdapterOptions<[Env, Ctx]> = {},
 ): (request: R, env: Env, ctx: Ctx) => Promise<Response> {
-  if (typeof handler !== "function") throw new TypeError(`stream-deadlines/workers: handler must be a function, got ${typeof handler}`);
+  if (typeof handler !== "function")
+    throw new TypeError(`stream-deadlines/workers: handler must be a function, got ${typeof handler}`);
   const { policy, ...rest } = policyWithClient<[Env, Ctx]>(options, "workers", clientAddress);
   // The slot rides along as a fourth argument; the user's policy sees only (request, client, env, ctx).
   const coreOptions: WithDeadlinesOptions<[Env, Ctx, Slot]> & AdapterInternals = {
     inMemoryResponse: unguardedBytes,
     [RESPONSE_BODY_READER]: largeChunkReader,
-    ...(policy === undefined ? rest : { ...rest, policy: (request: Request, env: Env, ctx: Ctx): RequestPolicy | undefined | null | void => policy(request, env, ctx) }),
+    ...(policy === undefined
+      ? rest
+      : {
+          ...rest,
+          policy: (request: Request, env: Env, ctx: Ctx): RequestPolicy | undefined | null | void =>
+            policy(request, env, ctx),
+        }),
   };
 
   const guarded = withDeadlines(async (request: Request, env: Env, ctx: Ctx, slot: Slot): Promise<Response> => {
@@ -283,12 +305,23 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
 
   return async function fetchWithDeadlines(request: R, env: Env, ctx: Ctx): Promise<Response> {
     const slot: Slot = { response: undefined };
-    const response = await guarded((inWorkerd ? requestWithLargeChunks(request) : undefined) ?? request, env, ctx, slot);
+    const response = await guarded(
+      (inWorkerd ? requestWithLargeChunks(request) : undefined) ?? request,
+      env,
+      ctx,
+      slot,
+    );
     if ((response as { [UNGUARDED]?: true })[UNGUARDED]) return response;
     // Only a body withDeadlines guarded is piped: not one it passed through (the handler's own
     // Response), nor a timeout answer (given before the handler returned, or instead of its throw).
     const handlerResponse = slot.response as Response | undefined;
-    if (response === handlerResponse || handlerResponse === undefined || response.status !== handlerResponse.status || response.body === null) return response;
+    if (
+      response === handlerResponse ||
+      handlerResponse === undefined ||
+      response.status !== handlerResponse.status ||
+      response.body === null
+    )
+      return response;
     return pipedBody(response, ctx);
   };
 }

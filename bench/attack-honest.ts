@@ -39,14 +39,16 @@ function once(options: HonestOptions, kind: "upload" | "download"): Promise<stri
       request.destroy();
       resolve(failure);
     };
-    const target = kind === "upload" ? `${options.url}/upload` : `${options.url}/download?bytes=${options.downloadBytes}`;
+    const target =
+      kind === "upload" ? `${options.url}/upload` : `${options.url}/download?bytes=${options.downloadBytes}`;
     const request = http.request(
       target,
       {
         method: kind === "upload" ? "POST" : "GET",
         agent: false,
         localAddress: options.localAddress,
-        headers: kind === "upload" ? { "content-length": options.uploadBytes, connection: "close" } : { connection: "close" },
+        headers:
+          kind === "upload" ? { "content-length": options.uploadBytes, connection: "close" } : { connection: "close" },
       },
       (response) => {
         let bytes = 0;
@@ -59,7 +61,9 @@ function once(options: HonestOptions, kind: "upload" | "download"): Promise<stri
           if (response.statusCode !== 200) return done(`status ${response.statusCode}`);
           if (kind === "download") return done(bytes === options.downloadBytes ? undefined : "short body");
           try {
-            done((JSON.parse(text) as { bytes: number }).bytes === options.uploadBytes ? undefined : "wrong upload count");
+            done(
+              (JSON.parse(text) as { bytes: number }).bytes === options.uploadBytes ? undefined : "wrong upload count",
+            );
           } catch {
             done("bad upload answer");
           }

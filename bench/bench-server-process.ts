@@ -7,7 +7,12 @@ export interface ListeningServer {
   child: ChildProcess;
 }
 
-export function startListeningServer(command: string, args: string[], cwd: string, label: string): Promise<ListeningServer> {
+export function startListeningServer(
+  command: string,
+  args: string[],
+  cwd: string,
+  label: string,
+): Promise<ListeningServer> {
   const child = spawn(command, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   return new Promise((resolve, reject) => {

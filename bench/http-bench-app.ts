@@ -64,5 +64,11 @@ export function passThrough(body: ReadableStream<Uint8Array>): ReadableStream<Ui
  */
 export function withPassThroughBody(request: Request): Request {
   if (request.body === null) return request;
-  return new Request(request.url, { method: request.method, headers: request.headers, body: passThrough(request.body), duplex: "half", signal: request.signal } as RequestInit);
+  return new Request(request.url, {
+    method: request.method,
+    headers: request.headers,
+    body: passThrough(request.body),
+    duplex: "half",
+    signal: request.signal,
+  } as RequestInit);
 }

@@ -33,7 +33,10 @@ export const GENERIC_VARIANTS: Record<string, Handler> = {
       if (done) break;
       chunks.push(value);
     }
-    return new Response((chunks.length === 1 ? chunks[0]! : new Blob(chunks as BlobPart[])) as BodyInit, init(response));
+    return new Response(
+      (chunks.length === 1 ? chunks[0]! : new Blob(chunks as BlobPart[])) as BodyInit,
+      init(response),
+    );
   },
   /** `await response.arrayBuffer()` and a new Response of those bytes (the runtime's native read). */
   "floor-arraybuffer": async (request) => {

@@ -104,7 +104,10 @@ function runConnection(id: number): void {
           for (const line of lines.slice(1)) {
             const colon = line.indexOf(":");
             const name = line.slice(0, colon).trim().toLowerCase();
-            const value = line.slice(colon + 1).trim().toLowerCase();
+            const value = line
+              .slice(colon + 1)
+              .trim()
+              .toLowerCase();
             if (name === "content-length") length = Number(value);
             else if (name === "transfer-encoding") chunked = value.includes("chunked");
             else if (name === "connection") closeAfter = value.includes("close");
@@ -166,7 +169,9 @@ function finish(): void {
   if (stopping) return;
   stopping = true;
   const sorted = latencies.sort((a, b) => a - b);
-  process.stdout.write(`@done ${JSON.stringify({ ...counters(), connections, path, latencyP50: pct(sorted, 50), latencyP99: pct(sorted, 99), latencyMax: sorted.at(-1) ?? NaN })}\n`);
+  process.stdout.write(
+    `@done ${JSON.stringify({ ...counters(), connections, path, latencyP50: pct(sorted, 50), latencyP99: pct(sorted, 99), latencyMax: sorted.at(-1) ?? NaN })}\n`,
+  );
   // Exit once stdout has flushed; the open sockets are simply dropped with the process.
   process.stdout.write("", () => process.exit(0));
 }

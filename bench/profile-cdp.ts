@@ -47,8 +47,30 @@ const INSPECTOR_PORT = 9300 + Math.floor(Math.random() * 500);
 function start(): Promise<{ url: string; child: ChildProcess }> {
   const [command, args]: [string, string[]] =
     runtime === "deno"
-      ? [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", `--inspect=127.0.0.1:${INSPECTOR_PORT}`, join(root, "bench/serve-bench-deno.ts"), "--variant", variant]]
-      : [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), "--variant", variant, "--inspector-port", String(INSPECTOR_PORT)]];
+      ? [
+          join(root, "node_modules/.bin/deno"),
+          [
+            "run",
+            "-A",
+            "--quiet",
+            `--inspect=127.0.0.1:${INSPECTOR_PORT}`,
+            join(root, "bench/serve-bench-deno.ts"),
+            "--variant",
+            variant,
+          ],
+        ]
+      : [
+          process.execPath,
+          [
+            "--import",
+            require.resolve("tsx"),
+            join(root, "bench/serve-bench-workers.ts"),
+            "--variant",
+            variant,
+            "--inspector-port",
+            String(INSPECTOR_PORT),
+          ],
+        ];
   const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   return new Promise((resolve, reject) => {
@@ -64,12 +86,20 @@ function start(): Promise<{ url: string; child: ChildProcess }> {
 }
 
 async function load(url: string, requests: number): Promise<void> {
-  await run(process.execPath, [require.resolve("autocannon/autocannon.js"), "-c", "32", "-a", String(requests), "-j", `${url}${PATH}`], { maxBuffer: 64 * 1024 * 1024 });
+  await run(
+    process.execPath,
+    [require.resolve("autocannon/autocannon.js"), "-c", "32", "-a", String(requests), "-j", `${url}${PATH}`],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
 }
 
 /** The target's WebSocket URL (workerd lists one per worker: miniflare's own and the user's, `core:user:`). */
 async function debuggerUrl(): Promise<string> {
-  const list = (await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json/list`)).json()) as { webSocketDebuggerUrl: string; title?: string; url?: string }[];
+  const list = (await (await fetch(`http://127.0.0.1:${INSPECTOR_PORT}/json/list`)).json()) as {
+    webSocketDebuggerUrl: string;
+    title?: string;
+    url?: string;
+  }[];
   const target = list.find((t) => (t as { id?: string }).id?.startsWith(option("target", "core:user:"))) ?? list[0];
   if (target === undefined) throw new Error("no inspector target");
   return target.webSocketDebuggerUrl;
@@ -81,7 +111,10 @@ class Cdp {
   constructor(private readonly ws: WebSocketLike) {
     ws.on("message", (data: Buffer) => {
       const message = JSON.parse(data.toString()) as { id?: number; result?: unknown; error?: unknown };
-      if (message.id !== undefined) this.waiting.get(message.id)?.(message.error ? Promise.reject(new Error(JSON.stringify(message.error))) : message.result);
+      if (message.id !== undefined)
+        this.waiting.get(message.id)?.(
+          message.error ? Promise.reject(new Error(JSON.stringify(message.error))) : message.result,
+        );
     });
   }
   static async open(url: string): Promise<Cdp> {
@@ -111,7 +144,9 @@ try {
   cdp.close();
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, JSON.stringify(profile));
-  console.log(`# ${runtime} ${variant}: ${REQUESTS} requests of ${PATH}, sampled every ${INTERVAL_US} us; profile in ${out}`);
+  console.log(
+    `# ${runtime} ${variant}: ${REQUESTS} requests of ${PATH}, sampled every ${INTERVAL_US} us; profile in ${out}`,
+  );
   console.log(summarize(profile, { top: Number(option("top", "40")), requests: REQUESTS }));
 } finally {
   child.kill("SIGTERM");

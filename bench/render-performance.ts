@@ -18,7 +18,10 @@ const data = JSON.parse(readFileSync(join(root, ".bench-out/http-results.json"),
   date: string;
   node: string;
   quick: boolean;
-  results: Record<string, { bare: Measures; guarded: Measures; floor?: Measures; ratio: Measures; floorRatio?: Measures }>;
+  results: Record<
+    string,
+    { bare: Measures; guarded: Measures; floor?: Measures; ratio: Measures; floorRatio?: Measures }
+  >;
 };
 
 const measures = ["small", "download", "upload"] as const;
@@ -36,12 +39,20 @@ const maxRatio = 1.2;
 const y = (ratio: number) => top + chartHeight - (Math.min(ratio, maxRatio) / maxRatio) * chartHeight;
 
 const parts: string[] = [];
-parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12">`);
+parts.push(
+  `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12">`,
+);
 parts.push(`<rect width="100%" height="100%" fill="white"/>`);
-parts.push(`<text x="${left}" y="22" font-size="15" font-weight="bold">stream-deadlines over HTTP: guarded / bare (1.0 = free)</text>`);
-parts.push(`<text x="${left}" y="38" fill="#555">${data.date.slice(0, 10)}, node ${data.node}${data.quick ? " (quick run: not comparable)" : ""}; npm run bench:http</text>`);
+parts.push(
+  `<text x="${left}" y="22" font-size="15" font-weight="bold">stream-deadlines over HTTP: guarded / bare (1.0 = free)</text>`,
+);
+parts.push(
+  `<text x="${left}" y="38" fill="#555">${data.date.slice(0, 10)}, node ${data.node}${data.quick ? " (quick run: not comparable)" : ""}; npm run bench:http</text>`,
+);
 for (const tick of [0, 0.25, 0.5, 0.75, 1, 1.2]) {
-  parts.push(`<line x1="${left}" x2="${width - 20}" y1="${y(tick)}" y2="${y(tick)}" stroke="${tick === 1 ? "#333" : "#ddd"}" ${tick === 1 ? 'stroke-dasharray="4 3"' : ""}/>`);
+  parts.push(
+    `<line x1="${left}" x2="${width - 20}" y1="${y(tick)}" y2="${y(tick)}" stroke="${tick === 1 ? "#333" : "#ddd"}" ${tick === 1 ? 'stroke-dasharray="4 3"' : ""}/>`,
+  );
   parts.push(`<text x="${left - 8}" y="${y(tick) + 4}" text-anchor="end" fill="#555">${tick.toFixed(2)}</text>`);
 }
 runtimes.forEach((runtime, i) => {
@@ -51,27 +62,40 @@ runtimes.forEach((runtime, i) => {
     if (ratio === undefined) return;
     const floor = data.results[runtime]!.floorRatio?.[measure];
     const x = x0 + j * barWidth;
-    parts.push(`<rect x="${x}" y="${y(ratio)}" width="${barWidth - 4}" height="${top + chartHeight - y(ratio)}" fill="${colors[measure]}"><title>${runtime} ${measure}: ${ratio.toFixed(3)}</title></rect>`);
-    parts.push(`<text x="${x + (barWidth - 4) / 2}" y="${y(Math.max(ratio, floor ?? 0)) - 4}" text-anchor="middle" font-size="10">${ratio.toFixed(2)}</text>`);
+    parts.push(
+      `<rect x="${x}" y="${y(ratio)}" width="${barWidth - 4}" height="${top + chartHeight - y(ratio)}" fill="${colors[measure]}"><title>${runtime} ${measure}: ${ratio.toFixed(3)}</title></rect>`,
+    );
+    parts.push(
+      `<text x="${x + (barWidth - 4) / 2}" y="${y(Math.max(ratio, floor ?? 0)) - 4}" text-anchor="middle" font-size="10">${ratio.toFixed(2)}</text>`,
+    );
     // The floor of the same measure (what any wrapper on WHATWG streams pays), as a black mark.
     if (floor !== undefined) {
-      parts.push(`<line x1="${x - 2}" x2="${x + barWidth - 2}" y1="${y(floor)}" y2="${y(floor)}" stroke="black" stroke-width="2.5"><title>${runtime} ${measure} floor: ${floor.toFixed(3)}</title></line>`);
+      parts.push(
+        `<line x1="${x - 2}" x2="${x + barWidth - 2}" y1="${y(floor)}" y2="${y(floor)}" stroke="black" stroke-width="2.5"><title>${runtime} ${measure} floor: ${floor.toFixed(3)}</title></line>`,
+      );
     }
   });
-  parts.push(`<text x="${x0 + (measures.length * barWidth) / 2}" y="${top + chartHeight + 18}" text-anchor="middle">${runtime}</text>`);
+  parts.push(
+    `<text x="${x0 + (measures.length * barWidth) / 2}" y="${top + chartHeight + 18}" text-anchor="middle">${runtime}</text>`,
+  );
 });
 measures.forEach((measure, j) => {
   const x = left + j * 130;
   parts.push(`<rect x="${x}" y="${height - 30}" width="12" height="12" fill="${colors[measure]}"/>`);
-  parts.push(`<text x="${x + 18}" y="${height - 20}">${measure === "small" ? "small requests/s" : `${measure} bytes/s`}</text>`);
+  parts.push(
+    `<text x="${x + 18}" y="${height - 20}">${measure === "small" ? "small requests/s" : `${measure} bytes/s`}</text>`,
+  );
 });
-parts.push(`<line x1="${left + 390}" x2="${left + 412}" y1="${height - 24}" y2="${height - 24}" stroke="black" stroke-width="2.5"/>`);
+parts.push(
+  `<line x1="${left + 390}" x2="${left + 412}" y1="${height - 24}" y2="${height - 24}" stroke="black" stroke-width="2.5"/>`,
+);
 parts.push(`<text x="${left + 418}" y="${height - 20}">floor: one more stream (or body read), no deadlines</text>`);
 parts.push("</svg>");
 writeFileSync(join(root, "docs/performance.svg"), `${parts.join("\n")}\n`);
 
 const MiB = 1024 * 1024;
-const fmt = (measure: string, value: number | undefined) => (value === undefined ? "" : measure === "small" ? `${value.toFixed(0)} req/s` : `${(value / MiB).toFixed(0)} MiB/s`);
+const fmt = (measure: string, value: number | undefined) =>
+  value === undefined ? "" : measure === "small" ? `${value.toFixed(0)} req/s` : `${(value / MiB).toFixed(0)} MiB/s`;
 const rows = runtimes.flatMap((runtime) =>
   measures
     .filter((m) => data.results[runtime]!.ratio[m] !== undefined)

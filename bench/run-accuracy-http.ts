@@ -56,12 +56,17 @@ const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
 const loadIndex = argv.indexOf("--load");
 const loadKind = loadIndex >= 0 ? argv[loadIndex + 1] : "download";
-if (loadKind !== "download" && loadKind !== "index") throw new Error(`--load must be download or index, got ${String(loadKind)}`);
+if (loadKind !== "download" && loadKind !== "index")
+  throw new Error(`--load must be download or index, got ${String(loadKind)}`);
 const LOAD_PATH = loadKind === "download" ? "/download?bytes=65536" : "/";
 
 const ROWS_OK: RuntimeRow[] = ["node20", "node24", "deno", "bun", "workers"];
-const rowArgs = argv.filter((a, i) => !a.startsWith("--") && argv[i - 1] !== "--load").map((a) => (a === "node" ? "node20" : a));
-for (const row of rowArgs) if (!ROWS_OK.includes(row as RuntimeRow)) throw new Error(`unknown row "${row}" (expected ${ROWS_OK.join(", ")}; node = node20)`);
+const rowArgs = argv
+  .filter((a, i) => !a.startsWith("--") && argv[i - 1] !== "--load")
+  .map((a) => (a === "node" ? "node20" : a));
+for (const row of rowArgs)
+  if (!ROWS_OK.includes(row as RuntimeRow))
+    throw new Error(`unknown row "${row}" (expected ${ROWS_OK.join(", ")}; node = node20)`);
 const rows: RuntimeRow[] = rowArgs.length ? (rowArgs as RuntimeRow[]) : ["node20", "deno", "bun", "workers"];
 
 const IDLE_MS = 500;
@@ -90,14 +95,18 @@ interface Sample {
 }
 
 async function stalledUpload(port: number): Promise<Sample> {
-  let socket;
+  let socket: Awaited<ReturnType<typeof connect>>;
   try {
     socket = await connect(port);
   } catch {
     return { late: NaN, outcome: "connect-failed", status: 0, stampGap: 0 };
   }
   socket.setNoDelay(true);
-  const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": 100_000, "Content-Type": "application/octet-stream" }), IDLE_MS + HEAD_GAP_MS + ANSWER_WAIT_MS);
+  const ex = exchange(
+    socket,
+    requestHead("POST", "/upload", { "Content-Length": 100_000, "Content-Type": "application/octet-stream" }),
+    IDLE_MS + HEAD_GAP_MS + ANSWER_WAIT_MS,
+  );
   await sleep(HEAD_GAP_MS);
   const sentAt = performance.now();
   if (!socket.destroyed) socket.write(BODY);
@@ -106,7 +115,8 @@ async function stalledUpload(port: number): Promise<Sample> {
   socket.destroy();
   if (res.ending === "timeout") return { late: NaN, outcome: "no-answer", status: res.status, stampGap };
   const arrivedAt = res.status > 0 ? res.statusAt : res.endedAt;
-  const outcome: Sample["outcome"] = res.status === 408 ? "408" : res.status > 0 ? "other-status" : res.ending === "reset" ? "reset" : "closed";
+  const outcome: Sample["outcome"] =
+    res.status === 408 ? "408" : res.status > 0 ? "other-status" : res.ending === "reset" ? "reset" : "closed";
   return { late: arrivedAt - (sentAt + IDLE_MS), outcome, status: res.status, stampGap };
 }
 
@@ -119,7 +129,19 @@ interface LoadGenerator {
 }
 
 function startLoad(port: number, maxMs: number): LoadGenerator {
-  const args = ["--import", require.resolve("tsx"), join(here, "http-load-generator.ts"), "--port", String(port), "--path", LOAD_PATH, "--connections", String(LOAD_CONNECTIONS), "--max-ms", String(maxMs)];
+  const args = [
+    "--import",
+    require.resolve("tsx"),
+    join(here, "http-load-generator.ts"),
+    "--port",
+    String(port),
+    "--path",
+    LOAD_PATH,
+    "--connections",
+    String(LOAD_CONNECTIONS),
+    "--max-ms",
+    String(maxMs),
+  ];
   const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "inherit"] });
   const lines: string[] = [];
   const waiters = new Set<() => void>();
@@ -191,7 +213,10 @@ async function measureRow(row: RuntimeRow): Promise<void> {
   const load = startLoad(server.port, phaseMs + 10_000);
   current.load = load;
   const ready = await load.next("@ready", 15_000);
-  if (!ready) throw new Error(`${row}: the load generator did not get a response on all ${LOAD_CONNECTIONS} connections within 15 s`);
+  if (!ready)
+    throw new Error(
+      `${row}: the load generator did not get a response on all ${LOAD_CONNECTIONS} connections within 15 s`,
+    );
   await sleep(LOAD_WARMUP_MS);
 
   const since = server.observations.length;
@@ -209,7 +234,11 @@ async function measureRow(row: RuntimeRow): Promise<void> {
   load.send("stop");
   const done = await load.next("@done", 5000);
   load.kill();
-  await new Promise<void>((resolve) => (load.child.exitCode !== null || load.child.signalCode !== null ? resolve() : load.child.once("exit", () => resolve())));
+  await new Promise<void>((resolve) =>
+    load.child.exitCode !== null || load.child.signalCode !== null
+      ? resolve()
+      : load.child.once("exit", () => resolve()),
+  );
   current.load = undefined;
 
   // Give the last observations a moment to arrive, then stop the server.
@@ -220,19 +249,38 @@ async function measureRow(row: RuntimeRow): Promise<void> {
 
   // An upload never answered within ANSWER_WAIT_MS counts as that late: a lower bound of its real
   // lateness, so the percentiles do not hide it (and accuracy.<row>.no_answer says how many).
-  const late = samples.filter((s) => Number.isFinite(s.late) || s.outcome === "no-answer").map((s) => (Number.isFinite(s.late) ? s.late : ANSWER_WAIT_MS)).sort((a, b) => a - b);
+  const late = samples
+    .filter((s) => Number.isFinite(s.late) || s.outcome === "no-answer")
+    .map((s) => (Number.isFinite(s.late) ? s.late : ANSWER_WAIT_MS))
+    .sort((a, b) => a - b);
   const answered = samples.filter((s) => Number.isFinite(s.late)).map((s) => s.late);
   const count = (o: Sample["outcome"]) => samples.filter((s) => s.outcome === o).length;
   const timeouts = observed.filter((o) => o.event === "timeout");
   const byLimit = new Map<string, number>();
-  for (const o of timeouts) byLimit.set(`${String(o.direction)}/${String(o.limit)}`, (byLimit.get(`${String(o.direction)}/${String(o.limit)}`) ?? 0) + 1);
-  const rps = mark && done ? (Number(done.completed) - Number(mark.completed)) / ((Number(done.now) - Number(mark.now)) / 1000) : NaN;
+  for (const o of timeouts)
+    byLimit.set(
+      `${String(o.direction)}/${String(o.limit)}`,
+      (byLimit.get(`${String(o.direction)}/${String(o.limit)}`) ?? 0) + 1,
+    );
+  const rps =
+    mark && done
+      ? (Number(done.completed) - Number(mark.completed)) / ((Number(done.now) - Number(mark.now)) / 1000)
+      : NaN;
   const early = late.filter((x) => x < -EARLY_TOLERANCE_MS).length;
 
-  console.log(`# ${row}: started in ${Math.round(startupMs)} ms; ${UPLOADS} stalled uploads over ${SPREAD_MS} ms (idle ${IDLE_MS} ms), load ${LOAD_CONNECTIONS} keep-alive connections on GET ${LOAD_PATH}`);
-  console.log(`# ${row}: outcomes: 408 ${count("408")}, other status ${count("other-status")}${samples.some((s) => s.outcome === "other-status") ? ` (${[...new Set(samples.filter((s) => s.outcome === "other-status").map((s) => s.status))].join(", ")})` : ""}, closed without status ${count("closed")}, reset ${count("reset")}, no answer ${count("no-answer")}, connect failed ${count("connect-failed")}`);
-  console.log(`# ${row}: server-reported timeouts: ${[...byLimit].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; late min ${answered.length ? ms(Math.min(...answered)) : "-"} ms; stamp-to-write max ${ms(Math.max(...samples.map((s) => s.stampGap)))} ms`);
-  if (done) console.log(`# ${row}: load: ${done.completed} responses (${done.ok} 2xx, ${done.errors} errors), latency p50 ${ms(Number(done.latencyP50))} ms, p99 ${ms(Number(done.latencyP99))} ms, max ${ms(Number(done.latencyMax))} ms`);
+  console.log(
+    `# ${row}: started in ${Math.round(startupMs)} ms; ${UPLOADS} stalled uploads over ${SPREAD_MS} ms (idle ${IDLE_MS} ms), load ${LOAD_CONNECTIONS} keep-alive connections on GET ${LOAD_PATH}`,
+  );
+  console.log(
+    `# ${row}: outcomes: 408 ${count("408")}, other status ${count("other-status")}${samples.some((s) => s.outcome === "other-status") ? ` (${[...new Set(samples.filter((s) => s.outcome === "other-status").map((s) => s.status))].join(", ")})` : ""}, closed without status ${count("closed")}, reset ${count("reset")}, no answer ${count("no-answer")}, connect failed ${count("connect-failed")}`,
+  );
+  console.log(
+    `# ${row}: server-reported timeouts: ${[...byLimit].map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; late min ${answered.length ? ms(Math.min(...answered)) : "-"} ms; stamp-to-write max ${ms(Math.max(...samples.map((s) => s.stampGap)))} ms`,
+  );
+  if (done)
+    console.log(
+      `# ${row}: load: ${done.completed} responses (${done.ok} 2xx, ${done.errors} errors), latency p50 ${ms(Number(done.latencyP50))} ms, p99 ${ms(Number(done.latencyP99))} ms, max ${ms(Number(done.latencyMax))} ms`,
+    );
   if (answered.length === 0) {
     failed = true;
     console.log(`# ${row}: no stalled upload got an answer`);
@@ -244,12 +292,22 @@ async function measureRow(row: RuntimeRow): Promise<void> {
   console.log(`figure accuracy.${row}.early ${early}`);
   console.log(`figure accuracy.${row}.no_answer ${count("no-answer")}`);
   console.log(`figure accuracy.${row}.load_rps ${Number.isFinite(rps) ? Math.round(rps) : "NaN"}`);
-  if (count("408") !== UPLOADS) console.log(`# ${row}: anomaly: ${UPLOADS - count("408")} of ${UPLOADS} stalled uploads did not get a 408${count("no-answer") ? ` (${count("no-answer")} got nothing within ${ANSWER_WAIT_MS} ms of the due time; counted as ${ANSWER_WAIT_MS} ms late)` : ""}`);
+  if (count("408") !== UPLOADS)
+    console.log(
+      `# ${row}: anomaly: ${UPLOADS - count("408")} of ${UPLOADS} stalled uploads did not get a 408${count("no-answer") ? ` (${count("no-answer")} got nothing within ${ANSWER_WAIT_MS} ms of the due time; counted as ${ANSWER_WAIT_MS} ms late)` : ""}`,
+    );
   const expected = byLimit.get("request/idle") ?? 0;
-  if (expected !== count("408")) console.log(`# ${row}: anomaly: the server reported ${expected} request idle timeouts for ${count("408")} 408s`);
+  if (expected !== count("408"))
+    console.log(`# ${row}: anomaly: the server reported ${expected} request idle timeouts for ${count("408")} 408s`);
   const others = [...byLimit].filter(([k]) => k !== "request/idle");
-  if (others.length) console.log(`# ${row}: anomaly: other timeouts fired under the load: ${others.map(([k, v]) => `${k} ${v}`).join(", ")}`);
-  if (early > 0) console.log(`# ${row}: anomaly: ${early} firings earlier than ${EARLY_TOLERANCE_MS} ms before the due time (earliest ${ms(late[0]!)} ms)`);
+  if (others.length)
+    console.log(
+      `# ${row}: anomaly: other timeouts fired under the load: ${others.map(([k, v]) => `${k} ${v}`).join(", ")}`,
+    );
+  if (early > 0)
+    console.log(
+      `# ${row}: anomaly: ${early} firings earlier than ${EARLY_TOLERANCE_MS} ms before the due time (earliest ${ms(late[0]!)} ms)`,
+    );
 }
 
 async function cleanUp(): Promise<void> {
@@ -271,8 +329,12 @@ const budget = setTimeout(() => {
   void cleanUp().finally(() => process.exit(1));
 }, RUN_BUDGET_MS);
 
-console.log(`# accuracy-http bench: node ${process.version} client, ${cpus().length} CPUs shared by server, load generator and client; rows ${rows.join(", ")}${quick ? " (quick)" : ""}`);
-console.log(`# late = 408 (or close) arrival at the client − (last byte sent + idle ${IDLE_MS} ms): includes the runtime's latency to deliver the 408 under load`);
+console.log(
+  `# accuracy-http bench: node ${process.version} client, ${cpus().length} CPUs shared by server, load generator and client; rows ${rows.join(", ")}${quick ? " (quick)" : ""}`,
+);
+console.log(
+  `# late = 408 (or close) arrival at the client − (last byte sent + idle ${IDLE_MS} ms): includes the runtime's latency to deliver the 408 under load`,
+);
 for (const row of rows) {
   if (interrupted) break;
   try {

@@ -31,7 +31,15 @@ async function measure(busy: boolean): Promise<number[]> {
     const idle = 20 + (i % 181);
     const { readable } = guardInboundStream(never(), { idle });
     const readAt = performance.now();
-    waits.push(readable.getReader().read().then(() => {}, () => void lateness.push(performance.now() - (readAt + idle))));
+    waits.push(
+      readable
+        .getReader()
+        .read()
+        .then(
+          () => {},
+          () => void lateness.push(performance.now() - (readAt + idle)),
+        ),
+    );
   }
   await Promise.all(waits);
   if (burner) clearInterval(burner);

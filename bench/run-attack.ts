@@ -35,6 +35,10 @@ import { fileURLToPath } from "node:url";
 import { ConnectionTracker } from "./attack-conntrack.ts";
 import { type HonestResult, runHonestClient } from "./attack-honest.ts";
 
+/** Terminal colour codes, stripped from slowhttptest's log before it is quoted. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is the character to match
+const ANSI_ESCAPES = /\x1b\[[0-9;]*m/g;
+
 const require = createRequire(import.meta.url);
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -55,7 +59,8 @@ const option = (name: string, fallback: number) => {
 const SECONDS = option("--seconds", 18);
 const CONNECTIONS = option("--connections", 300);
 const positional = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
-for (const p of positional) if (![...RUNTIMES, ...MODES].includes(p as never)) throw new TypeError(`unknown argument "${p}"`);
+for (const p of positional)
+  if (![...RUNTIMES, ...MODES].includes(p as never)) throw new TypeError(`unknown argument "${p}"`);
 const namedRuntimes = RUNTIMES.filter((r) => positional.includes(r));
 const namedModes = MODES.filter((m) => positional.includes(m));
 const runtimes = namedRuntimes.length ? namedRuntimes : RUNTIMES;
@@ -76,7 +81,14 @@ const NODE_HEADERS_TIMEOUT_MS = 10_000;
  */
 const ACCURACY_MS = 500;
 const SAMPLE_MS = 100;
-const HONEST = { loops: 2, timeoutMs: 2_000, uploadBytes: 16 * 1024, downloadBytes: 256 * 1024, pauseMs: 50, localAddress: "127.0.0.2" };
+const HONEST = {
+  loops: 2,
+  timeoutMs: 2_000,
+  uploadBytes: 16 * 1024,
+  downloadBytes: 256 * 1024,
+  pauseMs: 50,
+  localAddress: "127.0.0.2",
+};
 const ATTACKER = "127.0.0.1";
 
 /**
@@ -87,24 +99,73 @@ const ATTACKER = "127.0.0.1";
  * incomplete, dripping or silent, is closed at 15.0 s), none on Deno (judged against Node's 10 s).
  */
 function limitFor(runtime: Runtime, mode: Mode): { limitMs: number; accuracyMs: number; note: string } {
-  if (mode !== "slowloris") return { limitMs: BODY_LIMIT_MS, accuracyMs: ACCURACY_MS, note: mode === "slow-body" ? "request idle/minRate" : "response idle/minRate" };
-  if (runtime === "node") return { limitMs: NODE_HEADERS_TIMEOUT_MS, accuracyMs: ACCURACY_MS + NODE_HEADERS_TIMEOUT_MS / 4, note: "headersTimeout 10 s, checked every 2.5 s" };
-  if (runtime === "bun") return { limitMs: 10_000, accuracyMs: ACCURACY_MS + 4_000, note: "Bun's own first-request header bound ~10 s, 4 s tick" };
-  if (runtime === "workers") return { limitMs: 15_000, accuracyMs: ACCURACY_MS, note: "workerd's own header timeout, 15 s" };
-  return { limitMs: NODE_HEADERS_TIMEOUT_MS, accuracyMs: ACCURACY_MS, note: "no header bound in Deno; judged against Node's 10 s" };
+  if (mode !== "slowloris")
+    return {
+      limitMs: BODY_LIMIT_MS,
+      accuracyMs: ACCURACY_MS,
+      note: mode === "slow-body" ? "request idle/minRate" : "response idle/minRate",
+    };
+  if (runtime === "node")
+    return {
+      limitMs: NODE_HEADERS_TIMEOUT_MS,
+      accuracyMs: ACCURACY_MS + NODE_HEADERS_TIMEOUT_MS / 4,
+      note: "headersTimeout 10 s, checked every 2.5 s",
+    };
+  if (runtime === "bun")
+    return {
+      limitMs: 10_000,
+      accuracyMs: ACCURACY_MS + 4_000,
+      note: "Bun's own first-request header bound ~10 s, 4 s tick",
+    };
+  if (runtime === "workers")
+    return { limitMs: 15_000, accuracyMs: ACCURACY_MS, note: "workerd's own header timeout, 15 s" };
+  return {
+    limitMs: NODE_HEADERS_TIMEOUT_MS,
+    accuracyMs: ACCURACY_MS,
+    note: "no header bound in Deno; judged against Node's 10 s",
+  };
 }
 
 function slowhttptestArgs(mode: Mode, url: string, csvPrefix: string): string[] {
   // -p/-e: slowhttptest's own availability probe goes to a closed port, so that it never adds a
   // connection of its own to the attack counted at the server (the honest client measures availability).
-  const common = ["-c", String(CONNECTIONS), "-r", "1000", "-l", String(SECONDS + 30), "-g", "-o", csvPrefix, "-p", "100", "-e", "127.0.0.1:9"];
+  const common = [
+    "-c",
+    String(CONNECTIONS),
+    "-r",
+    "1000",
+    "-l",
+    String(SECONDS + 30),
+    "-g",
+    "-o",
+    csvPrefix,
+    "-p",
+    "100",
+    "-e",
+    "127.0.0.1:9",
+  ];
   switch (mode) {
     case "slow-body":
       // R.U.D.Y.: headers with Content-Length 64 KiB, then up to 66 bytes of body each second.
       return ["-B", "-u", `${url}/upload`, "-s", "65536", "-i", "1", ...common];
     case "slow-read":
       // A 1 GiB response read 5 bytes per second through a receive window of 1-512 bytes.
-      return ["-X", "-u", `${url}/download?bytes=1073741824`, "-k", "1", "-n", "1", "-z", "5", "-w", "1", "-y", "512", ...common];
+      return [
+        "-X",
+        "-u",
+        `${url}/download?bytes=1073741824`,
+        "-k",
+        "1",
+        "-n",
+        "1",
+        "-z",
+        "5",
+        "-w",
+        "1",
+        "-y",
+        "512",
+        ...common,
+      ];
     case "slowloris":
       // Headers never finished: one more "X-…: …" line each second.
       return ["-H", "-u", `${url}/`, "-i", "1", ...common];
@@ -134,7 +195,12 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 }
 
 function startGroup(command: string, args: string[]): ChildProcess {
-  const child = spawn(command, args, { cwd: root, detached: true, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+  const child = spawn(command, args, {
+    cwd: root,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NO_COLOR: "1" },
+  });
   groups.add(child.pid!);
   child.once("exit", () => groups.delete(child.pid!));
   return child;
@@ -142,7 +208,10 @@ function startGroup(command: string, args: string[]): ChildProcess {
 
 async function stopGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 3_000): Promise<void> {
   const pid = child.pid!;
-  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once("exit", () => resolve()));
   killGroup(pid, signal);
   const timer = setTimeout(() => killGroup(pid, "SIGKILL"), graceMs);
   await exited;
@@ -161,7 +230,17 @@ interface Server {
 }
 
 async function startServer(runtime: Runtime, variant: Variant, configFile: string): Promise<Server> {
-  const args = ["--import", require.resolve("tsx"), join(root, "demo/run.ts"), "--runtime", runtime, "--port", "0", "--config", configFile];
+  const args = [
+    "--import",
+    require.resolve("tsx"),
+    join(root, "demo/run.ts"),
+    "--runtime",
+    runtime,
+    "--port",
+    "0",
+    "--config",
+    configFile,
+  ];
   if (variant === "bare") args.push("--bare");
   const child = startGroup(process.execPath, args);
   const log: string[] = [];
@@ -177,7 +256,10 @@ async function startServer(runtime: Runtime, variant: Variant, configFile: strin
   child.stdout!.on("data", countFirings);
   child.stderr!.on("data", countFirings);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${runtime} ${variant}: no "listening on" within 60 s\n${log.join("")}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`${runtime} ${variant}: no "listening on" within 60 s\n${log.join("")}`)),
+      60_000,
+    );
     const onData = (data: Buffer) => {
       log.push(data.toString());
       if (log.length > 200) log.splice(0, log.length - 200);
@@ -230,7 +312,15 @@ interface CellResult {
   heldSendQueueBytes: number;
   /** Load average (1 min) of the machine when the attack ended: the machine is shared. */
   load1: number;
-  honest: { attempts: number; ok: number; okFraction: number; p50: number; p99: number; failures: Record<string, number>; failedAtS: number[] };
+  honest: {
+    attempts: number;
+    ok: number;
+    okFraction: number;
+    p50: number;
+    p99: number;
+    failures: Record<string, number>;
+    failedAtS: number[];
+  };
 }
 
 const percentile = (xs: number[], p: number) => {
@@ -251,13 +341,22 @@ function lastCsvClosed(csvFile: string): number | null {
   }
 }
 
-async function attack(runtime: Runtime, mode: Mode, variant: Variant, configFile: string, workDir: string): Promise<CellResult> {
+async function attack(
+  runtime: Runtime,
+  mode: Mode,
+  variant: Variant,
+  configFile: string,
+  workDir: string,
+): Promise<CellResult> {
   const server = await startServer(runtime, variant, configFile);
   const tracker = new ConnectionTracker(server.port, SAMPLE_MS);
   try {
     // The server answers before the attack (and everything is warm).
     const warm = await runHonestOnce(server.url);
-    if (warm.ok !== warm.attempts) throw new Error(`${runtime} ${variant}: the honest client failed before the attack: ${JSON.stringify(warm.failures)}`);
+    if (warm.ok !== warm.attempts)
+      throw new Error(
+        `${runtime} ${variant}: the honest client failed before the attack: ${JSON.stringify(warm.failures)}`,
+      );
 
     tracker.start();
     const honest = runHonestClient({ ...HONEST, url: server.url });
@@ -288,7 +387,9 @@ async function attack(runtime: Runtime, mode: Mode, variant: Variant, configFile
     const tally = await honest.stop();
     if (ended !== "all closed") await stopGroup(attacker, "SIGINT", 3_000);
     else if (!/No open connections left/.test(attackerLog)) {
-      throw new Error(`${runtime} ${mode} ${variant}: slowhttptest ended early:\n${attackerLog.replace(/\x1b\[[0-9;]*m/g, "")}`);
+      throw new Error(
+        `${runtime} ${mode} ${variant}: slowhttptest ended early:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
+      );
     }
     tracker.stop();
 
@@ -301,7 +402,9 @@ async function attack(runtime: Runtime, mode: Mode, variant: Variant, configFile
     const within = held.filter((ms) => ms <= limitMs + accuracyMs).length;
     const n = attackConnections.length;
     if (ended !== "all closed" && n < CONNECTIONS * 0.9) {
-      throw new Error(`${runtime} ${mode} ${variant}: only ${n} of ${CONNECTIONS} attack connections reached the server:\n${attackerLog.replace(/\x1b\[[0-9;]*m/g, "")}`);
+      throw new Error(
+        `${runtime} ${mode} ${variant}: only ${n} of ${CONNECTIONS} attack connections reached the server:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
+      );
     }
     return {
       runtime,
@@ -319,7 +422,9 @@ async function attack(runtime: Runtime, mode: Mode, variant: Variant, configFile
       heldMaxMs: held.length ? Math.max(...held) : null,
       clientClosed: ended === "all closed" ? CONNECTIONS : lastCsvClosed(`${csvPrefix}.csv`),
       firedFraction: n ? server.fired / n : Number.NaN,
-      heldSendQueueBytes: attackConnections.filter((c) => c.releasedAt === undefined || c.releasedAt > tEnd).reduce((sum, c) => sum + c.sendQueue, 0),
+      heldSendQueueBytes: attackConnections
+        .filter((c) => c.releasedAt === undefined || c.releasedAt > tEnd)
+        .reduce((sum, c) => sum + c.sendQueue, 0),
       load1,
       honest: {
         attempts: tally.attempts,
@@ -371,7 +476,8 @@ try {
   for (const runtime of runtimes) {
     for (const mode of modes) {
       // Alternate which variant goes first, so neither always runs on a machine fresh from the other.
-      const order: Variant[] = (runtimes.indexOf(runtime) + modes.indexOf(mode)) % 2 === 0 ? ["bare", "guarded"] : ["guarded", "bare"];
+      const order: Variant[] =
+        (runtimes.indexOf(runtime) + modes.indexOf(mode)) % 2 === 0 ? ["bare", "guarded"] : ["guarded", "bare"];
       for (const variant of order) {
         const name = `attack.${runtime}.${mode}.${variant}`;
         try {
@@ -382,7 +488,9 @@ try {
           console.log(`figure ${name}.cut_within_limit ${fmt(r.cutWithinLimit, 3)}`);
           console.log(`figure ${name}.cut_by_end ${fmt(r.cutByEnd, 3)}`);
           console.log(`figure ${name}.deadlines_fired ${fmt(r.firedFraction, 3)}`);
-          const failures = Object.entries(r.honest.failures).map(([k, v]) => `${k}: ${v}`).join(", ");
+          const failures = Object.entries(r.honest.failures)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join(", ");
           console.error(
             `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
               `cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
@@ -390,7 +498,9 @@ try {
               `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms${failures ? ` (${failures}, started at ${r.honest.failedAtS.join(", ")} s)` : ""}; load ${r.load1.toFixed(1)}`,
           );
         } catch (error) {
-          console.log(`figure ${name}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`);
+          console.log(
+            `figure ${name}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`,
+          );
           console.error(error);
           process.exitCode = 1;
         }
@@ -407,10 +517,17 @@ console.log(
   "\n| runtime | mode | limit (+ accuracy) | variant | honest_ok | honest_p99 | cut_within_limit | cut_by_end | cut after (median / max) | deadlines fired | held at the end (send queues) |",
 );
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-const ordered = runtimes.flatMap((runtime) => modes.flatMap((mode) => (["bare", "guarded"] as const).map((variant) => results.find((r) => r.runtime === runtime && r.mode === mode && r.variant === variant))));
+const ordered = runtimes.flatMap((runtime) =>
+  modes.flatMap((mode) =>
+    (["bare", "guarded"] as const).map((variant) =>
+      results.find((r) => r.runtime === runtime && r.mode === mode && r.variant === variant),
+    ),
+  ),
+);
 for (const r of ordered) {
   if (r === undefined) continue;
-  const cutAfter = r.heldMedianMs === null ? "–" : `${(r.heldMedianMs / 1000).toFixed(2)} / ${(r.heldMaxMs! / 1000).toFixed(2)} s`;
+  const cutAfter =
+    r.heldMedianMs === null ? "–" : `${(r.heldMedianMs / 1000).toFixed(2)} / ${(r.heldMaxMs! / 1000).toFixed(2)} s`;
   const held = Math.round(r.connections * (1 - r.cutByEnd));
   console.log(
     `| ${r.runtime} | ${r.mode} | ${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ${fmt(r.honest.p99, 0)} ms | ` +
@@ -420,4 +537,19 @@ for (const r of ordered) {
 const totalSeconds = (performance.now() - started) / 1000;
 console.log(`\n# ${results.length} attacks in ${totalSeconds.toFixed(0)} s`);
 mkdirSync(join(root, ".bench-out"), { recursive: true });
-writeFileSync(join(root, ".bench-out/attack-results.json"), JSON.stringify({ date: new Date().toISOString(), slowhttptest: version, connections: CONNECTIONS, seconds: SECONDS, config: DEMO_CONFIG, totalSeconds, results }, null, 2));
+writeFileSync(
+  join(root, ".bench-out/attack-results.json"),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      slowhttptest: version,
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+      config: DEMO_CONFIG,
+      totalSeconds,
+      results,
+    },
+    null,
+    2,
+  ),
+);

@@ -115,7 +115,13 @@ async function runBody(s: Scenario, variant: Variant, chunk: Uint8Array, count: 
  * A single 256 MiB body of 64 KiB chunks drains in a few ms, too short to time alone on a shared
  * 2-core box, so a sample repeats the body until it lasts about SAMPLE_TARGET_MS.
  */
-async function runSample(s: Scenario, variant: Variant, chunk: Uint8Array, count: number, reps: number): Promise<number> {
+async function runSample(
+  s: Scenario,
+  variant: Variant,
+  chunk: Uint8Array,
+  count: number,
+  reps: number,
+): Promise<number> {
   // GC before the sample (when exposed) so the previous sample's garbage is not collected on this one's clock.
   maybeGc?.();
   const expected = chunk.byteLength * count;
@@ -170,12 +176,18 @@ async function runScenario(s: Scenario): Promise<void> {
     }
   }
 
-  console.log(`# ${s.name}: body ${count} x ${s.chunkBytes / KiB} KiB = ${((count * s.chunkBytes) / MiB).toFixed(0)} MiB, ${reps} bodies per sample`);
+  console.log(
+    `# ${s.name}: body ${count} x ${s.chunkBytes / KiB} KiB = ${((count * s.chunkBytes) / MiB).toFixed(0)} MiB, ${reps} bodies per sample`,
+  );
   const passMed = median(pass);
   const guardMed = median(guarded);
   const chunksPerSecond = (rate: number) => rate / s.chunkBytes;
-  console.log(`figure ${s.name}.passthrough_mib_s ${(passMed / MiB).toFixed(1)} MiB/s (spread ${spreadPct(pass).toFixed(1)}%)`);
-  console.log(`figure ${s.name}.guarded_mib_s ${(guardMed / MiB).toFixed(1)} MiB/s (spread ${spreadPct(guarded).toFixed(1)}%)`);
+  console.log(
+    `figure ${s.name}.passthrough_mib_s ${(passMed / MiB).toFixed(1)} MiB/s (spread ${spreadPct(pass).toFixed(1)}%)`,
+  );
+  console.log(
+    `figure ${s.name}.guarded_mib_s ${(guardMed / MiB).toFixed(1)} MiB/s (spread ${spreadPct(guarded).toFixed(1)}%)`,
+  );
   // The source does no per-byte work, so cost is per chunk: this is the figure that transfers
   // between chunk sizes (bytes/s just scales it).
   const passNs = 1e9 / chunksPerSecond(passMed);

@@ -47,13 +47,22 @@ const TICK_US = 1e6 / 100; // USER_HZ: /proc reports CPU time in 1/100 s
 function serverCommand(variant: string): [string, string[]] {
   switch (runtime) {
     case "deno":
-      return [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), "--variant", variant]];
+      return [
+        join(root, "node_modules/.bin/deno"),
+        ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), "--variant", variant],
+      ];
     case "bun":
       return [join(root, "node_modules/.bin/bun"), [join(root, "bench/serve-bench-bun.ts"), "--variant", variant]];
     case "workers":
-      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), "--variant", variant]];
+      return [
+        process.execPath,
+        ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), "--variant", variant],
+      ];
     case "node":
-      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-node.ts"), "--variant", variant]];
+      return [
+        process.execPath,
+        ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-node.ts"), "--variant", variant],
+      ];
   }
 }
 
@@ -73,7 +82,9 @@ function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const task of readdirSync(`/proc/${pid}/task`)) {
     try {
-      out.push(...readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number));
+      out.push(
+        ...readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number),
+      );
     } catch {
       // the thread is gone
     }
@@ -109,16 +120,38 @@ async function start(variant: string): Promise<Server> {
 }
 
 async function load(url: string, requests: number): Promise<number> {
-  const { stdout } = await run(process.execPath, [require.resolve("autocannon/autocannon.js"), "-c", String(CONNECTIONS), "-a", String(requests), "-j", `${url}${PATH}`], { maxBuffer: 64 * 1024 * 1024 });
-  const result = JSON.parse(stdout) as { requests: { total: number }; non2xx: number; errors: number; duration: number };
-  if (result.non2xx || result.errors) throw new Error(`autocannon: ${result.non2xx} non-2xx, ${result.errors} errors against ${url}`);
+  const { stdout } = await run(
+    process.execPath,
+    [
+      require.resolve("autocannon/autocannon.js"),
+      "-c",
+      String(CONNECTIONS),
+      "-a",
+      String(requests),
+      "-j",
+      `${url}${PATH}`,
+    ],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
+  const result = JSON.parse(stdout) as {
+    requests: { total: number };
+    non2xx: number;
+    errors: number;
+    duration: number;
+  };
+  if (result.non2xx || result.errors)
+    throw new Error(`autocannon: ${result.non2xx} non-2xx, ${result.errors} errors against ${url}`);
   return result.requests.total;
 }
 
 /** One body of BYTES through the transfer client (its own process); returns the bytes moved. */
 async function transferOnce(server: Server): Promise<number> {
   const target = TRANSFER === "upload" ? `${server.url}/upload` : `${server.url}/download?bytes=${BYTES}`;
-  const { stdout } = await run(process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/http-transfer-client.ts"), TRANSFER, target, String(BYTES)], { maxBuffer: 1024 * 1024 });
+  const { stdout } = await run(
+    process.execPath,
+    ["--import", require.resolve("tsx"), join(root, "bench/http-transfer-client.ts"), TRANSFER, target, String(BYTES)],
+    { maxBuffer: 1024 * 1024 },
+  );
   const { bytes, ms, chunks } = JSON.parse(stdout) as { bytes: number; ms: number; chunks?: number };
   if (bytes !== BYTES) throw new Error(`${TRANSFER} ${server.url}: moved ${bytes} of ${BYTES} bytes`);
   if (chunks !== undefined) server.chunkSizes.push(bytes / chunks);
@@ -144,31 +177,47 @@ try {
     const order = servers.map((_, i) => servers[(i + round) % servers.length]!);
     for (const server of order) samples.get(server.variant)!.push(await sample(server));
   }
-  const what = TRANSFER ? `${TRANSFER} of ${BYTES / (1024 * 1024)} MiB per round` : `${PATH}; ${REQUESTS} requests per round (autocannon -c ${CONNECTIONS})`;
-  console.log(`# server CPU: ${runtime} ${what}; ${ROUNDS} rotated rounds; process CPU from /proc/<pid>/stat; median [min–max]`);
+  const what = TRANSFER
+    ? `${TRANSFER} of ${BYTES / (1024 * 1024)} MiB per round`
+    : `${PATH}; ${REQUESTS} requests per round (autocannon -c ${CONNECTIONS})`;
+  console.log(
+    `# server CPU: ${runtime} ${what}; ${ROUNDS} rotated rounds; process CPU from /proc/<pid>/stat; median [min–max]`,
+  );
   const name = TRANSFER ? `cpu.${runtime}.${TRANSFER}` : `cpu.${runtime}`;
   const unit = TRANSFER ? "ms/MiB" : "us/request";
   const digits = TRANSFER ? 3 : 1;
   const bare = samples.has("bare") ? median(samples.get("bare")!) : undefined;
   for (const [variant, xs] of samples) {
     const m = median(xs);
-    const extra = bare === undefined || variant === "bare" ? "" : `  (+${(m - bare).toFixed(digits)}; ratio bare/${variant} ${(bare / m).toFixed(3)})`;
-    console.log(`figure ${name}.${variant} ${m.toFixed(digits)} ${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]${extra}`);
+    const extra =
+      bare === undefined || variant === "bare"
+        ? ""
+        : `  (+${(m - bare).toFixed(digits)}; ratio bare/${variant} ${(bare / m).toFixed(3)})`;
+    console.log(
+      `figure ${name}.${variant} ${m.toFixed(digits)} ${unit} [${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}]${extra}`,
+    );
   }
   // Throughput, from the same transfers (a noisier measure on a shared machine than CPU).
   const bareRate = servers.find((s) => s.variant === "bare")?.mibPerSecond.slice(-ROUNDS);
   for (const server of servers) {
     if (server.mibPerSecond.length === 0) continue;
     const rates = server.mibPerSecond.slice(-ROUNDS);
-    const ratio = bareRate === undefined || server.variant === "bare" ? "" : `  (ratio ${server.variant}/bare ${(median(rates) / median(bareRate)).toFixed(3)})`;
-    console.log(`figure ${name}.${server.variant}.throughput ${median(rates).toFixed(0)} MiB/s [${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}]${ratio}`);
+    const ratio =
+      bareRate === undefined || server.variant === "bare"
+        ? ""
+        : `  (ratio ${server.variant}/bare ${(median(rates) / median(bareRate)).toFixed(3)})`;
+    console.log(
+      `figure ${name}.${server.variant}.throughput ${median(rates).toFixed(0)} MiB/s [${Math.min(...rates).toFixed(0)}–${Math.max(...rates).toFixed(0)}]${ratio}`,
+    );
   }
   // Per sample, CPU per MiB beside the chunk size the handler read: what the spread follows.
   for (const server of servers) {
     if (server.chunkSizes.length === 0) continue;
     const xs = samples.get(server.variant)!;
     const sizes = server.chunkSizes.slice(-xs.length);
-    console.log(`figure ${name}.${server.variant}.chunk_kib ${(median(sizes) / 1024).toFixed(1)} KiB [${(Math.min(...sizes) / 1024).toFixed(1)}–${(Math.max(...sizes) / 1024).toFixed(1)}]; samples (ms/MiB @ KiB/chunk): ${xs.map((x, i) => `${x.toFixed(2)}@${(sizes[i]! / 1024).toFixed(0)}`).join(" ")}`);
+    console.log(
+      `figure ${name}.${server.variant}.chunk_kib ${(median(sizes) / 1024).toFixed(1)} KiB [${(Math.min(...sizes) / 1024).toFixed(1)}–${(Math.max(...sizes) / 1024).toFixed(1)}]; samples (ms/MiB @ KiB/chunk): ${xs.map((x, i) => `${x.toFixed(2)}@${(sizes[i]! / 1024).toFixed(0)}`).join(" ")}`,
+    );
   }
 } finally {
   for (const server of servers) server.child.kill("SIGTERM");

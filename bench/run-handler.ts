@@ -21,11 +21,16 @@ type Handler = (request: Request) => Promise<Response> | Response;
 const bare: Handler = () => new Response("hello world\n", { headers: { "content-type": "text/plain" } });
 const wrapped = withDeadlines(bare, { onTimeout: false }) as Handler;
 /** The same handler declaring its length: small declared bodies go out unwrapped. */
-const declared: Handler = () => new Response("hello world\n", { headers: { "content-type": "text/plain", "content-length": "12" } });
+const declared: Handler = () =>
+  new Response("hello world\n", { headers: { "content-type": "text/plain", "content-length": "12" } });
 const wrappedDeclared = withDeadlines(declared, { onTimeout: false }) as Handler;
 const floor: Handler = async (request) => {
   const response = await bare(request);
-  return new Response(passThrough(response.body!), { status: response.status, statusText: response.statusText, headers: response.headers });
+  return new Response(passThrough(response.body!), {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
 };
 
 async function oneRequest(handler: Handler): Promise<void> {
@@ -48,8 +53,16 @@ async function sample(handler: Handler): Promise<number> {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
-console.log(`# handler bench: node ${process.version}; ${ROUNDS} interleaved rounds of ~${SAMPLE_MS} ms, median requests/s; ratio = withDeadlines / bare`);
-const variants: [string, Handler][] = [["bare", bare], ["floor", floor], ["guarded", wrapped], ["declaredBare", declared], ["declaredGuarded", wrappedDeclared]];
+console.log(
+  `# handler bench: node ${process.version}; ${ROUNDS} interleaved rounds of ~${SAMPLE_MS} ms, median requests/s; ratio = withDeadlines / bare`,
+);
+const variants: [string, Handler][] = [
+  ["bare", bare],
+  ["floor", floor],
+  ["guarded", wrapped],
+  ["declaredBare", declared],
+  ["declaredGuarded", wrappedDeclared],
+];
 for (let i = 0; i < (quick ? 1 : 3); i++) for (const [, h] of variants) await sample(h);
 const rates = new Map<string, number[]>(variants.map(([name]) => [name, []]));
 for (let round = 0; round < ROUNDS; round++) {
@@ -63,10 +76,15 @@ const w = median(rates.get("guarded")!);
 console.log(`figure handler.small.bare_rps ${b.toFixed(0)} req/s`);
 console.log(`figure handler.small.floor_rps ${f.toFixed(0)} req/s (pass-through stream + new Response only)`);
 console.log(`figure handler.small.guarded_rps ${w.toFixed(0)} req/s`);
-console.log(`figure handler.small.overhead_us_per_request ${(1e6 / w - 1e6 / b).toFixed(2)} us (floor ${(1e6 / f - 1e6 / b).toFixed(2)} us)`);
+console.log(
+  `figure handler.small.overhead_us_per_request ${(1e6 / w - 1e6 / b).toFixed(2)} us (floor ${(1e6 / f - 1e6 / b).toFixed(2)} us)`,
+);
 console.log(`ratio handler.small.floor ${(f / b).toFixed(3)}`);
 console.log(`ratio handler.small.vs_floor ${(w / f).toFixed(3)}`);
 console.log(`ratio handler.small ${(w / b).toFixed(3)}`);
-console.log(`ratio handler.small.declared_length ${(median(rates.get("declaredGuarded")!) / median(rates.get("declaredBare")!)).toFixed(3)}`);
+console.log(
+  `ratio handler.small.declared_length ${(median(rates.get("declaredGuarded")!) / median(rates.get("declaredBare")!)).toFixed(3)}`,
+);
 const counters = deadlineDebugCounters();
-if (counters.liveGuards !== 0 || counters.scheduledDeadlines !== 0) throw new Error(`leak after bench: ${JSON.stringify(counters)}`);
+if (counters.liveGuards !== 0 || counters.scheduledDeadlines !== 0)
+  throw new Error(`leak after bench: ${JSON.stringify(counters)}`);

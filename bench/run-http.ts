@@ -57,11 +57,17 @@ function serverCommand(runtime: Runtime, variant: string): [string, string[]] {
     case "node-h2":
       return [process.execPath, [join(here, "serve-bench-node.js"), ...variantArgs, "--h2c"]];
     case "deno":
-      return [join(root, "node_modules/.bin/deno"), ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), ...variantArgs]];
+      return [
+        join(root, "node_modules/.bin/deno"),
+        ["run", "-A", "--quiet", join(root, "bench/serve-bench-deno.ts"), ...variantArgs],
+      ];
     case "bun":
       return [join(root, "node_modules/.bin/bun"), [join(root, "bench/serve-bench-bun.ts"), ...variantArgs]];
     case "workers":
-      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), ...variantArgs]];
+      return [
+        process.execPath,
+        ["--import", require.resolve("tsx"), join(root, "bench/serve-bench-workers.ts"), ...variantArgs],
+      ];
   }
 }
 
@@ -86,16 +92,35 @@ async function stop(server: Server): Promise<void> {
 
 /** Requests per second for /small, from autocannon in its own process. */
 async function smallRps(url: string, seconds = SMALL_SECONDS): Promise<number> {
-  const { stdout } = await run(process.execPath, [require.resolve("autocannon/autocannon.js"), "-c", String(CONNECTIONS), "-d", String(seconds), "-j", `${url}/small`], { maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await run(
+    process.execPath,
+    [
+      require.resolve("autocannon/autocannon.js"),
+      "-c",
+      String(CONNECTIONS),
+      "-d",
+      String(seconds),
+      "-j",
+      `${url}/small`,
+    ],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   const result = JSON.parse(stdout) as { requests: { average: number }; non2xx: number; errors: number };
-  if (result.non2xx || result.errors) throw new Error(`autocannon: ${result.non2xx} non-2xx, ${result.errors} errors against ${url}`);
+  if (result.non2xx || result.errors)
+    throw new Error(`autocannon: ${result.non2xx} non-2xx, ${result.errors} errors against ${url}`);
   return result.requests.average;
 }
 
 /** Bytes per second of one transfer, from the transfer client in its own process. */
-async function transfer(mode: "download" | "upload" | "h2download", url: string, bytes = TRANSFER_BYTES): Promise<number> {
+async function transfer(
+  mode: "download" | "upload" | "h2download",
+  url: string,
+  bytes = TRANSFER_BYTES,
+): Promise<number> {
   const target = mode === "upload" ? `${url}/upload` : `${url}/download?bytes=${bytes}`;
-  const { stdout } = await run(process.execPath, [join(here, "http-transfer-client.js"), mode, target, String(bytes)], { maxBuffer: 1024 * 1024 });
+  const { stdout } = await run(process.execPath, [join(here, "http-transfer-client.js"), mode, target, String(bytes)], {
+    maxBuffer: 1024 * 1024,
+  });
   const result = JSON.parse(stdout) as { bytes: number; ms: number };
   if (result.bytes !== bytes) throw new Error(`${mode} ${url}: moved ${result.bytes} of ${bytes} bytes`);
   return (result.bytes * 1000) / result.ms;
@@ -112,17 +137,28 @@ interface Measures {
 
 async function measure(runtime: Runtime, url: string): Promise<Measures> {
   if (runtime === "node-h2") return { download: await transfer("h2download", url) };
-  return { small: await smallRps(url), download: await transfer("download", url), upload: await transfer("upload", url) };
+  return {
+    small: await smallRps(url),
+    download: await transfer("download", url),
+    upload: await transfer("upload", url),
+  };
 }
 
-const results: Record<string, { bare: Measures; guarded: Measures; floor: Measures; ratio: Measures; floorRatio: Measures }> = {};
-console.log(`# http bench: node ${process.version}; per runtime ${ROUNDS} interleaved rounds; small: autocannon -c ${CONNECTIONS} -d ${SMALL_SECONDS}; transfers of ${TRANSFER_BYTES / MiB} MiB; ratio = guarded / bare (higher is better)`);
+const results: Record<
+  string,
+  { bare: Measures; guarded: Measures; floor: Measures; ratio: Measures; floorRatio: Measures }
+> = {};
+console.log(
+  `# http bench: node ${process.version}; per runtime ${ROUNDS} interleaved rounds; small: autocannon -c ${CONNECTIONS} -d ${SMALL_SECONDS}; transfers of ${TRANSFER_BYTES / MiB} MiB; ratio = guarded / bare (higher is better)`,
+);
 for (const runtime of runtimes) {
   try {
     await benchRuntime(runtime);
   } catch (error) {
     // One runtime failing must not hide the others' figures: say so, and go on.
-    console.log(`figure http.${runtime}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`);
+    console.log(
+      `figure http.${runtime}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`,
+    );
     process.exitCode = 1;
   }
 }
@@ -143,15 +179,26 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
     }
     type Name = "bare" | "guarded" | "floor";
     const samples: Record<Name, Measures[]> = { bare: [], guarded: [], floor: [] };
-    const servers: [Name, Server][] = [["bare", bare], ["guarded", guarded], ["floor", floor]];
+    const servers: [Name, Server][] = [
+      ["bare", bare],
+      ["guarded", guarded],
+      ["floor", floor],
+    ];
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < servers.length; i++) {
         const [name, server] = servers[(i + round) % servers.length]!;
         samples[name].push(await measure(runtime, server.url));
       }
     }
-    const pick = (list: Measures[], key: keyof Measures) => (list[0]![key] === undefined ? undefined : median(list.map((m) => m[key]!)));
-    const summary = { bare: {} as Measures, guarded: {} as Measures, floor: {} as Measures, ratio: {} as Measures, floorRatio: {} as Measures };
+    const pick = (list: Measures[], key: keyof Measures) =>
+      list[0]![key] === undefined ? undefined : median(list.map((m) => m[key]!));
+    const summary = {
+      bare: {} as Measures,
+      guarded: {} as Measures,
+      floor: {} as Measures,
+      ratio: {} as Measures,
+      floorRatio: {} as Measures,
+    };
     for (const key of ["small", "download", "upload"] as const) {
       const b = pick(samples.bare, key);
       const g = pick(samples.guarded, key);
@@ -180,4 +227,7 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
 }
 
 mkdirSync(join(root, ".bench-out"), { recursive: true });
-writeFileSync(join(root, ".bench-out/http-results.json"), JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, results }, null, 2));
+writeFileSync(
+  join(root, ".bench-out/http-results.json"),
+  JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, results }, null, 2),
+);

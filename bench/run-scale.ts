@@ -61,9 +61,16 @@ const SERVER_NODE = arg("server-node", "node");
 function spawnLimited(args: string[], stdin: "pipe" | "ignore", nodeBinary = "node"): ChildProcess {
   const quoted = [nodeBinary, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(" ");
   // `exec`: the pid we hold is node's own, so killing it by pid leaves nothing behind.
-  const child = spawn("bash", ["-c", `ulimit -n ${FD_LIMIT} || { echo "run-scale: cannot raise the open-files limit to ${FD_LIMIT}" >&2; exit 3; }; exec ${quoted}`], {
-    stdio: [stdin, "pipe", "inherit"],
-  });
+  const child = spawn(
+    "bash",
+    [
+      "-c",
+      `ulimit -n ${FD_LIMIT} || { echo "run-scale: cannot raise the open-files limit to ${FD_LIMIT}" >&2; exit 3; }; exec ${quoted}`,
+    ],
+    {
+      stdio: [stdin, "pipe", "inherit"],
+    },
+  );
   children.add(child);
   child.once("exit", () => children.delete(child));
   return child;
@@ -80,6 +87,7 @@ const watchdog = setTimeout(() => {
 }, RUN_LIMIT_MS);
 watchdog.unref();
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON lines of the server, read by field
 type Json = Record<string, any>;
 
 /** The server's JSON event lines, awaited by name. */
@@ -92,7 +100,11 @@ class ServerProcess {
   constructor(mode: string) {
     // SCALE_SERVER_FLAGS: extra node flags for the server (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
     const extra = (process.env.SCALE_SERVER_FLAGS ?? "").split(/\s+/).filter(Boolean);
-    this.child = spawnLimited(["--expose-gc", ...extra, SERVER_JS, "--mode", mode, "--n", String(N), "--idle", String(IDLE)], "pipe", SERVER_NODE);
+    this.child = spawnLimited(
+      ["--expose-gc", ...extra, SERVER_JS, "--mode", mode, "--n", String(N), "--idle", String(IDLE)],
+      "pipe",
+      SERVER_NODE,
+    );
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
       let event: Json;
       try {
@@ -117,7 +129,10 @@ class ServerProcess {
     const i = this.events.findIndex((e) => e.event === name);
     if (i >= 0) return Promise.resolve(this.events.splice(i, 1)[0]!);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "${name}" from the server within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no "${name}" from the server within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiters.push({
         name,
         resolve: (e) => {
@@ -143,7 +158,10 @@ class ServerProcess {
 }
 
 function runClient(port: number, waitMs: number): Promise<Json> {
-  const child = spawnLimited([CLIENT_JS, "--port", String(port), "--n", String(N), "--idle", String(IDLE), "--wait-ms", String(waitMs)], "ignore");
+  const child = spawnLimited(
+    [CLIENT_JS, "--port", String(port), "--n", String(N), "--idle", String(IDLE), "--wait-ms", String(waitMs)],
+    "ignore",
+  );
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
@@ -175,8 +193,13 @@ function request(port: number, method: string, urlPath: string, body?: Buffer): 
 async function warmUp(port: number): Promise<void> {
   const body = Buffer.alloc(4096, 0x61);
   for (let round = 0; round < 10; round++) {
-    const statuses = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? request(port, "GET", "/small") : request(port, "POST", "/upload", body))));
-    if (statuses.some((s) => s !== 200)) throw new Error(`warm-up: unexpected statuses ${[...new Set(statuses)].join(",")}`);
+    const statuses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        i % 3 === 0 ? request(port, "GET", "/small") : request(port, "POST", "/upload", body),
+      ),
+    );
+    if (statuses.some((s) => s !== 200))
+      throw new Error(`warm-up: unexpected statuses ${[...new Set(statuses)].join(",")}`);
   }
 }
 
@@ -203,7 +226,9 @@ async function runMode(mode: "bare" | "floor" | "cut-floor" | "guarded"): Promis
     // The bare server never cuts: the client waits 1.5 s past the due times, then resets its sockets.
     const clientDone = runClient(port, cuts ? 20_000 : 1500);
     const loaded = await server.next("loaded", 60_000);
-    log(`${mode}: loaded (${loaded.openRequests} open, heap read ${loaded.marginBeforeResetMs.toFixed(0)} ms before the first due time, gc ${loaded.gcMs.toFixed(0)} ms)`);
+    log(
+      `${mode}: loaded (${loaded.openRequests} open, heap read ${loaded.marginBeforeResetMs.toFixed(0)} ms before the first due time, gc ${loaded.gcMs.toFixed(0)} ms)`,
+    );
     let reaped: Json | undefined;
     let loop: Json;
     if (cuts) {
@@ -226,7 +251,8 @@ async function runMode(mode: "bare" | "floor" | "cut-floor" | "guarded"): Promis
   }
 }
 
-const fmt = (x: number | null | undefined, digits = 1) => (x === null || x === undefined || !Number.isFinite(x) ? "NaN" : x.toFixed(digits));
+const fmt = (x: number | null | undefined, digits = 1) =>
+  x === null || x === undefined || !Number.isFinite(x) ? "NaN" : x.toFixed(digits);
 
 /** `--only guarded|cut-floor`: that mode alone, its reaping and loop figures (for experiments). */
 async function runOnly(mode: "guarded" | "cut-floor"): Promise<void> {
@@ -248,7 +274,8 @@ async function main(): Promise<void> {
   log(`N=${N} idle=${IDLE} ms, node ${process.version}`);
   const only = arg("only", "");
   if (only !== "") {
-    if (only !== "guarded" && only !== "cut-floor") throw new Error(`run-scale: --only must be guarded or cut-floor, got ${only}`);
+    if (only !== "guarded" && only !== "cut-floor")
+      throw new Error(`run-scale: --only must be guarded or cut-floor, got ${only}`);
     return runOnly(only);
   }
   const bare = await runMode("bare");
@@ -268,12 +295,24 @@ async function main(): Promise<void> {
   figure("rss_per_stream_raw", `${Math.round(loadedPerStream("rss"))} B`);
   // The floor: a pass-through stream and a Request per upload, what any WHATWG-level wrapper pays.
   figure("floor_per_stream", `${Math.round((growth(floor, "heapUsed") - growth(bare, "heapUsed")) / N)} B`);
-  figure("library_beyond_floor_per_stream", `${Math.round((growth(guarded, "heapUsed") - growth(floor, "heapUsed")) / N)} B`);
+  figure(
+    "library_beyond_floor_per_stream",
+    `${Math.round((growth(guarded, "heapUsed") - growth(floor, "heapUsed")) / N)} B`,
+  );
   figure("bare.heap_per_stream", `${Math.round(growth(bare, "heapUsed") / N)} B`);
   figure("bare.rss_per_stream", `${Math.round(growth(bare, "rss") / N)} B`);
   figure("guarded.heap_per_stream", `${Math.round(growth(guarded, "heapUsed") / N)} B`);
   figure("guarded.rss_per_stream", `${Math.round(growth(guarded, "rss") / N)} B`);
-  figure("measured_before_due", String(bare.loaded.marginBeforeResetMs > 0 && guarded.loaded.marginBeforeResetMs > 0 && guarded.loaded.endedBeforeMeasure === 0 ? 1 : 0));
+  figure(
+    "measured_before_due",
+    String(
+      bare.loaded.marginBeforeResetMs > 0 &&
+        guarded.loaded.marginBeforeResetMs > 0 &&
+        guarded.loaded.endedBeforeMeasure === 0
+        ? 1
+        : 0,
+    ),
+  );
   figure("open_at_measure", `${guarded.loaded.openRequests}/${N} guarded, ${bare.loaded.openRequests}/${N} bare`);
 
   const c = guarded.client;
@@ -291,7 +330,10 @@ async function main(): Promise<void> {
   figure("loop_delay_p50", `${fmt(guarded.loop.p50)} ms`);
   figure("loop_delay_p99", `${fmt(guarded.loop.p99)} ms`);
   figure("loop_delay_max", `${fmt(guarded.loop.max)} ms`);
-  figure("loop_interval_p99", `${fmt(guarded.loop.intervalP99)} ms (timer every ${guarded.loop.resolution} ms; delay = interval - that)`);
+  figure(
+    "loop_interval_p99",
+    `${fmt(guarded.loop.intervalP99)} ms (timer every ${guarded.loop.resolution} ms; delay = interval - that)`,
+  );
   figure("reap_spread", `${fmt(guarded.reaped?.spreadMs)} ms`);
   figure("live_guards_after", String(guarded.reaped?.liveGuards));
   figure("scheduled_after", String(guarded.reaped?.scheduledDeadlines));
@@ -310,14 +352,18 @@ async function main(): Promise<void> {
   figure("cut_floor.loop_delay_p99", `${fmt(cutFloor.loop.p99)} ms`);
   figure("cut_floor.loop_delay_max", `${fmt(cutFloor.loop.max)} ms`);
   figure("cut_floor.loop_interval_p99", `${fmt(cutFloor.loop.intervalP99)} ms`);
-  figure("cut_floor.reap_late_p99", `${fmt(cutFloor.client.lateP99)} ms (intake ${fmt(cutFloor.loaded.arrivalSpreadMs)} ms)`);
+  figure(
+    "cut_floor.reap_late_p99",
+    `${fmt(cutFloor.client.lateP99)} ms (intake ${fmt(cutFloor.loaded.arrivalSpreadMs)} ms)`,
+  );
   figure("cut_floor.reap_spread", `${fmt(cutFloor.reaped?.spreadMs)} ms`);
 
   const failures: string[] = [];
   if (c.reaped !== N) failures.push(`reaped ${c.reaped}/${N}`);
   if (c.early !== 0) failures.push(`${c.early} early`);
   if (!guarded.answersAfter) failures.push("no answer after");
-  if (guarded.loaded.endedBeforeMeasure !== 0 || guarded.loaded.marginBeforeResetMs <= 0) failures.push("heap read too late (raise --idle)");
+  if (guarded.loaded.endedBeforeMeasure !== 0 || guarded.loaded.marginBeforeResetMs <= 0)
+    failures.push("heap read too late (raise --idle)");
   if (failures.length > 0) log(`FAILED: ${failures.join(", ")}`);
   const targets: string[] = [];
   if (perStream("heapUsed") > 2048) targets.push(`bytes_per_stream ${Math.round(perStream("heapUsed"))} B > 2 KiB`);

@@ -14,7 +14,11 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 function heapArmDisarm(): number {
   const scheduler = new DeadlineScheduler(systemClock);
-  const entries: ScheduledEntry[] = Array.from({ length: N }, () => ({ heapIndex: -1, scheduledAt: Infinity, checkDue: () => Infinity }));
+  const entries: ScheduledEntry[] = Array.from({ length: N }, () => ({
+    heapIndex: -1,
+    scheduledAt: Infinity,
+    checkDue: () => Infinity,
+  }));
   const start = performance.now();
   const base = performance.now() + 60_000;
   for (let i = 0; i < N; i++) scheduler.schedule(entries[i]!, base + ((i * 7919) % N));

@@ -29,7 +29,8 @@ function bytesPer(make: () => unknown): number {
   return Math.round((after - before) / N);
 }
 
-const stalledSource = () => new ReadableStream<Uint8Array>({ pull: () => new Promise<void>(() => {}) }, { highWaterMark: 0 });
+const stalledSource = () =>
+  new ReadableStream<Uint8Array>({ pull: () => new Promise<void>(() => {}) }, { highWaterMark: 0 });
 const passThrough = (source: ReadableStream<Uint8Array>) => {
   const reader = source.getReader();
   return new ReadableStream<Uint8Array>(
@@ -40,14 +41,31 @@ const passThrough = (source: ReadableStream<Uint8Array>) => {
     { highWaterMark: 0 },
   );
 };
-const headers = new Headers({ host: "127.0.0.1", "content-type": "application/octet-stream", "content-length": "100000" });
+const headers = new Headers({
+  host: "127.0.0.1",
+  "content-type": "application/octet-stream",
+  "content-length": "100000",
+});
 const url = "http://127.0.0.1/upload";
 
 const stream = bytesPer(stalledSource);
 const withPassThrough = bytesPer(() => passThrough(stalledSource()));
-const request = bytesPer(() => new Request(url, { method: "POST", body: stalledSource(), duplex: "half" } as RequestInit));
-const requestHeaders = bytesPer(() => new Request(url, { method: "POST", headers, body: stalledSource(), duplex: "half" } as RequestInit));
-const requestSignal = bytesPer(() => new Request(url, { method: "POST", headers, body: stalledSource(), duplex: "half", signal: new AbortController().signal } as RequestInit));
+const request = bytesPer(
+  () => new Request(url, { method: "POST", body: stalledSource(), duplex: "half" } as RequestInit),
+);
+const requestHeaders = bytesPer(
+  () => new Request(url, { method: "POST", headers, body: stalledSource(), duplex: "half" } as RequestInit),
+);
+const requestSignal = bytesPer(
+  () =>
+    new Request(url, {
+      method: "POST",
+      headers,
+      body: stalledSource(),
+      duplex: "half",
+      signal: new AbortController().signal,
+    } as RequestInit),
+);
 
 const figure = (name: string, bytes: number) => process.stdout.write(`figure floor.node${major}.${name} ${bytes} B\n`);
 figure("readable_stream", stream);

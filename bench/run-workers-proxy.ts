@@ -224,7 +224,9 @@ try {
   };
 
   for (const variant of VARIANTS) await measure(variant); // warm-up: JIT, connection setup
-  const samples = new Map<Variant, { statMs: number[]; schedMs: number[]; wall: number[] }>(VARIANTS.map((v) => [v, { statMs: [], schedMs: [], wall: [] }]));
+  const samples = new Map<Variant, { statMs: number[]; schedMs: number[]; wall: number[] }>(
+    VARIANTS.map((v) => [v, { statMs: [], schedMs: [], wall: [] }]),
+  );
   for (let round = 0; round < ROUNDS; round++) {
     // Interleaved, with the order rotated each round so no variant always runs first.
     for (let i = 0; i < VARIANTS.length; i++) {
@@ -249,8 +251,12 @@ try {
   // stream), and over the least a reader that hands the body on in the guard's 64 KiB pieces costs.
   console.log(`ratio workers.proxy.cpu.floor ${(cpu("bare") / cpu("byob-passthrough")).toFixed(3)}`);
   console.log(`ratio workers.proxy.cpu.floor_sliced ${(cpu("bare") / cpu("byob-sliced")).toFixed(3)}`);
-  console.log(`figure workers.proxy.guarded_over_floor_sliced ${(cpu("guarded") / cpu("byob-sliced")).toFixed(2)} (CPU of the adapter over that floor)`);
-  console.log(`figure workers.proxy.core_only_over_guarded ${(cpu("core-only") / cpu("guarded")).toFixed(2)} (CPU of withDeadlines alone over the adapter's)`);
+  console.log(
+    `figure workers.proxy.guarded_over_floor_sliced ${(cpu("guarded") / cpu("byob-sliced")).toFixed(2)} (CPU of the adapter over that floor)`,
+  );
+  console.log(
+    `figure workers.proxy.core_only_over_guarded ${(cpu("core-only") / cpu("guarded")).toFixed(2)} (CPU of withDeadlines alone over the adapter's)`,
+  );
 } finally {
   await mf?.dispose().catch(() => {});
   upstreamServer.closeAllConnections();

@@ -114,7 +114,8 @@ async function main(): Promise<void> {
     late.push(l);
   }
   late.sort((a, b) => a - b);
-  const pct = (p: number) => (late.length === 0 ? null : late[Math.min(late.length - 1, Math.ceil((p / 100) * late.length) - 1)]!);
+  const pct = (p: number) =>
+    late.length === 0 ? null : late[Math.min(late.length - 1, Math.ceil((p / 100) * late.length) - 1)]!;
   let open = 0;
   for (const socket of sockets) {
     if (socket !== undefined && !socket.destroyed) {

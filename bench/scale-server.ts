@@ -104,7 +104,12 @@ const cutFloorHandler = (request: Request): Promise<Response> | Response => {
     let timer: ReturnType<typeof setTimeout>;
     const cut = () => {
       reader.cancel(new Error("idle")).catch(() => {});
-      resolve(new Response(TIMEOUT_ANSWER, { status: 408, headers: { "content-type": "text/plain; charset=utf-8", connection: "close" } }));
+      resolve(
+        new Response(TIMEOUT_ANSWER, {
+          status: 408,
+          headers: { "content-type": "text/plain; charset=utf-8", connection: "close" },
+        }),
+      );
     };
     timer = setTimeout(cut, IDLE);
     const pump = (): Promise<void> =>
@@ -123,7 +128,11 @@ const cutFloorHandler = (request: Request): Promise<Response> | Response => {
 if (mode === "bare") listener = toNodeHandler(bareHandler) as unknown as http.RequestListener;
 else if (mode === "floor") listener = toNodeHandler(floorHandler) as unknown as http.RequestListener;
 else if (mode === "cut-floor") listener = toNodeHandler(cutFloorHandler) as unknown as http.RequestListener;
-else if (mode === "guarded") listener = createNodeListener(benchHandler, { request: { idle: IDLE }, onTimeout: false }) as unknown as http.RequestListener;
+else if (mode === "guarded")
+  listener = createNodeListener(benchHandler, {
+    request: { idle: IDLE },
+    onTimeout: false,
+  }) as unknown as http.RequestListener;
 else throw new Error(`scale-server: --mode must be bare, floor, cut-floor or guarded, got ${mode}`);
 
 // Long headersTimeout: the client opens every connection first and sends all headers afterwards.
@@ -131,12 +140,10 @@ const server = http.createServer(nodeServerLimits(120_000), listener);
 
 let requests = 0;
 let ended = 0;
-let uploadsStarted = 0;
 let firstRequestAt = NaN;
 let lastRequestAt = NaN;
 let resetAt = NaN;
 let resetDone = false;
-let loadedTaken = false;
 let firstEndAt = NaN;
 let lastEndAt = NaN;
 
@@ -174,7 +181,6 @@ server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
   const now = performance.now();
   (res as unknown as { arrivedAt: number }).arrivedAt = now;
   res.once("close", onResponseClose);
-  uploadsStarted++;
   requests++;
   lastRequestAt = now;
   if (requests === 1) {
@@ -196,7 +202,6 @@ function takeLoaded(): void {
   const endedBefore = ended;
   const mem = memory();
   const after = performance.now();
-  loadedTaken = true;
   // For attributing the per-request heap (SCALE_HEAP_SNAPSHOT=dir): compare guarded with floor.
   const snapshotDir = process.env.SCALE_HEAP_SNAPSHOT;
   const snapshot = snapshotDir ? writeHeapSnapshot(`${snapshotDir}/scale-${mode}-${N}.heapsnapshot`) : null;
@@ -215,7 +220,9 @@ function takeLoaded(): void {
 
 function fdLimit(): string {
   try {
-    return execFileSync("bash", ["-c", `grep 'Max open files' /proc/${process.pid}/limits`], { encoding: "utf8" }).trim();
+    return execFileSync("bash", ["-c", `grep 'Max open files' /proc/${process.pid}/limits`], {
+      encoding: "utf8",
+    }).trim();
   } catch {
     return "unknown";
   }

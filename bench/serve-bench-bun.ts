@@ -7,7 +7,15 @@ import { withBunDeadlines } from "../adapters/bun.ts";
 import { benchHandler } from "./http-bench-app.ts";
 import { GENERIC_VARIANTS, variantName } from "./http-bench-variants.ts";
 
-declare const Bun: { serve(options: { port: number; hostname: string; idleTimeout?: number; maxRequestBodySize?: number; fetch: (request: Request, server: never) => unknown }): { port: number } };
+declare const Bun: {
+  serve(options: {
+    port: number;
+    hostname: string;
+    idleTimeout?: number;
+    maxRequestBodySize?: number;
+    fetch: (request: Request, server: never) => unknown;
+  }): { port: number };
+};
 
 const variant = variantName(process.argv);
 const guarded = withBunDeadlines(benchHandler, { onTimeout: false });

@@ -17,9 +17,14 @@ const variant = variantName(process.argv);
 const h2c = process.argv.includes("--h2c");
 const handler = GENERIC_VARIANTS[variant];
 if (variant !== "guarded" && handler === undefined) throw new Error(`serve-bench-node: unknown variant ${variant}`);
-const listener = variant === "guarded" ? createNodeListener(benchHandler, { onTimeout: false }) : toNodeHandler(handler as never);
-const server = h2c ? http2.createServer(listener as never) : http.createServer({ requestTimeout: variant === "guarded" ? 0 : undefined }, listener as never);
+const listener =
+  variant === "guarded" ? createNodeListener(benchHandler, { onTimeout: false }) : toNodeHandler(handler as never);
+const server = h2c
+  ? http2.createServer(listener as never)
+  : http.createServer({ requestTimeout: variant === "guarded" ? 0 : undefined }, listener as never);
 server.listen(0, "127.0.0.1", () => {
-  console.log(`bench ${variant} node ${process.version}${h2c ? " h2c" : ""} listening on http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  console.log(
+    `bench ${variant} node ${process.version}${h2c ? " h2c" : ""} listening on http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+  );
 });
 process.once("SIGTERM", () => process.exit(0));

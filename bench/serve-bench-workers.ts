@@ -27,7 +27,16 @@ await build({
   define: { __VARIANT__: JSON.stringify(variant) },
   logLevel: "warning",
 });
-const mf = new Miniflare({ modules: true, scriptPath, modulesRoot: dir, compatibilityDate: WORKERS_COMPATIBILITY_DATE, compatibilityFlags: WORKERS_COMPATIBILITY_FLAGS, host: "127.0.0.1", port: 0, ...(inspectorPort === undefined ? {} : { inspectorPort }) });
+const mf = new Miniflare({
+  modules: true,
+  scriptPath,
+  modulesRoot: dir,
+  compatibilityDate: WORKERS_COMPATIBILITY_DATE,
+  compatibilityFlags: WORKERS_COMPATIBILITY_FLAGS,
+  host: "127.0.0.1",
+  port: 0,
+  ...(inspectorPort === undefined ? {} : { inspectorPort }),
+});
 const origin = (await mf.ready).origin;
 rmSync(dir, { recursive: true, force: true }); // workerd has loaded the bundle
 console.log(`bench ${variant} workers listening on ${origin}`);

@@ -30,7 +30,10 @@ function shortUrl(url: string): string {
   return i >= 0 ? url.slice(i + 6) : url.replace(/^file:\/\//, "");
 }
 
-export function summarize(profile: CpuProfile, { top = 40, requests, inclusive = [] as string[] }: { top?: number; requests?: number; inclusive?: string[] } = {}): string {
+export function summarize(
+  profile: CpuProfile,
+  { top = 40, requests, inclusive = [] as string[] }: { top?: number; requests?: number; inclusive?: string[] } = {},
+): string {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   // Time per node: from samples and time deltas when present (exact), else hit counts.
   const timeOf = new Map<number, number>();
@@ -47,7 +50,8 @@ export function summarize(profile: CpuProfile, { top = 40, requests, inclusive =
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
-  const key = (n: CpuProfileNode) => `${n.callFrame.functionName || "(anonymous)"} ${shortUrl(n.callFrame.url)}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ""}`;
+  const key = (n: CpuProfileNode) =>
+    `${n.callFrame.functionName || "(anonymous)"} ${shortUrl(n.callFrame.url)}${n.callFrame.url ? `:${n.callFrame.lineNumber + 1}` : ""}`;
   const selfByFn = new Map<string, number>();
   const selfByFile = new Map<string, number>();
   let busy = 0;
@@ -59,7 +63,11 @@ export function summarize(profile: CpuProfile, { top = 40, requests, inclusive =
       else busy += t; // (program): native work outside JS (the runtime's own server), counted as busy
     } else busy += t;
     selfByFn.set(key(n), (selfByFn.get(key(n)) ?? 0) + t);
-    const file = n.callFrame.url ? shortUrl(n.callFrame.url) : n.callFrame.functionName.startsWith("(") ? n.callFrame.functionName : "(native)";
+    const file = n.callFrame.url
+      ? shortUrl(n.callFrame.url)
+      : n.callFrame.functionName.startsWith("(")
+        ? n.callFrame.functionName
+        : "(native)";
     selfByFile.set(file, (selfByFile.get(file) ?? 0) + t);
   }
   // Inclusive time of named functions (anything under them, counted once per sample stack).
@@ -78,13 +86,24 @@ export function summarize(profile: CpuProfile, { top = 40, requests, inclusive =
       }
     }
   }
-  const fmt = (t: number) => `${((100 * t) / busy).toFixed(1).padStart(5)}%${requests ? ` ${(t / requests).toFixed(2).padStart(6)} us/req` : ""}`;
+  const fmt = (t: number) =>
+    `${((100 * t) / busy).toFixed(1).padStart(5)}%${requests ? ` ${(t / requests).toFixed(2).padStart(6)} us/req` : ""}`;
   const lines: string[] = [];
-  lines.push(`busy ${(busy / 1000).toFixed(0)} ms${requests ? ` (${(busy / requests).toFixed(2)} us/req)` : ""}, idle ${(idle / 1000).toFixed(0)} ms`);
+  lines.push(
+    `busy ${(busy / 1000).toFixed(0)} ms${requests ? ` (${(busy / requests).toFixed(2)} us/req)` : ""}, idle ${(idle / 1000).toFixed(0)} ms`,
+  );
   lines.push("-- self time by function");
-  for (const [name, t] of [...selfByFn].filter(([n]) => !n.startsWith("(idle)")).sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`${fmt(t)}  ${name}`);
+  for (const [name, t] of [...selfByFn]
+    .filter(([n]) => !n.startsWith("(idle)"))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top))
+    lines.push(`${fmt(t)}  ${name}`);
   lines.push("-- self time by file");
-  for (const [name, t] of [...selfByFile].filter(([n]) => n !== "(idle)").sort((a, b) => b[1] - a[1]).slice(0, 20)) lines.push(`${fmt(t)}  ${name}`);
+  for (const [name, t] of [...selfByFile]
+    .filter(([n]) => n !== "(idle)")
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 20))
+    lines.push(`${fmt(t)}  ${name}`);
   if (inclusive.length) {
     lines.push("-- inclusive");
     for (const [name, t] of inclusiveOf) lines.push(`${fmt(t)}  ${name}`);
@@ -94,11 +113,18 @@ export function summarize(profile: CpuProfile, { top = 40, requests, inclusive =
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const file = process.argv[2];
-  if (!file) throw new Error("usage: summarize-cpuprofile.ts FILE.cpuprofile [--requests N] [--top N] [--inclusive a,b]");
+  if (!file)
+    throw new Error("usage: summarize-cpuprofile.ts FILE.cpuprofile [--requests N] [--top N] [--inclusive a,b]");
   const opt = (name: string) => {
     const i = process.argv.indexOf(`--${name}`);
     return i >= 0 ? process.argv[i + 1] : undefined;
   };
   const profile = JSON.parse(readFileSync(file, "utf8")) as CpuProfile;
-  console.log(summarize(profile, { top: Number(opt("top") ?? 40), requests: opt("requests") ? Number(opt("requests")) : undefined, inclusive: opt("inclusive")?.split(",") ?? [] }));
+  console.log(
+    summarize(profile, {
+      top: Number(opt("top") ?? 40),
+      requests: opt("requests") ? Number(opt("requests")) : undefined,
+      inclusive: opt("inclusive")?.split(",") ?? [],
+    }),
+  );
 }

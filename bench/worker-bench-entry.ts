@@ -5,6 +5,7 @@ import { GENERIC_VARIANTS } from "./http-bench-variants.ts";
 
 declare const __VARIANT__: string;
 
-const fetch = __VARIANT__ === "guarded" ? withWorkersDeadlines(benchHandler, { onTimeout: false }) : GENERIC_VARIANTS[__VARIANT__];
+const fetch =
+  __VARIANT__ === "guarded" ? withWorkersDeadlines(benchHandler, { onTimeout: false }) : GENERIC_VARIANTS[__VARIANT__];
 if (fetch === undefined) throw new Error(`worker-bench-entry: unknown variant ${__VARIANT__}`);
 export default { fetch };

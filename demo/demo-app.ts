@@ -7,14 +7,22 @@
  * carries the request's `id` query parameter when it has one. Observing also serves
  * GET /debug/counters and the fault endpoints /fault/* (demo/demo-faults.ts) for test/faults.test.ts.
  */
-import { type DeadlineLimits, deadlineDebugCounters, deadlines as requestDeadlines, isTimeoutError, type TimeoutEvent } from "../src/index.ts";
+import {
+  type DeadlineLimits,
+  deadlineDebugCounters,
+  deadlines as requestDeadlines,
+  isTimeoutError,
+  type TimeoutEvent,
+} from "../src/index.ts";
 import { faultResponse } from "./demo-faults.ts";
 
 /**
  * The request's deadline controls. Served bare (`--bare`: the runtime's own server and defaults, no
  * withDeadlines; the attack bench's baseline) a request has none: the handler's calls do nothing.
  */
-function deadlines(request: Request): Pick<ReturnType<typeof requestDeadlines>, "setHandlerTimeout" | "signal"> & { request: { set(limits: DeadlineLimits): void } } {
+function deadlines(request: Request): Pick<ReturnType<typeof requestDeadlines>, "setHandlerTimeout" | "signal"> & {
+  request: { set(limits: DeadlineLimits): void };
+} {
   try {
     return requestDeadlines(request);
   } catch {
@@ -50,9 +58,13 @@ const CONFIG_KEYS = new Set(["request", "response", "handler", "authenticated", 
 /** Reads and checks a config object (as parsed from --config FILE.json), filling in defaults. */
 export function demoConfigFrom(input: unknown): DemoConfig {
   if (input === undefined) return DEFAULT_DEMO_CONFIG;
-  if (typeof input !== "object" || input === null || Array.isArray(input)) throw new TypeError("demo config must be a JSON object");
+  if (typeof input !== "object" || input === null || Array.isArray(input))
+    throw new TypeError("demo config must be a JSON object");
   for (const key of Object.keys(input)) {
-    if (!CONFIG_KEYS.has(key)) throw new TypeError(`demo config: unknown key "${key}" (expected request, response, handler, authenticated, sseHeartbeat, observe)`);
+    if (!CONFIG_KEYS.has(key))
+      throw new TypeError(
+        `demo config: unknown key "${key}" (expected request, response, handler, authenticated, sseHeartbeat, observe)`,
+      );
   }
   return { ...DEFAULT_DEMO_CONFIG, ...(input as Partial<DemoConfig>) };
 }
@@ -77,7 +89,8 @@ function intParam(url: URL, name: string, fallback: number, max: number): number
   const raw = url.searchParams.get(name);
   if (raw === null) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0 || value > max) return new Response(`${name} must be an integer from 0 to ${max}\n`, { status: 400 });
+  if (!Number.isInteger(value) || value < 0 || value > max)
+    return new Response(`${name} must be an integer from 0 to ${max}\n`, { status: 400 });
   return value;
 }
 
@@ -93,7 +106,10 @@ const INDEX = `stream-deadlines demo: idle, minimum-rate and total deadlines on 
 `;
 
 /** The demo handler and the withDeadlines options it runs with. */
-export function createDemoApp(config: DemoConfig, observe: Observe | undefined = config.observe ? printObservation : undefined) {
+export function createDemoApp(
+  config: DemoConfig,
+  observe: Observe | undefined = config.observe ? printObservation : undefined,
+) {
   const noteAny: Observe = observe ?? (() => {});
   /** Observations carry the request's `id` query parameter, when it has one (fault tests count per request). */
   const noteFor = (id: string | null): Observe => (id === null ? noteAny : (event) => noteAny({ id, ...event }));
@@ -155,7 +171,9 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
         },
         { highWaterMark: 0 },
       );
-      return new Response(body, { headers: { "content-type": "application/octet-stream", "content-length": String(total) } });
+      return new Response(body, {
+        headers: { "content-type": "application/octet-stream", "content-length": String(total) },
+      });
     }
 
     if (route === "GET /events") {
@@ -194,11 +212,15 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
       const signal = deadlines(request).signal;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, ms);
-        signal.addEventListener("abort", () => {
-          clearTimeout(timer);
-          note({ event: "handler-signal-aborted", path: url.pathname, ...describeReason(signal.reason) });
-          resolve();
-        }, { once: true });
+        signal.addEventListener(
+          "abort",
+          () => {
+            clearTimeout(timer);
+            note({ event: "handler-signal-aborted", path: url.pathname, ...describeReason(signal.reason) });
+            resolve();
+          },
+          { once: true },
+        );
       });
       return new Response(`slow: answered after ${ms} ms\n`);
     }
@@ -208,8 +230,28 @@ export function createDemoApp(config: DemoConfig, observe: Observe | undefined =
 
   const onTimeout = (event: TimeoutEvent) => {
     const note = noteFor(new URL(event.request.url).searchParams.get("id"));
-    note({ event: "timeout", limitValue: event.error.limitValue, method: event.method, path: event.path, direction: event.direction, limit: event.limit, afterHeaders: event.afterHeaders, bytes: event.bytes });
-    console.warn(`[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout: ${event.error.message}`);
+    note({
+      event: "timeout",
+      limitValue: event.error.limitValue,
+      method: event.method,
+      path: event.path,
+      direction: event.direction,
+      limit: event.limit,
+      afterHeaders: event.afterHeaders,
+      bytes: event.bytes,
+    });
+    console.warn(
+      `[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout: ${event.error.message}`,
+    );
   };
-  return { handler, options: { request: config.request, response: config.response, handler: config.handler, sseHeartbeat: config.sseHeartbeat ?? null, onTimeout } };
+  return {
+    handler,
+    options: {
+      request: config.request,
+      response: config.response,
+      handler: config.handler,
+      sseHeartbeat: config.sseHeartbeat ?? null,
+      onTimeout,
+    },
+  };
 }

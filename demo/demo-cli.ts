@@ -13,7 +13,14 @@ export interface DemoArgs {
 const RUNTIMES = new Set(["node", "deno", "bun", "workers"]);
 
 export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): DemoArgs {
-  const args: DemoArgs = { runtime: "node", port: defaultPort, configFile: undefined, h2c: false, observe: false, bare: false };
+  const args: DemoArgs = {
+    runtime: "node",
+    port: defaultPort,
+    configFile: undefined,
+    h2c: false,
+    observe: false,
+    bare: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {
@@ -23,17 +30,22 @@ export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): Demo
     };
     if (flag === "--runtime") {
       const runtime = value();
-      if (!RUNTIMES.has(runtime)) throw new TypeError(`demo: --runtime must be node, deno, bun or workers, got "${runtime}"`);
+      if (!RUNTIMES.has(runtime))
+        throw new TypeError(`demo: --runtime must be node, deno, bun or workers, got "${runtime}"`);
       args.runtime = runtime as DemoArgs["runtime"];
     } else if (flag === "--port") {
       const port = Number(value());
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`demo: --port must be 0-65535, got ${argv[i]}`);
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new RangeError(`demo: --port must be 0-65535, got ${argv[i]}`);
       args.port = port;
     } else if (flag === "--config") args.configFile = value();
     else if (flag === "--h2c") args.h2c = true;
     else if (flag === "--observe") args.observe = true;
     else if (flag === "--bare") args.bare = true;
-    else throw new TypeError(`demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --observe, --bare)`);
+    else
+      throw new TypeError(
+        `demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --observe, --bare)`,
+      );
   }
   return args;
 }

@@ -36,7 +36,9 @@ function int(url: URL, name: string, fallback: number): number {
 
 /** Headers of a streamed body: a declared length (so every runtime can show a cut as a short body), or chunked. */
 function bodyHeaders(url: URL, length: number): HeadersInit {
-  return url.searchParams.has("chunked") ? { "content-type": "application/octet-stream" } : { "content-type": "application/octet-stream", "content-length": String(length) };
+  return url.searchParams.has("chunked")
+    ? { "content-type": "application/octet-stream" }
+    : { "content-type": "application/octet-stream", "content-length": String(length) };
 }
 
 /**
@@ -72,7 +74,12 @@ function stubbornBody(note: Note, describe: Describe, forMs: number): ReadableSt
 }
 
 /** Serves /fault/* (undefined for any other path). */
-export function faultResponse(request: Request, url: URL, note: Note, describe: Describe): Promise<Response> | undefined {
+export function faultResponse(
+  request: Request,
+  url: URL,
+  note: Note,
+  describe: Describe,
+): Promise<Response> | undefined {
   if (!url.pathname.startsWith("/fault/")) return undefined;
   return serveFault(request, url, note, describe).catch((error: unknown) => {
     if (error instanceof RangeError) return new Response(`${error.message}\n`, { status: 400 });
@@ -144,7 +151,9 @@ async function serveFault(request: Request, url: URL, note: Note, describe: Desc
         // start() settles after the Response was returned, and rejects: the body fails before its first byte.
         source = { start: () => sleep(50).then(() => Promise.reject(failure())), cancel };
       } else throw new RangeError("how must be pull, pull-async, outside or start");
-      return new Response(new ReadableStream<Uint8Array>(source, { highWaterMark: 0 }), { headers: bodyHeaders(url, length) });
+      return new Response(new ReadableStream<Uint8Array>(source, { highWaterMark: 0 }), {
+        headers: bodyHeaders(url, length),
+      });
     }
 
     case "/fault/ignore-signal": {

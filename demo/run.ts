@@ -23,11 +23,25 @@ function commandFor(runtime: "deno" | "bun" | "workers"): [string, string[]] {
   if (!forwarded.includes("--port")) forwarded.push("--port", String(args.port));
   switch (runtime) {
     case "deno":
-      return [join(root, "node_modules/.bin/deno"), ["run", "--allow-net", "--allow-read", "--allow-env", "--quiet", join(root, "demo/serve-deno.ts"), ...forwarded]];
+      return [
+        join(root, "node_modules/.bin/deno"),
+        [
+          "run",
+          "--allow-net",
+          "--allow-read",
+          "--allow-env",
+          "--quiet",
+          join(root, "demo/serve-deno.ts"),
+          ...forwarded,
+        ],
+      ];
     case "bun":
       return [join(root, "node_modules/.bin/bun"), [join(root, "demo/serve-bun.ts"), ...forwarded]];
     case "workers":
-      return [process.execPath, ["--import", require.resolve("tsx"), join(root, "demo/serve-workers.ts"), ...forwarded]];
+      return [
+        process.execPath,
+        ["--import", require.resolve("tsx"), join(root, "demo/serve-workers.ts"), ...forwarded],
+      ];
   }
 }
 
@@ -52,8 +66,14 @@ if (args.runtime === "node" && args.bare) {
   const { serve } = await import("../adapters/node.ts");
   const config = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args.configFile, "utf8")) : undefined);
   const app = createDemoApp({ ...config, observe: config.observe || args.observe });
-  const server = await serve((request) => app.handler(request), { ...app.options, port: args.port, http2: args.h2c ? "h2c" : false });
-  console.log(`stream-deadlines demo (node ${process.version}${args.h2c ? ", HTTP/2 h2c" : ""}) listening on ${server.url}`);
+  const server = await serve((request) => app.handler(request), {
+    ...app.options,
+    port: args.port,
+    http2: args.h2c ? "h2c" : false,
+  });
+  console.log(
+    `stream-deadlines demo (node ${process.version}${args.h2c ? ", HTTP/2 h2c" : ""}) listening on ${server.url}`,
+  );
   if (!args.observe) console.log(TRY_THESE(server.url));
   const stop = () => void server.close().finally(() => process.exit(0));
   process.once("SIGINT", stop);

@@ -14,7 +14,10 @@ interface DenoLike {
   readTextFile(path: string): Promise<string>;
   addSignalListener(signal: "SIGINT" | "SIGTERM", handler: () => void): void;
   exit(code?: number): never;
-  serve(options: { port: number; hostname: string; onListen(address: { port: number }): void }, handler: (request: Request) => Promise<Response>): { shutdown(): Promise<void> };
+  serve(
+    options: { port: number; hostname: string; onListen(address: { port: number }): void },
+    handler: (request: Request) => Promise<Response>,
+  ): { shutdown(): Promise<void> };
 }
 const Deno = (globalThis as unknown as { Deno: DenoLike }).Deno;
 
@@ -22,8 +25,12 @@ const args = parseDemoArgs(Deno.args);
 const config = demoConfigFrom(args.configFile ? JSON.parse(await Deno.readTextFile(args.configFile)) : undefined);
 const app = createDemoApp({ ...config, observe: config.observe || args.observe });
 // --bare: the same handler on Deno.serve with Deno's defaults, no stream-deadlines (the attack bench's baseline).
-const server = args.bare ? await serveBare() : await serve((request) => app.handler(request), { ...app.options, port: args.port, hostname: "127.0.0.1" });
-console.log(`stream-deadlines demo (deno ${Deno.version.deno}${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${server.url}`);
+const server = args.bare
+  ? await serveBare()
+  : await serve((request) => app.handler(request), { ...app.options, port: args.port, hostname: "127.0.0.1" });
+console.log(
+  `stream-deadlines demo (deno ${Deno.version.deno}${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${server.url}`,
+);
 if (!args.observe) console.log(TRY_THESE(server.url));
 
 // Stop accepting and let running exchanges end, but never hang on a stalled client.
@@ -36,6 +43,13 @@ Deno.addSignalListener("SIGTERM", stop);
 
 function serveBare(): Promise<{ url: string; close(): Promise<void> }> {
   return new Promise((resolve) => {
-    const server = Deno.serve({ port: args.port, hostname: "127.0.0.1", onListen: ({ port }) => resolve({ url: `http://127.0.0.1:${port}`, close: () => server.shutdown() }) }, (request) => app.handler(request));
+    const server = Deno.serve(
+      {
+        port: args.port,
+        hostname: "127.0.0.1",
+        onListen: ({ port }) => resolve({ url: `http://127.0.0.1:${port}`, close: () => server.shutdown() }),
+      },
+      (request) => app.handler(request),
+    );
   });
 }

@@ -22,7 +22,10 @@ const fileConfig = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args
 const config = { ...fileConfig, observe: fileConfig.observe || args.observe };
 
 // DEMO_WORKERS_FLAGS="" (comma-separated) replaces the flags: to see what workerd does without them.
-const flags = process.env.DEMO_WORKERS_FLAGS === undefined ? WORKERS_COMPATIBILITY_FLAGS : process.env.DEMO_WORKERS_FLAGS.split(",").filter(Boolean);
+const flags =
+  process.env.DEMO_WORKERS_FLAGS === undefined
+    ? WORKERS_COMPATIBILITY_FLAGS
+    : process.env.DEMO_WORKERS_FLAGS.split(",").filter(Boolean);
 
 const dir = mkdtempSync(join(tmpdir(), "sd-workers-"));
 const scriptPath = join(dir, "worker.mjs");
@@ -57,7 +60,9 @@ const mf = new Miniflare({
 const url = (await mf.ready).origin;
 // workerd has loaded the bundle: remove it now, so that no exit path (SIGKILL included) leaves it behind.
 rmSync(dir, { recursive: true, force: true });
-console.log(`stream-deadlines demo (workerd via miniflare, compatibility date ${WORKERS_COMPATIBILITY_DATE}, flags [${flags.join(", ")}]${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${url}`);
+console.log(
+  `stream-deadlines demo (workerd via miniflare, compatibility date ${WORKERS_COMPATIBILITY_DATE}, flags [${flags.join(", ")}]${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${url}`,
+);
 if (!args.observe) console.log(TRY_THESE(url));
 
 let stopping = false;

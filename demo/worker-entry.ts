@@ -13,5 +13,7 @@ const app = createDemoApp(demoConfigFrom(__DEMO_CONFIG__));
 const bare = typeof __DEMO_BARE__ === "boolean" && __DEMO_BARE__;
 
 export default {
-  fetch: bare ? (request: Request) => app.handler(request) : withWorkersDeadlines((request: Request) => app.handler(request), app.options),
+  fetch: bare
+    ? (request: Request) => app.handler(request)
+    : withWorkersDeadlines((request: Request) => app.handler(request), app.options),
 };

@@ -31,17 +31,25 @@ export function checkClock(where: string, field: string, value: unknown): assert
     typeof value !== "object" || value === null
       ? CLOCK_METHODS
       : CLOCK_METHODS.filter((name) => typeof (value as Record<string, unknown>)[name] !== "function");
-  const badAfterTurn = missing.length === 0 && (value as Clock).afterTurn !== undefined && typeof (value as Clock).afterTurn !== "function";
+  const badAfterTurn =
+    missing.length === 0 &&
+    (value as Clock).afterTurn !== undefined &&
+    typeof (value as Clock).afterTurn !== "function";
   if (missing.length > 0 || badAfterTurn) {
     const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
-    const detail = badAfterTurn ? "afterTurn is not a function" : typeof value === "object" && value !== null ? `an object without ${missing.join(", ")}` : got;
+    const detail = badAfterTurn
+      ? "afterTurn is not a function"
+      : typeof value === "object" && value !== null
+        ? `an object without ${missing.join(", ")}`
+        : got;
     throw new TypeError(`${where}: ${field} must be a Clock ({ now, wallNow, setTimer, clearTimer }), got ${detail}`);
   }
 }
 
 /** A finite number of milliseconds, for the virtual clock's own calls (`max`: largest magnitude). */
 function checkMs(where: string, field: string, value: unknown, { min = -Infinity, max = Infinity } = {}): number {
-  if (typeof value !== "number") throw new TypeError(`${where}: ${field} must be a number of milliseconds, got ${typeof value}`);
+  if (typeof value !== "number")
+    throw new TypeError(`${where}: ${field} must be a number of milliseconds, got ${typeof value}`);
   if (!Number.isFinite(value) || value < min || Math.abs(value) > max) {
     const range = `${min === 0 ? ", 0 or more" : ""}${max < Infinity ? ", at most Number.MAX_SAFE_INTEGER in size" : ""}`;
     throw new RangeError(`${where}: ${field} must be a finite number of milliseconds${range}, got ${value}`);
@@ -72,7 +80,9 @@ interface UnrefTimerHost {
 
 // Captured once: the per-call global lookup of `performance` costs more than the reading itself.
 const monotonicNow: () => number =
-  typeof performance === "object" && typeof performance.now === "function" ? performance.now.bind(performance) : Date.now;
+  typeof performance === "object" && typeof performance.now === "function"
+    ? performance.now.bind(performance)
+    : Date.now;
 
 export const systemClock: Clock = {
   now: monotonicNow,
@@ -81,7 +91,9 @@ export const systemClock: Clock = {
   // Without it (workerd) the only hook is a MessageChannel per turn, which cost a guarded download
   // there more than half the CPU of the bytes themselves. A reading per use is exact and costs less
   // (deployed Workers' clocks do not even move between I/O).
-  ...(typeof setImmediateOrUndefined === "function" ? { afterTurn: (callback: () => void) => runAfterMicrotasks(callback) } : {}),
+  ...(typeof setImmediateOrUndefined === "function"
+    ? { afterTurn: (callback: () => void) => runAfterMicrotasks(callback) }
+    : {}),
   setTimer(callback, ms) {
     const handle: unknown = setTimeout(callback, Math.min(Math.max(ms, 0), MAX_TIMER_DELAY));
     // Node and Bun return an object with unref(); Deno returns a number and has Deno.unrefTimer.
@@ -166,13 +178,19 @@ interface VirtualTimer {
  */
 export function createVirtualClock(options: { start?: number; wallStart?: number } = {}): VirtualClock {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`createVirtualClock: options must be an object like { start, wallStart }, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+    throw new TypeError(
+      `createVirtualClock: options must be an object like { start, wallStart }, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
+    );
   }
   for (const key of Object.keys(options)) {
-    if (key !== "start" && key !== "wallStart") throw new TypeError(`createVirtualClock: unknown option "${key}" (expected start or wallStart)`);
+    if (key !== "start" && key !== "wallStart")
+      throw new TypeError(`createVirtualClock: unknown option "${key}" (expected start or wallStart)`);
   }
   let now = options.start === undefined ? 0 : checkMs("createVirtualClock", "start", options.start, SAFE);
-  const wallOffset = (options.wallStart === undefined ? 1_700_000_000_000 : checkMs("createVirtualClock", "wallStart", options.wallStart, SAFE)) - now;
+  const wallOffset =
+    (options.wallStart === undefined
+      ? 1_700_000_000_000
+      : checkMs("createVirtualClock", "wallStart", options.wallStart, SAFE)) - now;
   let seq = 0;
   const timers = new Set<VirtualTimer>();
   let turnCallbacks: (() => void)[] = [];

@@ -186,7 +186,10 @@ export class DeadlineScheduler {
 function reportError(error: unknown): void {
   const host = globalThis as { reportError?: (e: unknown) => void };
   if (typeof host.reportError === "function") host.reportError(error);
-  else queueMicrotask(() => { throw error; });
+  else
+    queueMicrotask(() => {
+      throw error;
+    });
 }
 
 const schedulers = new WeakMap<Clock, DeadlineScheduler>();

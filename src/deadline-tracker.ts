@@ -260,7 +260,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       this.waiting = false;
       const began = this.waitTurn!.end; // NaN: the wait began in this very turn and counts as zero
       this.waitTurn = undefined;
-      if (began === began) {
+      if (!Number.isNaN(began)) {
         const end = this.turns.turn().start;
         if (end > began) this.waitedBefore += end - began;
         if (end - began >= BURST_GAP_MS) this.burstBytes = 0; // the socket made us wait: a new burst
@@ -348,7 +348,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   /** When the current wait counts from, judged at `now` (a wait begun in the running turn: from now). */
   private waitStartAt(now: number): number {
     const began = this.waitTurn?.end ?? now;
-    return began === began ? began : now;
+    return Number.isNaN(began) ? now : began;
   }
 
   private creditNow(now: number): number {

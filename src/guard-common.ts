@@ -22,22 +22,33 @@ export interface GuardedStream {
 
 const OPTION_KEYS = new Set(["idle", "minRate", "grace", "total", "subject", "clock", "onTimeout"]);
 
-export function splitGuardOptions(where: string, options: GuardOptions | undefined): {
+export function splitGuardOptions(
+  where: string,
+  options: GuardOptions | undefined,
+): {
   limits: DeadlineLimits;
   subject: string | undefined;
   clock: Clock | undefined;
   onTimeout: ((error: TimeoutError) => void) | undefined;
 } {
-  if (options === undefined || options === null) return { limits: {}, subject: undefined, clock: undefined, onTimeout: undefined };
-  if (typeof options !== "object" || Array.isArray(options)) throw new TypeError(`${where}: options must be an object, got ${Array.isArray(options) ? "an array" : typeof options}`);
+  if (options === undefined || options === null)
+    return { limits: {}, subject: undefined, clock: undefined, onTimeout: undefined };
+  if (typeof options !== "object" || Array.isArray(options))
+    throw new TypeError(
+      `${where}: options must be an object, got ${Array.isArray(options) ? "an array" : typeof options}`,
+    );
   for (const key of Object.keys(options)) {
     if (!OPTION_KEYS.has(key)) {
-      throw new TypeError(`${where}: unknown option "${key}" (expected idle, minRate, grace, total, subject, clock or onTimeout)`);
+      throw new TypeError(
+        `${where}: unknown option "${key}" (expected idle, minRate, grace, total, subject, clock or onTimeout)`,
+      );
     }
   }
   const { subject, clock, onTimeout, ...limits } = options;
-  if (subject !== undefined && typeof subject !== "string") throw new TypeError(`${where}: subject must be a string, got ${typeof subject}`);
-  if (onTimeout !== undefined && typeof onTimeout !== "function") throw new TypeError(`${where}: onTimeout must be a function, got ${typeof onTimeout}`);
+  if (subject !== undefined && typeof subject !== "string")
+    throw new TypeError(`${where}: subject must be a string, got ${typeof subject}`);
+  if (onTimeout !== undefined && typeof onTimeout !== "function")
+    throw new TypeError(`${where}: onTimeout must be a function, got ${typeof onTimeout}`);
   if (clock !== undefined) checkClock(where, "clock", clock);
   return { limits, subject, clock, onTimeout };
 }
@@ -66,7 +77,8 @@ export function isByteChunk(chunk: unknown): chunk is Uint8Array {
 export function nonByteChunkError(subject: string, chunk: unknown): TypeError {
   let kind = "object";
   try {
-    const name: unknown = chunk === null ? "null" : typeof chunk === "object" ? (chunk as object).constructor?.name : typeof chunk;
+    const name: unknown =
+      chunk === null ? "null" : typeof chunk === "object" ? (chunk as object).constructor?.name : typeof chunk;
     if (typeof name === "string") kind = name;
   } catch {
     kind = "object"; // a hostile `constructor` getter must not turn the TypeError into its own error

@@ -42,23 +42,40 @@ export function upstreamDeadlines(response: Response): DeadlineController | unde
  * `total` counts from the call, and `idle`/`minRate` on the body run only while its reader waits.
  * The result is a Response with the same status, statusText and headers, whose body is guarded.
  */
-export async function fetchWithDeadlines(input: RequestInfo | URL, init: FetchWithDeadlinesInit = {}): Promise<Response> {
+export async function fetchWithDeadlines(
+  input: RequestInfo | URL,
+  init: FetchWithDeadlinesInit = {},
+): Promise<Response> {
   const where = "fetchWithDeadlines";
   if (typeof init !== "object" || init === null || Array.isArray(init)) {
-    throw new TypeError(`${where}: init must be an object (RequestInit), got ${init === null ? "null" : Array.isArray(init) ? "an array" : typeof init}`);
+    throw new TypeError(
+      `${where}: init must be an object (RequestInit), got ${init === null ? "null" : Array.isArray(init) ? "an array" : typeof init}`,
+    );
   }
   const { deadlines: options = {}, ...requestInit } = init;
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`${where}: deadlines must be an object of limits, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+    throw new TypeError(
+      `${where}: deadlines must be an object of limits, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
+    );
   }
   for (const key of Object.keys(options)) {
-    if (!UPSTREAM_OPTION_KEYS.has(key)) throw new TypeError(`${where}: unknown deadlines option "${key}" (expected ${[...UPSTREAM_OPTION_KEYS].join(", ")})`);
+    if (!UPSTREAM_OPTION_KEYS.has(key))
+      throw new TypeError(
+        `${where}: unknown deadlines option "${key}" (expected ${[...UPSTREAM_OPTION_KEYS].join(", ")})`,
+      );
   }
   const { subject = "upstream body", clock, onTimeout, fetch: fetchImpl = globalThis.fetch, ...limits } = options;
-  if (typeof subject !== "string") throw new TypeError(`${where}: deadlines.subject must be a string, got ${typeof subject}`);
+  if (typeof subject !== "string")
+    throw new TypeError(`${where}: deadlines.subject must be a string, got ${typeof subject}`);
   if (clock !== undefined) checkClock(where, "deadlines.clock", clock);
-  if (onTimeout !== undefined && typeof onTimeout !== "function") throw new TypeError(`${where}: deadlines.onTimeout must be a function, got ${onTimeout === null ? "null" : typeof onTimeout}`);
-  if (typeof fetchImpl !== "function") throw new TypeError(`${where}: deadlines.fetch must be a function (default: the global fetch), got ${fetchImpl === null ? "null" : typeof fetchImpl}`);
+  if (onTimeout !== undefined && typeof onTimeout !== "function")
+    throw new TypeError(
+      `${where}: deadlines.onTimeout must be a function, got ${onTimeout === null ? "null" : typeof onTimeout}`,
+    );
+  if (typeof fetchImpl !== "function")
+    throw new TypeError(
+      `${where}: deadlines.fetch must be a function (default: the global fetch), got ${fetchImpl === null ? "null" : typeof fetchImpl}`,
+    );
   const upstream = new AbortController();
   // Before the tracker exists: a bad signal must not leave a deadline armed behind the error.
   const callerSignal = requestInit.signal ?? undefined;

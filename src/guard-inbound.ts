@@ -8,7 +8,15 @@
  * there are two bound callbacks and no other closure, which matters at many requests per second.
  */
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
-import { type BodyReader, type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
+import {
+  type BodyReader,
+  type GuardOptions,
+  type GuardedStream,
+  createGuardedStream,
+  ignore,
+  isByteChunk,
+  nonByteChunkError,
+} from "./guard-common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
@@ -18,7 +26,10 @@ export function guardInboundStream(source: ReadableStream<Uint8Array>, options?:
 }
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
-export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
+export function attachInboundGuard(
+  source: ReadableStream<Uint8Array>,
+  tracker: DeadlineTracker,
+): ReadableStream<Uint8Array> {
   return attachInboundGuardToReader(source.getReader(), tracker);
 }
 
@@ -26,7 +37,6 @@ export function attachInboundGuard(source: ReadableStream<Uint8Array>, tracker: 
 export function attachInboundGuardToReader(reader: BodyReader, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
   return new ReadableStream<Uint8Array>(new InboundGuard(reader, tracker), { highWaterMark: 0 });
 }
-
 
 // Used as the ReadableStream's underlying source (start/pull/cancel); no `implements`
 // UnderlyingDefaultSource, which some runtimes' type packages (workers-types) do not declare.

@@ -9,7 +9,15 @@
  */
 import type { Clock } from "./clock.ts";
 import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
-import { type BodyReader, type GuardOptions, type GuardedStream, createGuardedStream, ignore, isByteChunk, nonByteChunkError } from "./guard-common.ts";
+import {
+  type BodyReader,
+  type GuardOptions,
+  type GuardedStream,
+  createGuardedStream,
+  ignore,
+  isByteChunk,
+  nonByteChunkError,
+} from "./guard-common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 export type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
@@ -35,7 +43,10 @@ export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?
 }
 
 /** Puts an existing tracker's deadlines on `source` (the source must be unlocked). */
-export function attachOutboundGuard(source: ReadableStream<Uint8Array>, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
+export function attachOutboundGuard(
+  source: ReadableStream<Uint8Array>,
+  tracker: DeadlineTracker,
+): ReadableStream<Uint8Array> {
   return attachOutboundGuardToReader(source.getReader(), tracker, [], undefined);
 }
 
@@ -50,7 +61,9 @@ export function attachOutboundGuardToReader(
   pendingRead: Promise<ReadResult> | undefined,
   heartbeat?: OutboundHeartbeat,
 ): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat), { highWaterMark: 0 });
+  return new ReadableStream<Uint8Array>(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat), {
+    highWaterMark: 0,
+  });
 }
 
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
@@ -76,7 +89,13 @@ class OutboundGuard implements GuardedSource {
    */
   private atLineStart = true;
 
-  constructor(reader: BodyReader, tracker: DeadlineTracker, preread: Uint8Array[] = [], pendingRead?: Promise<ReadResult>, heartbeat?: OutboundHeartbeat) {
+  constructor(
+    reader: BodyReader,
+    tracker: DeadlineTracker,
+    preread: Uint8Array[] = [],
+    pendingRead?: Promise<ReadResult>,
+    heartbeat?: OutboundHeartbeat,
+  ) {
     this.reader = reader;
     this.tracker = tracker;
     this.preread = preread;
@@ -178,7 +197,8 @@ class OutboundGuard implements GuardedSource {
 
   /** Reads ahead one chunk, if none is held or being read. */
   private fill(): void {
-    if (this.reading || this.held !== undefined || this.preread.length > 0 || this.sourceDone || this.tracker.ended) return;
+    if (this.reading || this.held !== undefined || this.preread.length > 0 || this.sourceDone || this.tracker.ended)
+      return;
     this.reading = true;
     const read = this.pendingRead ?? this.reader.read();
     this.pendingRead = undefined;

@@ -10,7 +10,15 @@ export { guardInboundStream } from "./guard-inbound.ts";
 export { guardOutboundStream, OUTBOUND_SLICE_BYTES } from "./guard-outbound.ts";
 export { deadlineDebugCounters } from "./debug-counters.ts";
 export type { DeadlineDebugCounters } from "./debug-counters.ts";
-export { withDeadlines, deadlines, defaultTimeoutResponse, defaultTimeoutReporter, DEFAULT_REQUEST_LIMITS, DEFAULT_RESPONSE_LIMITS, UNGUARDED_DECLARED_LENGTH } from "./with-deadlines.ts";
+export {
+  withDeadlines,
+  deadlines,
+  defaultTimeoutResponse,
+  defaultTimeoutReporter,
+  DEFAULT_REQUEST_LIMITS,
+  DEFAULT_RESPONSE_LIMITS,
+  UNGUARDED_DECLARED_LENGTH,
+} from "./with-deadlines.ts";
 export type { WithDeadlinesOptions, RequestDeadlines, RequestPolicy, TimeoutEvent } from "./with-deadlines.ts";
 export { fetchWithDeadlines, upstreamDeadlines } from "./guard-fetch.ts";
 export type { FetchWithDeadlinesInit, UpstreamDeadlineOptions } from "./guard-fetch.ts";

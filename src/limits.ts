@@ -56,13 +56,19 @@ function checkOptionalPositive(where: string, field: string, value: unknown, uni
   if (value === undefined) return undefined;
   if (value === null || value === 0) return null;
   if (typeof value !== "number") {
-    throw new TypeError(`${where}: ${field} must be a number of ${unit} (or 0/null to turn it off), got ${describe(value)}`);
+    throw new TypeError(
+      `${where}: ${field} must be a number of ${unit} (or 0/null to turn it off), got ${describe(value)}`,
+    );
   }
   if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(`${where}: ${field} must be a positive finite number of ${unit} (or 0/null to turn it off), got ${describe(value)}`);
+    throw new RangeError(
+      `${where}: ${field} must be a positive finite number of ${unit} (or 0/null to turn it off), got ${describe(value)}`,
+    );
   }
   if (value > MAX_LIMIT) {
-    throw new RangeError(`${where}: ${field} must be at most Number.MAX_SAFE_INTEGER ${unit} (or 0/null to turn it off), got ${describe(value)}`);
+    throw new RangeError(
+      `${where}: ${field} must be at most Number.MAX_SAFE_INTEGER ${unit} (or 0/null to turn it off), got ${describe(value)}`,
+    );
   }
   return value;
 }
@@ -74,7 +80,9 @@ function checkOptionalPositive(where: string, field: string, value: unknown, uni
 export function parseLimits(input: unknown, where = "stream-deadlines"): Partial<ResolvedLimits> {
   if (input === undefined || input === null) return {};
   if (typeof input !== "object" || Array.isArray(input)) {
-    throw new TypeError(`${where}: limits must be an object like { idle, minRate, grace, total }, got ${describe(input)}`);
+    throw new TypeError(
+      `${where}: limits must be an object like { idle, minRate, grace, total }, got ${describe(input)}`,
+    );
   }
   const record = input as Record<string, unknown>;
   for (const key of Object.keys(record)) {
@@ -93,10 +101,14 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
       throw new TypeError(`${where}: grace must be a number of milliseconds, got ${describe(grace)}`);
     }
     if (!Number.isFinite(grace) || grace <= 0 || grace > MAX_LIMIT) {
-      throw new RangeError(`${where}: grace must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER, got ${describe(grace)}`);
+      throw new RangeError(
+        `${where}: grace must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER, got ${describe(grace)}`,
+      );
     }
     if (record.minRate === 0 || record.minRate === null) {
-      throw new RangeError(`${where}: grace is ${grace} but minRate is ${record.minRate}: a grace period needs a minimum rate`);
+      throw new RangeError(
+        `${where}: grace is ${grace} but minRate is ${record.minRate}: a grace period needs a minimum rate`,
+      );
     }
     out.grace = grace;
   } else if (record.grace === null) {
@@ -105,7 +117,8 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
   const total = record.total;
   if (total instanceof Date) {
     const at = total.getTime();
-    if (Number.isNaN(at)) throw new RangeError(`${where}: total must be a valid Date or a number of milliseconds, got Invalid Date`);
+    if (Number.isNaN(at))
+      throw new RangeError(`${where}: total must be a valid Date or a number of milliseconds, got Invalid Date`);
     out.total = null;
     out.totalAt = at;
   } else {
@@ -121,7 +134,8 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
 /** Applies a validated patch onto current limits. Returns whether minRate or grace changed. */
 export function applyLimits(current: ResolvedLimits, patch: Partial<ResolvedLimits>): boolean {
   const rateChanged =
-    (patch.minRate !== undefined && patch.minRate !== current.minRate) || (patch.grace !== undefined && patch.grace !== current.grace);
+    (patch.minRate !== undefined && patch.minRate !== current.minRate) ||
+    (patch.grace !== undefined && patch.grace !== current.grace);
   if (patch.idle !== undefined) current.idle = patch.idle;
   if (patch.minRate !== undefined) current.minRate = patch.minRate;
   if (patch.grace !== undefined) current.grace = patch.grace;

@@ -3,9 +3,22 @@
  * deadlines, and `deadlines(request)` gives the handler the live controls from anywhere that holds
  * the Request (so frameworks need no new parameter).
  */
-import { type Clock, checkClock, isolatedClock, MAX_TIMER_DELAY, systemClock, TIMERS_BELONG_TO_REQUESTS } from "./clock.ts";
+import {
+  type Clock,
+  checkClock,
+  isolatedClock,
+  MAX_TIMER_DELAY,
+  systemClock,
+  TIMERS_BELONG_TO_REQUESTS,
+} from "./clock.ts";
 import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
-import { type DeadlineController, DeadlineTracker, type DeadlineStats, type GuardState, type TrackerOwner } from "./deadline-tracker.ts";
+import {
+  type DeadlineController,
+  DeadlineTracker,
+  type DeadlineStats,
+  type GuardState,
+  type TrackerOwner,
+} from "./deadline-tracker.ts";
 import { liveCounts } from "./debug-counters.ts";
 import type { BodyReader } from "./guard-common.ts";
 import { attachInboundGuardToReader } from "./guard-inbound.ts";
@@ -91,11 +104,30 @@ export interface RequestDeadlines {
   readonly handlerError: TimeoutError | undefined;
 }
 
-export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
-export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({ idle: 30_000, minRate: 240, grace: 5_000 });
+export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
+  idle: 30_000,
+  minRate: 240,
+  grace: 5_000,
+});
+export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
+  idle: 30_000,
+  minRate: 240,
+  grace: 5_000,
+});
 
 /** Every option withDeadlines knows (adapters check their options against it too). */
-export const OPTION_KEYS: ReadonlySet<string> = new Set(["request", "response", "handler", "sseHeartbeat", "policy", "onTimeout", "timeoutResponse", "clock", "timerScope", "inMemoryResponse"]);
+export const OPTION_KEYS: ReadonlySet<string> = new Set([
+  "request",
+  "response",
+  "handler",
+  "sseHeartbeat",
+  "policy",
+  "onTimeout",
+  "timeoutResponse",
+  "clock",
+  "timerScope",
+  "inMemoryResponse",
+]);
 const POLICY_KEYS = new Set(["request", "response", "handler", "sseHeartbeat"]);
 /**
  * Where a Request keeps its controls: a symbol-keyed property rather than a WeakMap, because
@@ -108,7 +140,9 @@ const CONTROLS = Symbol.for("stream-deadlines.requestDeadlines");
 export function deadlines(request: Request): RequestDeadlines {
   const state = (request as unknown as { [CONTROLS]?: RequestDeadlines } | null)?.[CONTROLS];
   if (state === undefined) {
-    throw new TypeError("deadlines(request): this Request is not handled by withDeadlines (pass the Request your handler received)");
+    throw new TypeError(
+      "deadlines(request): this Request is not handled by withDeadlines (pass the Request your handler received)",
+    );
   }
   return state;
 }
@@ -134,9 +168,14 @@ export function requestTimeoutResponse(request: Request, error: unknown): Respon
 
 function checkHandlerMs(where: string, value: unknown, field = "handler"): number | null {
   if (value === undefined || value === null || value === 0) return null;
-  if (typeof value !== "number") throw new TypeError(`${where}: ${field} must be a number of milliseconds (or 0/null to turn it off), got ${typeof value}`);
+  if (typeof value !== "number")
+    throw new TypeError(
+      `${where}: ${field} must be a number of milliseconds (or 0/null to turn it off), got ${typeof value}`,
+    );
   if (!Number.isFinite(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
-    throw new RangeError(`${where}: ${field} must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER (or 0/null to turn it off), got ${value}`);
+    throw new RangeError(
+      `${where}: ${field} must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER (or 0/null to turn it off), got ${value}`,
+    );
   }
   return value;
 }
@@ -144,7 +183,8 @@ function checkHandlerMs(where: string, value: unknown, field = "handler"): numbe
 /** An SSE heartbeat interval: like a handler deadline, and it must fit one native timer. */
 function checkHeartbeatMs(where: string, value: unknown): number | null {
   const ms = checkHandlerMs(where, value, "sseHeartbeat");
-  if (ms !== null && ms > MAX_TIMER_DELAY) throw new RangeError(`${where}: sseHeartbeat must be at most ${MAX_TIMER_DELAY} ms, got ${ms}`);
+  if (ms !== null && ms > MAX_TIMER_DELAY)
+    throw new RangeError(`${where}: sseHeartbeat must be at most ${MAX_TIMER_DELAY} ms, got ${ms}`);
   return ms;
 }
 
@@ -156,7 +196,17 @@ function isEventStream(headers: Headers): boolean {
 
 /** A controller for a body that does not exist: closed, figures zero, `set` validates and does nothing. */
 function inertController(subject: string): DeadlineController {
-  const stats: DeadlineStats = { state: "closed", bytes: 0, elapsed: 0, waited: 0, idleFor: 0, waiting: false, rate: 0, rateCredit: null, remaining: null };
+  const stats: DeadlineStats = {
+    state: "closed",
+    bytes: 0,
+    elapsed: 0,
+    waited: 0,
+    idleFor: 0,
+    waiting: false,
+    rate: 0,
+    rateCredit: null,
+    remaining: null,
+  };
   let signal: AbortSignal | undefined;
   return {
     direction: "inbound",
@@ -226,7 +276,11 @@ class HandlerDeadline implements ScheduledEntry {
  * its fields rather than `new Request(original, init)`: adapters' lazy Request classes (srvx,
  * @hono/node-server) are not the runtime's own Request, which `new Request(request)` needs.
  */
-function requestWithBody(original: Request, signal: AbortSignal | undefined | null, body: ReadableStream<Uint8Array>): Request {
+function requestWithBody(
+  original: Request,
+  signal: AbortSignal | undefined | null,
+  body: ReadableStream<Uint8Array>,
+): Request {
   const init: RequestInit & { duplex: "half" } = {
     method: original.method,
     headers: original.headers,
@@ -290,7 +344,11 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
         this.copied = true;
         this.copiedFromSignal = signal;
         const reader = config.requestBodyReader?.(original, body) ?? body.getReader();
-        this.handlerRequest = requestWithBody(original, signal, attachInboundGuardToReader(reader, this.newRequestTracker()));
+        this.handlerRequest = requestWithBody(
+          original,
+          signal,
+          attachInboundGuardToReader(reader, this.newRequestTracker()),
+        );
       } else {
         this.handlerRequest = original;
       }
@@ -301,7 +359,14 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
   }
 
   private newRequestTracker(): DeadlineTracker {
-    const tracker = new DeadlineTracker({ direction: "inbound", subject: "request body", parsedLimits: this.policy.request, clock: this.clock, owner: this, startedAt: this.startedAt });
+    const tracker = new DeadlineTracker({
+      direction: "inbound",
+      subject: "request body",
+      parsedLimits: this.policy.request,
+      clock: this.clock,
+      owner: this,
+      startedAt: this.startedAt,
+    });
     this.requestTracker = tracker;
     return tracker;
   }
@@ -314,7 +379,9 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
 
   /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
   private get clock(): Clock {
-    return this.config.timerScope === "request" ? (this.ownClock ??= isolatedClock(this.config.clock)) : this.config.clock;
+    return this.config.timerScope === "request"
+      ? (this.ownClock ??= isolatedClock(this.config.clock))
+      : this.config.clock;
   }
 
   /** The signal of the client's own Request (null or undefined where a runtime gives none). */
@@ -404,7 +471,8 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
       this.resolveEarly = resolve;
       Promise.resolve(pending).then(
         (value) => {
-          if (this.earlyResponse !== undefined) return cancelLateBody(value, this.handlerError ?? this.responseTracker?.error);
+          if (this.earlyResponse !== undefined)
+            return cancelLateBody(value, this.handlerError ?? this.responseTracker?.error);
           this.resolveEarly = undefined;
           try {
             resolve(this.handlerReturned(value));
@@ -427,7 +495,8 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
 
   /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
   timeoutResponseFor(error: unknown): Response | undefined {
-    if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error) return undefined;
+    if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error)
+      return undefined;
     return this.config.timeoutResponse(this.event(error, "request"));
   }
 
@@ -486,7 +555,10 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
     this.bodyAttached = true;
     const every = this.policy.sseHeartbeat;
     const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.clock } : undefined;
-    const guarded = new Response(attachOutboundGuardToReader(reader, tracker, peek.chunks, peek.pending, heartbeat), init);
+    const guarded = new Response(
+      attachOutboundGuardToReader(reader, tracker, peek.chunks, peek.pending, heartbeat),
+      init,
+    );
     this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
     return guarded;
   }
@@ -556,7 +628,8 @@ class RequestState implements RequestDeadlines, TrackerOwner, InboundBodyGuard {
     if (tracker !== this.responseTracker || !this.bodyAttached) return;
     this.observer?.responseBodySettled(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
-    if (tracker.state === "cancelled" && !this.aborted) this.abortAll(new DOMException("The client went away", "AbortError"));
+    if (tracker.state === "cancelled" && !this.aborted)
+      this.abortAll(new DOMException("The client went away", "AbortError"));
     this.finishRequest();
   }
 
@@ -688,11 +761,13 @@ export interface AdapterInternals {
 /** An adapter's hook (a symbol-keyed option), checked to be a function when given. */
 function adapterHook<K extends keyof AdapterInternals>(options: object, key: K, what: string): AdapterInternals[K] {
   const hook = (options as AdapterInternals)[key];
-  if (hook !== undefined && typeof hook !== "function") throw new TypeError(`withDeadlines: the adapter's ${what} must be a function`);
+  if (hook !== undefined && typeof hook !== "function")
+    throw new TypeError(`withDeadlines: the adapter's ${what} must be a function`);
   return hook;
 }
 
-const bytesResponse = (body: Uint8Array, init: ResponseInit): Response => new Response(body as Uint8Array<ArrayBuffer>, init);
+const bytesResponse = (body: Uint8Array, init: ResponseInit): Response =>
+  new Response(body as Uint8Array<ArrayBuffer>, init);
 
 /** Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere. */
 function defaultTimerScope(): "shared" | "request" {
@@ -709,8 +784,10 @@ function pathOf(url: string): string {
 }
 
 function checkEvent(where: string, event: unknown): asserts event is TimeoutEvent {
-  if (typeof event !== "object" || event === null) throw new TypeError(`${where}: event must be a TimeoutEvent, got ${event === null ? "null" : typeof event}`);
-  if (!isTimeoutError((event as TimeoutEvent).error)) throw new TypeError(`${where}: event.error must be a TimeoutError`);
+  if (typeof event !== "object" || event === null)
+    throw new TypeError(`${where}: event must be a TimeoutEvent, got ${event === null ? "null" : typeof event}`);
+  if (!isTimeoutError((event as TimeoutEvent).error))
+    throw new TypeError(`${where}: event.error must be a TimeoutError`);
 }
 
 /**
@@ -725,7 +802,9 @@ function checkedTimeoutResponse(make: (event: TimeoutEvent) => Response): (event
     try {
       const response = make(event);
       if (isResponse(response)) return response;
-      problem = new TypeError(`withDeadlines: timeoutResponse must return a Response, got ${response === null ? "null" : typeof response}`);
+      problem = new TypeError(
+        `withDeadlines: timeoutResponse must return a Response, got ${response === null ? "null" : typeof response}`,
+      );
     } catch (error) {
       problem = error;
     }
@@ -747,9 +826,16 @@ export function defaultTimeoutResponse(event: TimeoutEvent): Response {
  * The parts of `defaultTimeoutResponse`'s answer, for an adapter that builds it with its runtime's
  * cheaper Response class (Node: srvx's FastResponse, written without a stream).
  */
-export function defaultTimeoutAnswer(event: TimeoutEvent, connectionClose = true): { status: number; body: string; headers: Record<string, string> } {
-  const headers: Record<string, string> = connectionClose ? { "content-type": "text/plain; charset=utf-8", connection: "close" } : { "content-type": "text/plain; charset=utf-8" };
-  return event.direction === "request" ? { status: 408, body: "Request Timeout\n", headers } : { status: 503, body: "Service Unavailable\n", headers };
+export function defaultTimeoutAnswer(
+  event: TimeoutEvent,
+  connectionClose = true,
+): { status: number; body: string; headers: Record<string, string> } {
+  const headers: Record<string, string> = connectionClose
+    ? { "content-type": "text/plain; charset=utf-8", connection: "close" }
+    : { "content-type": "text/plain; charset=utf-8" };
+  return event.direction === "request"
+    ? { status: 408, body: "Request Timeout\n", headers }
+    : { status: 503, body: "Service Unavailable\n", headers };
 }
 
 /** One concise line per firing: who, what, which limit, and the figures. */
@@ -764,17 +850,27 @@ export function defaultTimeoutReporter(event: TimeoutEvent): void {
 
 function mergeLimits(where: string, base: DeadlineLimits, override: DeadlineLimits | undefined): DeadlineLimits {
   if (override === undefined) return base;
-  if (override === null) throw new TypeError(`${where}: limits must be an object like { idle, minRate, grace, total } ({} for none), got null`);
+  if (override === null)
+    throw new TypeError(
+      `${where}: limits must be an object like { idle, minRate, grace, total } ({} for none), got null`,
+    );
   parseLimits(override, where);
   const merged: DeadlineLimits = { ...base };
   // A field given as undefined keeps the base's value, as in set(): it never turns a limit off.
-  for (const [key, value] of Object.entries(override)) if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
+  for (const [key, value] of Object.entries(override))
+    if (value !== undefined) (merged as Record<string, unknown>)[key] = value;
   // Turning minRate off drops the default's grace with it (a grace alone is refused).
   if (!merged.minRate && override.grace === undefined) delete merged.grace;
   return merged;
 }
 
-function resolvedPolicy(where: string, rawRequest: DeadlineLimits, rawResponse: DeadlineLimits, handler: number | null, sseHeartbeat: number | null): ResolvedPolicy {
+function resolvedPolicy(
+  where: string,
+  rawRequest: DeadlineLimits,
+  rawResponse: DeadlineLimits,
+  handler: number | null,
+  sseHeartbeat: number | null,
+): ResolvedPolicy {
   return {
     rawRequest,
     rawResponse,
@@ -788,9 +884,15 @@ function resolvedPolicy(where: string, rawRequest: DeadlineLimits, rawResponse: 
 function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | undefined | null | void): ResolvedPolicy {
   const where = "withDeadlines: policy()";
   if (override === undefined || override === null) return base;
-  if (typeof override !== "object") throw new TypeError(`${where} must return an object like { request, response, handler } or undefined, got ${typeof override}`);
+  if (typeof override !== "object")
+    throw new TypeError(
+      `${where} must return an object like { request, response, handler } or undefined, got ${typeof override}`,
+    );
   for (const key of Object.keys(override)) {
-    if (!POLICY_KEYS.has(key)) throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response, handler or sseHeartbeat)`);
+    if (!POLICY_KEYS.has(key))
+      throw new TypeError(
+        `${where} returned an unknown field "${key}" (expected request, response, handler or sseHeartbeat)`,
+      );
   }
   return resolvedPolicy(
     where,
@@ -886,12 +988,21 @@ class Peek {
   private readonly onRead = (result: ReadResult): void => {
     if (this.finished) return; // given up: the guard takes this read as its first
     if (this.timer !== undefined) clearTimeout(this.timer);
-    if (result.done) return this.finish(true, undefined);
+    if (result.done) {
+      this.finish(true, undefined);
+      return;
+    }
     const chunk: unknown = result.value;
     this.chunks.push(chunk as Uint8Array);
-    if (!(chunk instanceof Uint8Array)) return this.finish(false, undefined); // the guard refuses it
+    if (!(chunk instanceof Uint8Array)) {
+      this.finish(false, undefined); // the guard refuses it
+      return;
+    }
     this.size += chunk.byteLength;
-    if (++this.reads >= 3 || this.size > this.limit) return this.finish(false, undefined);
+    if (++this.reads >= 3 || this.size > this.limit) {
+      this.finish(false, undefined);
+      return;
+    }
     this.next();
   };
 
@@ -956,18 +1067,26 @@ export function guardsResponseBody(request: Request, result: unknown): result is
 function isResponse(value: unknown): value is Response {
   return (
     value instanceof Response ||
-    (typeof value === "object" && value !== null && typeof (value as Response).status === "number" && "body" in value && typeof (value as Response).headers?.get === "function")
+    (typeof value === "object" &&
+      value !== null &&
+      typeof (value as Response).status === "number" &&
+      "body" in value &&
+      typeof (value as Response).headers?.get === "function")
   );
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value instanceof Promise || (typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function");
+  return (
+    value instanceof Promise ||
+    (typeof value === "object" && value !== null && typeof (value as PromiseLike<unknown>).then === "function")
+  );
 }
 
 function ignoreRejection(): void {}
 
 function cancelLateBody(response: unknown, reason: unknown): void {
-  if (isResponse(response) && response.body !== null && !response.body.locked) response.body.cancel(reason).catch(() => {});
+  if (isResponse(response) && response.body !== null && !response.body.locked)
+    response.body.cancel(reason).catch(() => {});
 }
 
 /**
@@ -978,23 +1097,42 @@ export function withDeadlines<Args extends unknown[], Result>(
   handler: (request: Request, ...args: Args) => Result | Promise<Result>,
   options: WithDeadlinesOptions<Args> = {},
 ): (request: Request, ...args: Args) => Promise<Result | Response> {
-  if (typeof handler !== "function") throw new TypeError(`withDeadlines: handler must be a function, got ${typeof handler}`);
+  if (typeof handler !== "function")
+    throw new TypeError(`withDeadlines: handler must be a function, got ${typeof handler}`);
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`withDeadlines: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
+    throw new TypeError(
+      `withDeadlines: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
+    );
   }
   for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) throw new TypeError(`withDeadlines: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
+    if (!OPTION_KEYS.has(key))
+      throw new TypeError(`withDeadlines: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
   }
-  const { policy, onTimeout = defaultTimeoutReporter, timeoutResponse = defaultTimeoutResponse, clock = systemClock, timerScope = defaultTimerScope() } = options;
-  if (timerScope !== "shared" && timerScope !== "request") throw new TypeError(`withDeadlines: timerScope must be "shared" or "request", got ${typeof timerScope === "string" ? JSON.stringify(timerScope) : timerScope === null ? "null" : typeof timerScope}`);
-  if (policy !== undefined && typeof policy !== "function") throw new TypeError("withDeadlines: policy must be a function");
-  if (onTimeout !== false && typeof onTimeout !== "function") throw new TypeError("withDeadlines: onTimeout must be a function or false");
+  const {
+    policy,
+    onTimeout = defaultTimeoutReporter,
+    timeoutResponse = defaultTimeoutResponse,
+    clock = systemClock,
+    timerScope = defaultTimerScope(),
+  } = options;
+  if (timerScope !== "shared" && timerScope !== "request")
+    throw new TypeError(
+      `withDeadlines: timerScope must be "shared" or "request", got ${typeof timerScope === "string" ? JSON.stringify(timerScope) : timerScope === null ? "null" : typeof timerScope}`,
+    );
+  if (policy !== undefined && typeof policy !== "function")
+    throw new TypeError("withDeadlines: policy must be a function");
+  if (onTimeout !== false && typeof onTimeout !== "function")
+    throw new TypeError("withDeadlines: onTimeout must be a function or false");
   if (typeof timeoutResponse !== "function") throw new TypeError("withDeadlines: timeoutResponse must be a function");
   checkClock("withDeadlines", "clock", clock);
   const defaults = resolvedPolicy(
     "withDeadlines:",
     mergeLimits("withDeadlines: request", {}, options.request === undefined ? DEFAULT_REQUEST_LIMITS : options.request),
-    mergeLimits("withDeadlines: response", {}, options.response === undefined ? DEFAULT_RESPONSE_LIMITS : options.response),
+    mergeLimits(
+      "withDeadlines: response",
+      {},
+      options.response === undefined ? DEFAULT_RESPONSE_LIMITS : options.response,
+    ),
     checkHandlerMs("withDeadlines", options.handler),
     checkHeartbeatMs("withDeadlines", options.sseHeartbeat),
   );
@@ -1004,12 +1142,30 @@ export function withDeadlines<Args extends unknown[], Result>(
   const requestBodyInPlace = adapterHook(options, REQUEST_BODY_IN_PLACE, "request body hook");
   const requestBodyReader = adapterHook(options, REQUEST_BODY_READER, "request body reader");
   const responseBodyObserver = adapterHook(options, RESPONSE_BODY_OBSERVER, "response body observer");
-  const config: ResolvedConfig = { onTimeout, timeoutResponse: checkedTimeoutResponse(timeoutResponse), clock, timerScope, inMemoryResponse, bodyReader, requestBodyInPlace, requestBodyReader, responseBodyObserver };
+  const config: ResolvedConfig = {
+    onTimeout,
+    timeoutResponse: checkedTimeoutResponse(timeoutResponse),
+    clock,
+    timerScope,
+    inMemoryResponse,
+    bodyReader,
+    requestBodyInPlace,
+    requestBodyReader,
+    responseBodyObserver,
+  };
 
   return function handleWithDeadlines(request: Request, ...args: Args): Promise<Result | Response> {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
-    if (typeof request !== "object" || request === null || !("url" in request && "method" in request && "body" in request)) {
-      return Promise.reject(new TypeError(`withDeadlines: the wrapped handler must be called with a Request, got ${request === null ? "null" : typeof request}`));
+    if (
+      typeof request !== "object" ||
+      request === null ||
+      !("url" in request && "method" in request && "body" in request)
+    ) {
+      return Promise.reject(
+        new TypeError(
+          `withDeadlines: the wrapped handler must be called with a Request, got ${request === null ? "null" : typeof request}`,
+        ),
+      );
     }
     let state: RequestState;
     let pending: Result | Promise<Result>;

@@ -97,11 +97,15 @@ interface DenoServer {
 let fixtureDir: string;
 
 async function startDeno(flags: string[]): Promise<DenoServer> {
-  const child: ChildProcess = spawn(DENO, ["run", "--allow-net", "--allow-read", "--quiet", ...flags, join(fixtureDir, "server.ts")], {
-    cwd: fixtureDir,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1" },
-  });
+  const child: ChildProcess = spawn(
+    DENO,
+    ["run", "--allow-net", "--allow-read", "--quiet", ...flags, join(fixtureDir, "server.ts")],
+    {
+      cwd: fixtureDir,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1" },
+    },
+  );
   const seen: Seen[] = [];
   const stderr: string[] = [];
   let pending = "";
@@ -135,7 +139,10 @@ async function startDeno(flags: string[]): Promise<DenoServer> {
         await sleep(10);
       }
     },
-    events: (id) => seen.filter((s) => s.id === id).map((s) => `${s.route ?? "-"}:${s.event}${s.reason ? `(${String(s.reason)})` : ""}`),
+    events: (id) =>
+      seen
+        .filter((s) => s.id === id)
+        .map((s) => `${s.route ?? "-"}:${s.event}${s.reason ? `(${String(s.reason)})` : ""}`),
     stop: () => void child.kill("SIGKILL"),
   };
 }
@@ -147,7 +154,11 @@ const newId = () => `r${++nextId}`;
 async function completeGet(server: DenoServer, path: string) {
   const id = newId();
   const socket = await connect(server.port);
-  const res = await exchange(socket, requestHead("GET", `${path}${path.includes("?") ? "&" : "?"}id=${id}`, { Connection: "close" }), 5000).response;
+  const res = await exchange(
+    socket,
+    requestHead("GET", `${path}${path.includes("?") ? "&" : "?"}id=${id}`, { Connection: "close" }),
+    5000,
+  ).response;
   socket.destroy();
   await server.waitFor(id, "completed", 3000);
   await sleep(300); // anything Deno does after success happens within a few ms
@@ -155,7 +166,12 @@ async function completeGet(server: DenoServer, path: string) {
 }
 
 /** Starts a streamed GET, lets `afterMs` pass, then leaves as `how`; returns when the client left. */
-async function leaveMidStream(server: DenoServer, path: string, how: "fin" | "reset", options: { paused?: boolean; afterMs?: number } = {}) {
+async function leaveMidStream(
+  server: DenoServer,
+  path: string,
+  how: "fin" | "reset",
+  options: { paused?: boolean; afterMs?: number } = {},
+) {
   const id = newId();
   const socket = await connect(server.port);
   socket.on("error", () => {});
@@ -196,7 +212,11 @@ describe.skipIf(!existsSync(DENO)).each(MODES)("stream-deadlines/deno, $name", (
   it("nor are an upload (the handler's request is a copy) and a bodyless small response", async () => {
     const id = newId();
     const socket = await connect(server.port);
-    const ex = exchange(socket, requestHead("POST", `/upload?id=${id}`, { "Content-Length": 3000, Connection: "close" }), 5000);
+    const ex = exchange(
+      socket,
+      requestHead("POST", `/upload?id=${id}`, { "Content-Length": 3000, Connection: "close" }),
+      5000,
+    );
     socket.write(Buffer.alloc(3000, 0x61));
     const res = await ex.response;
     socket.destroy();
@@ -217,7 +237,10 @@ describe.skipIf(!existsSync(DENO)).each(MODES)("stream-deadlines/deno, $name", (
       const cancelled = await server.waitFor(id, "producer-cancelled", 3000);
       const aborted = await server.waitFor(id, "deadlines-signal", 3000);
       const handlerSignal = await server.waitFor(id, "request-signal", 1000);
-      expect({ cancelled: cancelled?.reason, aborted: aborted?.reason, handlerSignal: handlerSignal?.reason }, server.events(id).join(" ")).toEqual({
+      expect(
+        { cancelled: cancelled?.reason, aborted: aborted?.reason, handlerSignal: handlerSignal?.reason },
+        server.events(id).join(" "),
+      ).toEqual({
         cancelled: "AbortError",
         aborted: "AbortError",
         handlerSignal: "AbortError",
@@ -249,7 +272,11 @@ describe.skipIf(!existsSync(DENO)).each(MODES)("stream-deadlines/deno, $name", (
 
   it("so does a client that leaves in the middle of its upload", async () => {
     const id = newId();
-    await leaveAndExpectAborts(id, requestHead("POST", `/upload?id=${id}`, { "Content-Length": 100_000 }), Buffer.alloc(1000, 0x61));
+    await leaveAndExpectAborts(
+      id,
+      requestHead("POST", `/upload?id=${id}`, { "Content-Length": 100_000 }),
+      Buffer.alloc(1000, 0x61),
+    );
   });
 
   it("gives the policy the client address", async () => {

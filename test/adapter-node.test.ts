@@ -33,7 +33,10 @@ describe("stream-deadlines/node", () => {
     // Node's own requestTimeout cuts a progressing upload (the documented behaviour the adapter removes) ...
     const http = await import("node:http");
     const { createNodeListener } = await import("../adapters/node.ts");
-    const plain = http.createServer({ requestTimeout: 800, connectionsCheckingInterval: 100 }, createNodeListener(countBytes, { onTimeout: false }) as never);
+    const plain = http.createServer(
+      { requestTimeout: 800, connectionsCheckingInterval: 100 },
+      createNodeListener(countBytes, { onTimeout: false }) as never,
+    );
     await new Promise<void>((resolve) => plain.listen(0, "127.0.0.1", resolve));
     const cut = await progressingUpload((plain.address() as import("node:net").AddressInfo).port);
     plain.closeAllConnections();
@@ -88,7 +91,12 @@ describe("stream-deadlines/node", () => {
     server = await serve(
       (request) => {
         if (new URL(request.url).pathname === "/small") return new Response("hello over h2");
-        return new Response(new ReadableStream<Uint8Array>({ pull: (c) => void ((sent += 65536), c.enqueue(new Uint8Array(65536))) }, { highWaterMark: 0 }));
+        return new Response(
+          new ReadableStream<Uint8Array>(
+            { pull: (c) => void ((sent += 65536), c.enqueue(new Uint8Array(65536))) },
+            { highWaterMark: 0 },
+          ),
+        );
       },
       { port: 0, onTimeout: false, http2: true, tls: { key: pems.private, cert: pems.cert }, response: { idle: 300 } },
     );
@@ -111,13 +119,20 @@ describe("stream-deadlines/node", () => {
   });
 
   it("HTTP/2: a stalled upload gets its 408, then its stream is reset with NO_ERROR so the client stops holding it", async () => {
-    server = await serve(async (request) => new Response(String((await request.arrayBuffer()).byteLength)), { port: 0, onTimeout: false, http2: "h2c", request: { idle: 300 } });
+    server = await serve(async (request) => new Response(String((await request.arrayBuffer()).byteLength)), {
+      port: 0,
+      onTimeout: false,
+      http2: "h2c",
+      request: { idle: 300 },
+    });
     const session = http2.connect(server.url);
     session.on("error", () => {});
     const upload = session.request({ ":path": "/upload", ":method": "POST" }, { endStream: false });
     upload.on("error", () => {});
     upload.write(Buffer.alloc(100)); // then nothing more, and the client never ends its half
-    const status = new Promise<number>((resolve) => upload.once("response", (headers) => resolve(Number(headers[":status"]))));
+    const status = new Promise<number>((resolve) =>
+      upload.once("response", (headers) => resolve(Number(headers[":status"]))),
+    );
     upload.resume();
     const closed = new Promise<number>((resolve) => upload.once("close", () => resolve(upload.rstCode ?? -1)));
     const warnings: string[] = [];
@@ -142,12 +157,20 @@ describe("stream-deadlines/node", () => {
 
 describe("stream-deadlines/node: small bodies already in memory", () => {
   it("are written in one go with their length, status and headers intact", async () => {
-    const s = await serve(() => new Response("hello world\n", { status: 201, headers: { "x-a": "1" } }), { port: 0, onTimeout: false });
+    const s = await serve(() => new Response("hello world\n", { status: 201, headers: { "x-a": "1" } }), {
+      port: 0,
+      onTimeout: false,
+    });
     try {
       const socket = await connect(s.port);
       const res = await exchange(socket, requestHead("GET", "/", { Connection: "close" })).response;
       socket.destroy();
-      expect([res.status, res.headers["content-length"], res.headers["x-a"], res.body.toString()]).toEqual([201, "12", "1", "hello world\n"]);
+      expect([res.status, res.headers["content-length"], res.headers["x-a"], res.body.toString()]).toEqual([
+        201,
+        "12",
+        "1",
+        "hello world\n",
+      ]);
     } finally {
       await s.close();
     }
@@ -171,14 +194,31 @@ describe("stream-deadlines/node: the upload read from the IncomingMessage, insid
         for (let r = await reader.read(); !r.done; r = await reader.read()) {
           bytes += r.value.byteLength;
           // Each chunk is its own bytes: not a view into a larger (pooled) buffer.
-          plainBytes &&= r.value instanceof Uint8Array && r.value.byteOffset === 0 && r.value.byteLength === r.value.buffer.byteLength;
+          plainBytes &&=
+            r.value instanceof Uint8Array &&
+            r.value.byteOffset === 0 &&
+            r.value.byteLength === r.value.buffer.byteLength;
         }
-        return Response.json({ own, ip: (request as { ip?: string }).ip, bytes, plainBytes, used: request.bodyUsed, guarded: deadlines(request).request.stats.bytes });
+        return Response.json({
+          own,
+          ip: (request as { ip?: string }).ip,
+          bytes,
+          plainBytes,
+          used: request.bodyUsed,
+          guarded: deadlines(request).request.stats.bytes,
+        });
       },
       { port: 0, onTimeout: false },
     );
     const res = await fetch(`${running.url}/`, { method: "POST", body: new Uint8Array(300_000).fill(7) });
-    expect(await res.json()).toEqual({ own: true, ip: "127.0.0.1", bytes: 300_000, plainBytes: true, used: true, guarded: 300_000 });
+    expect(await res.json()).toEqual({
+      own: true,
+      ip: "127.0.0.1",
+      bytes: 300_000,
+      plainBytes: true,
+      used: true,
+      guarded: 300_000,
+    });
   });
 
   it("small pieces Node joins while the handler is busy come as their own bytes, not a slice of Node's shared pool", async () => {
@@ -216,15 +256,23 @@ describe("stream-deadlines/node: the upload read from the IncomingMessage, insid
         else if (kind === "/json") value = await request.json();
         else if (kind === "/bytes") value = (await request.arrayBuffer()).byteLength;
         else value = (await request.formData()).get("a");
-        const again = await request.text().then(() => "read twice", (error: unknown) => (error as Error).name);
+        const again = await request.text().then(
+          () => "read twice",
+          (error: unknown) => (error as Error).name,
+        );
         return Response.json({ value, again, guarded: deadlines(request).request.stats.bytes });
       },
       { port: 0, onTimeout: false },
     );
-    const post = async (path: string, body: BodyInit) => (await fetch(`${running!.url}${path}`, { method: "POST", body })).json();
+    const post = async (path: string, body: BodyInit) =>
+      (await fetch(`${running!.url}${path}`, { method: "POST", body })).json();
     expect(await post("/text", "hello")).toEqual({ value: "hello", again: "TypeError", guarded: 5 });
     expect(await post("/json", '{"a":[1,2]}')).toEqual({ value: { a: [1, 2] }, again: "TypeError", guarded: 11 });
-    expect(await post("/bytes", new Uint8Array(70_000))).toEqual({ value: 70_000, again: "TypeError", guarded: 70_000 });
+    expect(await post("/bytes", new Uint8Array(70_000))).toEqual({
+      value: 70_000,
+      again: "TypeError",
+      guarded: 70_000,
+    });
     const form = new URLSearchParams({ a: "b" });
     expect(await post("/form", form)).toEqual({ value: "b", again: "TypeError", guarded: 3 });
   });
@@ -256,7 +304,12 @@ describe("stream-deadlines/node: the upload read from the IncomingMessage, insid
 
   it("a policy that takes the raw body first gets it; the handler then reads a guarded copy", async () => {
     running = await serve(
-      async (request) => Response.json({ text: await request.text(), guarded: deadlines(request).request.stats.bytes, copy: (request as { runtime?: unknown }).runtime === undefined }),
+      async (request) =>
+        Response.json({
+          text: await request.text(),
+          guarded: deadlines(request).request.stats.bytes,
+          copy: (request as { runtime?: unknown }).runtime === undefined,
+        }),
       { port: 0, onTimeout: false, policy: (request) => (request.body === null ? {} : { request: { idle: 5000 } }) },
     );
     const res = await fetch(`${running.url}/`, { method: "POST", body: "from the client" });

@@ -96,15 +96,31 @@ describe("chunks that are not bytes", () => {
     ["an Int8Array", new Int8Array(2), "Int8Array"],
     ["a DataView", new DataView(new ArrayBuffer(2)), "DataView"],
     ["a Blob", new Blob(["x"]), "Blob"],
-    ["an object whose constructor getter throws", Object.defineProperty({}, "constructor", { get: () => { throw new Error("hostile"); } }), "object"],
+    [
+      "an object whose constructor getter throws",
+      Object.defineProperty({}, "constructor", {
+        get: () => {
+          throw new Error("hostile");
+        },
+      }),
+      "object",
+    ],
   ];
 
-  for (const [guardName, guard] of [["inbound", guardInboundStream], ["outbound", guardOutboundStream]] as const) {
+  for (const [guardName, guard] of [
+    ["inbound", guardInboundStream],
+    ["outbound", guardOutboundStream],
+  ] as const) {
     for (const [what, chunk, kind] of notBytes) {
       it(`${guardName}: ${what} errors the stream with a TypeError and cancels the source with the same error`, async () => {
         const clock = createVirtualClock();
         const source = producer([new Uint8Array(5), chunk, new Uint8Array(5)]);
-        const { readable, controller } = guard(source.stream, { clock, idle: 1000, total: 60_000, subject: "response body" });
+        const { readable, controller } = guard(source.stream, {
+          clock,
+          idle: 1000,
+          total: 60_000,
+          subject: "response body",
+        });
         const result = await readAll(readable);
         expect(result.error).toBeInstanceOf(TypeError);
         expect((result.error as Error).message).toBe(`response body: chunks must be Uint8Array, got ${kind}`);
@@ -134,7 +150,10 @@ describe("chunks that are not bytes", () => {
     for (const chunks of [[big, "text"], ["text"]]) {
       const source = producer([...chunks]);
       const request = new Request("http://x/download");
-      const wrapped = withDeadlines(() => new Response(source.stream, { headers: { "x-a": "1" } }), { clock, onTimeout: (e) => void events.push(e) });
+      const wrapped = withDeadlines(() => new Response(source.stream, { headers: { "x-a": "1" } }), {
+        clock,
+        onTimeout: (e) => void events.push(e),
+      });
       const response = (await wrapped(request)) as Response;
       expect([response.status, response.headers.get("x-a")]).toEqual([200, "1"]);
       const result = await readAll(response.body!);
@@ -152,7 +171,9 @@ describe("chunks that are not bytes", () => {
   it("fetchWithDeadlines: an upstream body yielding a non-byte chunk errors the body and frees the upstream", async () => {
     const clock = createVirtualClock();
     const source = producer([new Uint8Array(3), 7]);
-    const response = await fetchWithDeadlines("http://upstream/", { deadlines: { idle: 1000, clock, fetch: async () => new Response(source.stream) } });
+    const response = await fetchWithDeadlines("http://upstream/", {
+      deadlines: { idle: 1000, clock, fetch: async () => new Response(source.stream) },
+    });
     const result = await readAll(response.body!);
     expect((result.error as Error).message).toBe("upstream body: chunks must be Uint8Array, got number");
     expect(source.seen.cancelReason).toBe(result.error);
@@ -237,7 +258,8 @@ describe("Responses with immutable headers", () => {
         res.writeHead(200, { "content-type": "application/x-big" });
         for (let i = 0; i < 8; i++) res.write(Buffer.alloc(64 * 1024, i));
         res.end();
-      } else if (req.url === "/declared") res.writeHead(200, { "content-type": "text/plain", "content-length": "5" }).end("hello");
+      } else if (req.url === "/declared")
+        res.writeHead(200, { "content-type": "text/plain", "content-length": "5" }).end("hello");
       else res.writeHead(200, { "content-type": "text/plain" }).end("small");
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -246,7 +268,11 @@ describe("Responses with immutable headers", () => {
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   it("a fetch() Response (immutable headers) returned by the handler: guarded, in memory, or passed through; never a crash", async () => {
-    for (const [path, bytes] of [["/big", 8 * 64 * 1024], ["/small", 5], ["/declared", 5]] as const) {
+    for (const [path, bytes] of [
+      ["/big", 8 * 64 * 1024],
+      ["/small", 5],
+      ["/declared", 5],
+    ] as const) {
       let original: Response | undefined;
       const wrapped = withDeadlines(async () => (original = await fetch(origin + path)), { onTimeout: false });
       const response = (await wrapped(new Request("http://x/"))) as Response;
@@ -263,8 +289,12 @@ describe("Responses with immutable headers", () => {
       const response = make();
       expect(await withDeadlines(() => response, { onTimeout: false })(new Request("http://x/"))).toBe(response);
     }
-    const proxied = withDeadlines(() => fetchWithDeadlines(`${origin}/big`, { deadlines: { idle: 5000 } }), { onTimeout: false });
-    expect((await ((await proxied(new Request("http://x/"))) as Response).arrayBuffer()).byteLength).toBe(8 * 64 * 1024);
+    const proxied = withDeadlines(() => fetchWithDeadlines(`${origin}/big`, { deadlines: { idle: 5000 } }), {
+      onTimeout: false,
+    });
+    expect((await ((await proxied(new Request("http://x/"))) as Response).arrayBuffer()).byteLength).toBe(
+      8 * 64 * 1024,
+    );
     // The handler deadline answers 503 first; the real fetch() Response returned later has its body cancelled.
     const clock = createVirtualClock();
     let late: Response | undefined;
@@ -302,7 +332,10 @@ describe("totals beyond the 2^31-1 ms a timer can take", () => {
     it(`${what}: never fires early on the virtual clock, and no timer is asked for more than 2^31-1 ms`, async () => {
       const { clock, recording, delays } = recordingClock();
       const { readable, controller } = guardInboundStream(never(), { clock: recording, total });
-      readable.getReader().read().catch(() => {});
+      readable
+        .getReader()
+        .read()
+        .catch(() => {});
       await clock.advance(20 * MAX_TIMER_DELAY);
       expect(controller.state).toBe("active");
       expect(delays.length).toBeGreaterThan(1); // re-armed
@@ -314,9 +347,16 @@ describe("totals beyond the 2^31-1 ms a timer can take", () => {
   it("1e12 ms fires exactly at its time after ~466 re-arms (handler and response total too)", async () => {
     const clock = createVirtualClock();
     const { readable, controller } = guardInboundStream(never(), { clock, total: 1e12 });
-    readable.getReader().read().catch(() => {});
+    readable
+      .getReader()
+      .read()
+      .catch(() => {});
     let handlerAnswered = false;
-    const wrapped = withDeadlines(async () => new Promise<Response>(() => {}), { clock, onTimeout: false, handler: 1e12 + 5 });
+    const wrapped = withDeadlines(async () => new Promise<Response>(() => {}), {
+      clock,
+      onTimeout: false,
+      handler: 1e12 + 5,
+    });
     const pending = wrapped(new Request("http://x/")).then((r) => ((handlerAnswered = true), r as Response));
     await clock.advance(1e12 - 1);
     expect(controller.state).toBe("active");
@@ -338,7 +378,10 @@ describe("totals beyond the 2^31-1 ms a timer can take", () => {
       await vi.advanceTimersByTimeAsync(1);
       expect(raw).toBe(true); // what an unclamped setTimeout does
       const { readable, controller } = guardInboundStream(never(), { clock: globalTimersClock, total: 1e12 });
-      readable.getReader().read().catch(() => {});
+      readable
+        .getReader()
+        .read()
+        .catch(() => {});
       await vi.advanceTimersByTimeAsync(2 ** 31);
       expect(controller.state).toBe("active");
       await vi.advanceTimersByTimeAsync(1e12 - 2 ** 31 - 1);
@@ -376,10 +419,17 @@ describe("clocks that jump (the machine's wall clock is set)", () => {
     it(`number limits ignore a wall clock jump of ${jump > 0 ? "+" : "-"}1 h (global timers, fake)`, async () => {
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance", "Date"] });
       const idle = guardInboundStream(never(), { clock: globalTimersClock, idle: 5000 });
-      idle.readable.getReader().read().catch(() => {});
+      idle.readable
+        .getReader()
+        .read()
+        .catch(() => {});
       const total = guardOutboundStream(never(), { clock: globalTimersClock, total: 8000 });
       let handlerStatus: number | undefined;
-      const wrapped = withDeadlines(async () => new Promise<Response>(() => {}), { clock: globalTimersClock, onTimeout: false, handler: 6000 });
+      const wrapped = withDeadlines(async () => new Promise<Response>(() => {}), {
+        clock: globalTimersClock,
+        onTimeout: false,
+        handler: 6000,
+      });
       void wrapped(new Request("http://x/")).then((r) => (handlerStatus = (r as Response).status));
       await vi.advanceTimersByTimeAsync(1000);
       vi.setSystemTime(Date.now() + jump);
@@ -399,7 +449,10 @@ describe("clocks that jump (the machine's wall clock is set)", () => {
       const { clock, jumpWall } = jumpingWallClock();
       const at = new Date(clock.wallNow() + 10_000);
       const { readable, controller } = guardInboundStream(never(), { clock, total: at });
-      readable.getReader().read().catch(() => {});
+      readable
+        .getReader()
+        .read()
+        .catch(() => {});
       await clock.advance(1000);
       jumpWall(jump);
       await clock.advance(8999);
@@ -418,8 +471,14 @@ describe("clocks that jump (the machine's wall clock is set)", () => {
 
   it("the same with vitest fake timers and globalTimersClock", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance", "Date"] });
-    const { readable, controller } = guardInboundStream(never(), { clock: globalTimersClock, total: new Date(Date.now() + 10_000) });
-    readable.getReader().read().catch(() => {});
+    const { readable, controller } = guardInboundStream(never(), {
+      clock: globalTimersClock,
+      total: new Date(Date.now() + 10_000),
+    });
+    readable
+      .getReader()
+      .read()
+      .catch(() => {});
     await vi.advanceTimersByTimeAsync(1000);
     vi.setSystemTime(Date.now() + HOUR);
     await vi.advanceTimersByTimeAsync(8999);
@@ -445,7 +504,9 @@ describe("regressions: each of these failed before its fix", () => {
       // fetchWithDeadlines: no request goes out.
       let fetched = false;
       const fetch = async () => ((fetched = true), new Response("x"));
-      await expect(fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, total: new Date(0) } })).rejects.toMatchObject({ limit: "total" });
+      await expect(
+        fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, total: new Date(0) } }),
+      ).rejects.toMatchObject({ limit: "total" });
       expect(fetched).toBe(false);
       // Unread, it fires on the scheduler's next tick.
       const unread = guard(never(), { clock, total: new Date(0) });
@@ -457,9 +518,17 @@ describe("regressions: each of these failed before its fix", () => {
   it("a total shorter than the time since the request arrived, or a past Date, for withDeadlines' request body: the handler's read fails, 408", async () => {
     const clock = createVirtualClock({ start: 5000 });
     const source = scriptedSource(clock, [{ at: 60_000, bytes: 1 }]);
-    const request = new Request("http://x/upload", { method: "POST", body: source.stream, duplex: "half" } as RequestInit);
+    const request = new Request("http://x/upload", {
+      method: "POST",
+      body: source.stream,
+      duplex: "half",
+    } as RequestInit);
     const events: { direction: string }[] = [];
-    const wrapped = withDeadlines(async (r: Request) => new Response(await r.text()), { clock, onTimeout: (e) => void events.push(e), request: { total: new Date(0) } });
+    const wrapped = withDeadlines(async (r: Request) => new Response(await r.text()), {
+      clock,
+      onTimeout: (e) => void events.push(e),
+      request: { total: new Date(0) },
+    });
     const pending = wrapped(request);
     await clock.advance(0);
     expect(((await pending) as Response).status).toBe(408);
@@ -507,15 +576,25 @@ describe("regressions: each of these failed before its fix", () => {
   });
 
   it("a minRate or grace so large that minRate × grace overflowed is refused (the rate limit used to never fire)", () => {
-    expect(() => guardInboundStream(never(), { minRate: 1e308 })).toThrow(/minRate must be at most Number.MAX_SAFE_INTEGER/);
-    expect(() => guardInboundStream(never(), { minRate: 1000, grace: 1e306 })).toThrow(/grace .*at most Number.MAX_SAFE_INTEGER/);
-    expect(() => withDeadlines(() => new Response(), { handler: 1e300 })).toThrow(/handler .*at most Number.MAX_SAFE_INTEGER/);
+    expect(() => guardInboundStream(never(), { minRate: 1e308 })).toThrow(
+      /minRate must be at most Number.MAX_SAFE_INTEGER/,
+    );
+    expect(() => guardInboundStream(never(), { minRate: 1000, grace: 1e306 })).toThrow(
+      /grace .*at most Number.MAX_SAFE_INTEGER/,
+    );
+    expect(() => withDeadlines(() => new Response(), { handler: 1e300 })).toThrow(
+      /handler .*at most Number.MAX_SAFE_INTEGER/,
+    );
   });
 
   it("a policy field given as undefined keeps the default (it used to turn the default idle off)", async () => {
     const clock = createVirtualClock();
     const source = scriptedSource(clock, [{ at: 60_000, bytes: 1 }]);
-    const request = new Request("http://x/upload", { method: "POST", body: source.stream, duplex: "half" } as RequestInit);
+    const request = new Request("http://x/upload", {
+      method: "POST",
+      body: source.stream,
+      duplex: "half",
+    } as RequestInit);
     const wrapped = withDeadlines(async (r: Request) => new Response(await r.text()), {
       clock,
       onTimeout: false,
@@ -534,14 +613,22 @@ describe("regressions: each of these failed before its fix", () => {
     expect(() => withDeadlines(ok, { response: null as never })).toThrow(/response/);
     expect(() => withDeadlines(ok, { inMemoryResponse: null as never })).toThrow(/inMemoryResponse must be a function/); // used to give the default
     expect(() => withDeadlines(ok, { clock: "system" as never })).toThrow(/clock must be a Clock/); // used to crash on the first request
-    expect(() => withDeadlines(ok, { clock: { now: () => 0 } as never })).toThrow(/without wallNow, setTimer, clearTimer/);
+    expect(() => withDeadlines(ok, { clock: { now: () => 0 } as never })).toThrow(
+      /without wallNow, setTimer, clearTimer/,
+    );
     expect(() => withDeadlines(ok, [] as never)).toThrow(/options must be an object, got an array/);
-    expect(() => withDeadlines(ok, { timerScope: { toString: 0 } as never })).toThrow(/timerScope must be "shared" or "request", got object/); // used to throw "Cannot convert object to primitive value"
+    expect(() => withDeadlines(ok, { timerScope: { toString: 0 } as never })).toThrow(
+      /timerScope must be "shared" or "request", got object/,
+    ); // used to throw "Cannot convert object to primitive value"
   });
 
   it("a guard's clock must be a whole Clock (one without clearTimer used to crash later, in the scheduler)", () => {
-    expect(() => guardInboundStream(never(), { clock: { now: () => 0, setTimer: () => 1 } as never, idle: 5 })).toThrow(/clock must be a Clock .*without wallNow, clearTimer/);
-    expect(() => guardOutboundStream(never(), { clock: { ...createVirtualClock(), afterTurn: 5 } as never })).toThrow(/afterTurn is not a function/);
+    expect(() => guardInboundStream(never(), { clock: { now: () => 0, setTimer: () => 1 } as never, idle: 5 })).toThrow(
+      /clock must be a Clock .*without wallNow, clearTimer/,
+    );
+    expect(() => guardOutboundStream(never(), { clock: { ...createVirtualClock(), afterTurn: 5 } as never })).toThrow(
+      /afterTurn is not a function/,
+    );
   });
 
   it("fetchWithDeadlines: bad options reject at the call and leave nothing armed", async () => {
@@ -549,10 +636,18 @@ describe("regressions: each of these failed before its fix", () => {
     const fetch = async () => new Response("x");
     await expect(fetchWithDeadlines("http://u/", null as never)).rejects.toThrow(/init must be an object/);
     await expect(fetchWithDeadlines("http://u/", [] as never)).rejects.toThrow(/init must be an object .*array/); // used to call the real fetch
-    await expect(fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, onTimeout: 5 as never } })).rejects.toThrow(/deadlines.onTimeout must be a function/);
-    await expect(fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, subject: 5 as never } })).rejects.toThrow(/deadlines.subject must be a string/);
-    await expect(fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, idel: 5 } as never })).rejects.toThrow(/unknown deadlines option "idel" \(expected idle, minRate, grace, total, subject, clock, onTimeout, fetch\)/);
-    await expect(fetchWithDeadlines("http://u/", { signal: "x" as never, deadlines: { clock, fetch, idle: 1000 } })).rejects.toThrow(/init.signal must be an AbortSignal/);
+    await expect(
+      fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, onTimeout: 5 as never } }),
+    ).rejects.toThrow(/deadlines.onTimeout must be a function/);
+    await expect(fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, subject: 5 as never } })).rejects.toThrow(
+      /deadlines.subject must be a string/,
+    );
+    await expect(fetchWithDeadlines("http://u/", { deadlines: { clock, fetch, idel: 5 } as never })).rejects.toThrow(
+      /unknown deadlines option "idel" \(expected idle, minRate, grace, total, subject, clock, onTimeout, fetch\)/,
+    );
+    await expect(
+      fetchWithDeadlines("http://u/", { signal: "x" as never, deadlines: { clock, fetch, idle: 1000 } }),
+    ).rejects.toThrow(/init.signal must be an AbortSignal/);
     // The bad signal used to leave the idle deadline armed: it fired a minute later, reporting a timeout.
     expect(deadlineDebugCounters(clock)).toMatchObject({ scheduledDeadlines: 0, timerArmed: false });
   });
@@ -568,8 +663,20 @@ describe("regressions: each of these failed before its fix", () => {
   });
 
   it("TimeoutError, isolatedClock, deadlineDebugCounters, upstreamDeadlines and the default reporters name what is wrong", () => {
-    const details = { subject: "s", direction: "inbound" as const, limit: "idle" as const, limitValue: 1, bytes: 0, elapsed: 0, waited: 0, idleFor: 0, rate: 0 };
-    expect(() => new TimeoutError({ ...details, limit: "nope" as never })).toThrow(/limit must be "idle", "minRate", "total" or "handler", got "nope"/); // message "" and code undefined
+    const details = {
+      subject: "s",
+      direction: "inbound" as const,
+      limit: "idle" as const,
+      limitValue: 1,
+      bytes: 0,
+      elapsed: 0,
+      waited: 0,
+      idleFor: 0,
+      rate: 0,
+    };
+    expect(() => new TimeoutError({ ...details, limit: "nope" as never })).toThrow(
+      /limit must be "idle", "minRate", "total" or "handler", got "nope"/,
+    ); // message "" and code undefined
     expect(() => new TimeoutError({ ...details, bytes: -1 })).toThrow(RangeError);
     expect(() => new TimeoutError(null as never)).toThrow(/details must be an object/);
     expect(() => isolatedClock(null as never)).toThrow(/base must be a Clock/);
@@ -588,8 +695,18 @@ describe("regressions: each of these failed before its fix", () => {
       }
     });
     try {
-      for (const timeoutResponse of [() => "nope" as never, () => { throw new Error("template missing"); }]) {
-        const wrapped = withDeadlines(() => new Promise<Response>(() => {}), { clock, onTimeout: false, handler: 100, timeoutResponse });
+      for (const timeoutResponse of [
+        () => "nope" as never,
+        () => {
+          throw new Error("template missing");
+        },
+      ]) {
+        const wrapped = withDeadlines(() => new Promise<Response>(() => {}), {
+          clock,
+          onTimeout: false,
+          handler: 100,
+          timeoutResponse,
+        });
         const pending = wrapped(new Request("http://x/"));
         await clock.advance(100);
         expect(((await Promise.race([pending, "hung"])) as Response).status).toBe(503); // used to hang
@@ -597,20 +714,31 @@ describe("regressions: each of these failed before its fix", () => {
     } finally {
       queue.mockRestore();
     }
-    expect(reported.map((e) => (e as Error).message)).toEqual(["withDeadlines: timeoutResponse must return a Response, got string", "template missing"]);
+    expect(reported.map((e) => (e as Error).message)).toEqual([
+      "withDeadlines: timeoutResponse must return a Response, got string",
+      "template missing",
+    ]);
   });
 
   it("adapters: options that are not objects, unknown keys and bad server options name the adapter and the field", async () => {
     const ok = () => new Response();
-    expect(() => withDenoDeadlines(ok, null as never)).toThrow(/stream-deadlines\/deno: options must be an object, got null/); // "Cannot read properties of null"
-    expect(() => withDenoDeadlines(ok, { timeoutResponse: null as never })).toThrow(/timeoutResponse must be a function/); // used to give the default
-    expect(() => withBunDeadlines(ok, { idleTimeot: 5 } as never)).toThrow(/stream-deadlines\/bun: unknown option "idleTimeot" \(expected idleTimeout, request/);
+    expect(() => withDenoDeadlines(ok, null as never)).toThrow(
+      /stream-deadlines\/deno: options must be an object, got null/,
+    ); // "Cannot read properties of null"
+    expect(() => withDenoDeadlines(ok, { timeoutResponse: null as never })).toThrow(
+      /timeoutResponse must be a function/,
+    ); // used to give the default
+    expect(() => withBunDeadlines(ok, { idleTimeot: 5 } as never)).toThrow(
+      /stream-deadlines\/bun: unknown option "idleTimeot" \(expected idleTimeout, request/,
+    );
     expect(() => withBunDeadlines(ok, { idleTimeout: "10" as never })).toThrow(TypeError);
     await expect(serveNode(ok, { http2: "yes" as never })).rejects.toThrow(/http2 must be true, false or "h2c"/); // used to mean true
     await expect(serveNode(ok, { tls: null as never })).rejects.toThrow(/tls must be \{ key, cert \}/); // used to start HTTPS without a certificate
     await expect(serveNode(ok, { http2: "h2c", headersTimeout: -1 })).rejects.toThrow(/headersTimeout/); // used to be ignored for HTTP/2
     await expect(serveNode(ok, { port: 70_000 })).rejects.toThrow(/port must be a whole number from 0 to 65535/);
-    await expect(serveNode(ok, { prot: 80 } as never)).rejects.toThrow(/stream-deadlines\/node: serve: unknown option "prot" \(expected port, hostname, http2, tls, headersTimeout, request/);
+    await expect(serveNode(ok, { prot: 80 } as never)).rejects.toThrow(
+      /stream-deadlines\/node: serve: unknown option "prot" \(expected port, hostname, http2, tls, headersTimeout, request/,
+    );
     await expect(serveBun(ok, { bunOptions: null as never })).rejects.toThrow(/bunOptions must be an object/); // used to throw after Bun.serve had started
   });
 });

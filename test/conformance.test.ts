@@ -29,7 +29,10 @@ for (const row of ALL_ROWS) {
       it(`${scenario.id}${limitRow ? ` (known limit: ${scenario.knownLimit!.reference})` : ""}`, async () => {
         const cell = await runCell(scenario, row, server);
         cells.push(cell);
-        expect(cell.kind, `${row} ${scenario.id}: ${cell.detail}\n--- server log ---\n${server.log.slice(-20).join("\n")}`).toBe(limitRow ? "limit" : "ok");
+        expect(
+          cell.kind,
+          `${row} ${scenario.id}: ${cell.detail}\n--- server log ---\n${server.log.slice(-20).join("\n")}`,
+        ).toBe(limitRow ? "limit" : "ok");
       }, 90_000);
     }
   });

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { createVirtualClock, deadlineDebugCounters, guardInboundStream, isTimeoutError, TimeoutError } from "../src/index.ts";
+import {
+  createVirtualClock,
+  deadlineDebugCounters,
+  guardInboundStream,
+  isTimeoutError,
+  TimeoutError,
+} from "../src/index.ts";
 import { scriptedConsumer, scriptedSource } from "./support/scripted-streams.ts";
 
 const KiB = 1024;
@@ -7,7 +13,10 @@ const KiB = 1024;
 describe("guardInboundStream: without limits", () => {
   it("passes every byte through and closes", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, [{ at: 10, bytes: 100 }, { at: 20_000, bytes: 50 }]);
+    const src = scriptedSource(clock, [
+      { at: 10, bytes: 100 },
+      { at: 20_000, bytes: 50 },
+    ]);
     const { readable, controller } = guardInboundStream(src.stream, { clock });
     const out = scriptedConsumer(clock, readable);
     await clock.advance(30_000);
@@ -21,7 +30,10 @@ describe("guardInboundStream: without limits", () => {
 describe("guardInboundStream: idle", () => {
   it("fires when a pending read gets no byte for the idle limit, exactly then", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, [{ at: 0, bytes: 10 }, { at: 60_000, bytes: 10 }]);
+    const src = scriptedSource(clock, [
+      { at: 0, bytes: 10 },
+      { at: 60_000, bytes: 10 },
+    ]);
     const { readable, controller } = guardInboundStream(src.stream, { clock, idle: 1000, subject: "request body" });
     let abortedAt: number | undefined;
     controller.signal.addEventListener("abort", () => (abortedAt = clock.now()));
@@ -34,7 +46,15 @@ describe("guardInboundStream: idle", () => {
     const error = controller.error!;
     expect(error).toBeInstanceOf(TimeoutError);
     expect(isTimeoutError(error)).toBe(true);
-    expect(error).toMatchObject({ name: "TimeoutError", code: "ERR_DEADLINE_IDLE", limit: "idle", direction: "inbound", limitValue: 1000, bytes: 10, idleFor: 1000 });
+    expect(error).toMatchObject({
+      name: "TimeoutError",
+      code: "ERR_DEADLINE_IDLE",
+      limit: "idle",
+      direction: "inbound",
+      limitValue: 1000,
+      bytes: 10,
+      idleFor: 1000,
+    });
     expect(error.message).toBe("request body stalled: no data for 1.0 s (idle limit 1 s, 10 B received)");
     // The same error everywhere: the pending read, the source's cancel, the signal.
     expect(out.error).toBe(error);
@@ -45,7 +65,11 @@ describe("guardInboundStream: idle", () => {
   it("does not run while the consumer is busy and not reading", async () => {
     const clock = createVirtualClock();
     // The peer's data is there long before the handler reads; the handler pauses 10 s between reads.
-    const src = scriptedSource(clock, [{ at: 0, bytes: 10 }, { at: 1, bytes: 10 }, { at: 2, bytes: 10 }]);
+    const src = scriptedSource(clock, [
+      { at: 0, bytes: 10 },
+      { at: 1, bytes: 10 },
+      { at: 2, bytes: 10 },
+    ]);
     const { readable, controller } = guardInboundStream(src.stream, { clock, idle: 1000 });
     const out = scriptedConsumer(clock, readable, { pauseAfter: () => 10_000 });
     await clock.advance(40_000);
@@ -56,7 +80,12 @@ describe("guardInboundStream: idle", () => {
 
   it("empty chunks are no progress: the idle clock keeps running through them", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, [{ at: 0, bytes: 5 }, { at: 600, bytes: 0 }, { at: 1200, bytes: 0 }, { at: 5000, bytes: 5 }]);
+    const src = scriptedSource(clock, [
+      { at: 0, bytes: 5 },
+      { at: 600, bytes: 0 },
+      { at: 1200, bytes: 0 },
+      { at: 5000, bytes: 5 },
+    ]);
     const { readable, controller } = guardInboundStream(src.stream, { clock, idle: 1000 });
     scriptedConsumer(clock, readable);
     await clock.advance(2000);
@@ -71,7 +100,12 @@ describe("guardInboundStream: minRate", () => {
     // 100 B/s against a minimum of 1000 B/s, grace 2 s: credit 2000 B drains at 900 B/s net.
     const chunks = Array.from({ length: 100 }, (_, i) => ({ at: (i + 1) * 100, bytes: 10 }));
     const src = scriptedSource(clock, chunks);
-    const { readable, controller } = guardInboundStream(src.stream, { clock, minRate: 1000, grace: 2000, subject: "request body" });
+    const { readable, controller } = guardInboundStream(src.stream, {
+      clock,
+      minRate: 1000,
+      grace: 2000,
+      subject: "request body",
+    });
     const out = scriptedConsumer(clock, readable);
     await clock.advance(10_000);
     const error = controller.error!;
@@ -99,7 +133,10 @@ describe("guardInboundStream: minRate", () => {
   it("caps banked credit: a fast start cannot buy a long stall", async () => {
     const clock = createVirtualClock();
     // 1 MiB at once, then nothing: at 1000 B/s with grace 3 s the stall may last 3 s, not 1000 s.
-    const src = scriptedSource(clock, [{ at: 0, bytes: 1024 * KiB }, { at: 100_000, bytes: 1 }]);
+    const src = scriptedSource(clock, [
+      { at: 0, bytes: 1024 * KiB },
+      { at: 100_000, bytes: 1 },
+    ]);
     const { readable, controller } = guardInboundStream(src.stream, { clock, minRate: 1000, grace: 3000 });
     scriptedConsumer(clock, readable);
     await clock.advance(10_000);
@@ -127,8 +164,15 @@ describe("guardInboundStream: total", () => {
     const src = scriptedSource(clock, [{ at: 0, bytes: 10 }]);
     const { readable, controller } = guardInboundStream(src.stream, { clock, total: 5000, subject: "request body" });
     await clock.advance(5000);
-    expect(controller.error).toMatchObject({ limit: "total", code: "ERR_DEADLINE_TOTAL", elapsed: 5000, limitValue: 5000 });
-    expect(controller.error!.message).toBe("request body exceeded its total deadline after 5.0 s (total limit 5 s, 0 B received)");
+    expect(controller.error).toMatchObject({
+      limit: "total",
+      code: "ERR_DEADLINE_TOTAL",
+      elapsed: 5000,
+      limitValue: 5000,
+    });
+    expect(controller.error!.message).toBe(
+      "request body exceeded its total deadline after 5.0 s (total limit 5 s, 0 B received)",
+    );
     // A read after the firing rejects with the same error; the source was cancelled with it.
     await expect(readable.getReader().read()).rejects.toBe(controller.error);
     expect(src.cancelReason).toBe(controller.error);
@@ -137,7 +181,10 @@ describe("guardInboundStream: total", () => {
   it("accepts a point in time (Date) and maps it onto the monotonic clock", async () => {
     const clock = createVirtualClock({ wallStart: Date.UTC(2030, 0, 1) });
     const src = scriptedSource(clock, [{ at: 100_000, bytes: 10 }]);
-    const { readable, controller } = guardInboundStream(src.stream, { clock, total: new Date(Date.UTC(2030, 0, 1, 0, 0, 7)) });
+    const { readable, controller } = guardInboundStream(src.stream, {
+      clock,
+      total: new Date(Date.UTC(2030, 0, 1, 0, 0, 7)),
+    });
     scriptedConsumer(clock, readable);
     await clock.advance(6999);
     expect(controller.state).toBe("active");
@@ -184,11 +231,22 @@ describe("guardInboundStream: the live controller", () => {
 
   it("clear() turns every limit off; stats report the figures", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, [{ at: 0, bytes: 100 }, { at: 9000, bytes: 100 }]);
+    const src = scriptedSource(clock, [
+      { at: 0, bytes: 100 },
+      { at: 9000, bytes: 100 },
+    ]);
     const { readable, controller } = guardInboundStream(src.stream, { clock, idle: 1000, minRate: 10, total: 2000 });
     scriptedConsumer(clock, readable);
     await clock.advance(500);
-    expect(controller.stats).toMatchObject({ bytes: 100, elapsed: 500, waited: 500, idleFor: 500, waiting: true, rate: 200, remaining: 500 });
+    expect(controller.stats).toMatchObject({
+      bytes: 100,
+      elapsed: 500,
+      waited: 500,
+      idleFor: 500,
+      waiting: true,
+      rate: 200,
+      remaining: 500,
+    });
     controller.clear();
     expect(controller.limits).toMatchObject({ idle: null, minRate: null, total: null });
     expect(controller.stats.remaining).toBeNull();
@@ -216,7 +274,14 @@ describe("guardInboundStream: the live controller", () => {
     const clock = createVirtualClock();
     const src = scriptedSource(clock, [{ at: 50_000, bytes: 1 }]);
     const reports: unknown[] = [];
-    const { readable, controller } = guardInboundStream(src.stream, { clock, idle: 1000, total: 1000, minRate: 1, grace: 1000, onTimeout: (e) => reports.push(e) });
+    const { readable, controller } = guardInboundStream(src.stream, {
+      clock,
+      idle: 1000,
+      total: 1000,
+      minRate: 1,
+      grace: 1000,
+      onTimeout: (e) => reports.push(e),
+    });
     scriptedConsumer(clock, readable);
     let aborts = 0;
     controller.signal.addEventListener("abort", () => aborts++);
@@ -265,7 +330,10 @@ describe("guardInboundStream: endings", () => {
       },
     });
     const { readable } = guardInboundStream(source, { clock, subject: "request body" });
-    const error = await readable.getReader().read().catch((e: unknown) => e);
+    const error = await readable
+      .getReader()
+      .read()
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TypeError);
     expect((error as Error).message).toBe("request body: chunks must be Uint8Array, got string");
     expect(cancelReason).toBe(error);

@@ -16,8 +16,17 @@ describe("nothing outlives a guarded stream", () => {
       const guard = i % 2 === 0 ? guardInboundStream : guardOutboundStream;
       const inbound = i % 2 === 0;
       // Timing out: inbound, the peer goes quiet; outbound, the consumer stops taking.
-      const chunks = [{ at: 0, bytes: 10 }, { at: ending === "timedOut" && inbound ? 50_000 : 10, bytes: 10 }];
-      const src = scriptedSource(clock, chunks, ending === "sourceErrored" || ending === "sourceCancelledByPeer" ? { errorAt: { at: 20, error: new Error(ending) } } : { endAt: 30 });
+      const chunks = [
+        { at: 0, bytes: 10 },
+        { at: ending === "timedOut" && inbound ? 50_000 : 10, bytes: 10 },
+      ];
+      const src = scriptedSource(
+        clock,
+        chunks,
+        ending === "sourceErrored" || ending === "sourceCancelledByPeer"
+          ? { errorAt: { at: 20, error: new Error(ending) } }
+          : { endAt: 30 },
+      );
       sources.push(src);
       const { readable, controller } = guard(src.stream, { clock, idle: 1000, minRate: 10, total: 100_000 });
       signals.push(controller.signal);
@@ -29,7 +38,11 @@ describe("nothing outlives a guarded stream", () => {
       }
     }
     await clock.advance(200_000);
-    expect(deadlineDebugCounters(clock)).toMatchObject({ liveGuards: before, scheduledDeadlines: 0, timerArmed: false });
+    expect(deadlineDebugCounters(clock)).toMatchObject({
+      liveGuards: before,
+      scheduledDeadlines: 0,
+      timerArmed: false,
+    });
     expect(clock.pendingTimers).toBe(0);
     // Every source ran to its end or was cancelled: no read is left pending on any of them. (The
     // guard keeps its reader on a finished source instead of releasing it: a release costs an Error

@@ -42,7 +42,12 @@ describe("limit validation: clear errors naming the field and the value", () => 
   });
 
   it("0 and null turn a limit off; undefined leaves it unchanged", () => {
-    expect(parseLimits({ idle: 0, minRate: null, total: 0 })).toEqual({ idle: null, minRate: null, total: null, totalAt: null });
+    expect(parseLimits({ idle: 0, minRate: null, total: 0 })).toEqual({
+      idle: null,
+      minRate: null,
+      total: null,
+      totalAt: null,
+    });
     expect(parseLimits({ idle: undefined })).toEqual({});
   });
 
@@ -66,7 +71,10 @@ describe("limit validation: clear errors naming the field and the value", () => 
           outcome = error;
         }
         if (outcome === "accepted") {
-          const ok = value === undefined || value === null || (typeof value === "number" && Number.isFinite(value) && value >= 0 && !(field === "grace" && value === 0));
+          const ok =
+            value === undefined ||
+            value === null ||
+            (typeof value === "number" && Number.isFinite(value) && value >= 0 && !(field === "grace" && value === 0));
           expect(ok || (field === "total" && value instanceof Date && !Number.isNaN(value.getTime()))).toBe(true);
         } else {
           expect(outcome instanceof TypeError || outcome instanceof RangeError).toBe(true);

@@ -5,7 +5,13 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { createVirtualClock, deadlineDebugCounters, guardInboundStream, guardOutboundStream, type TimeoutError } from "../src/index.ts";
+import {
+  createVirtualClock,
+  deadlineDebugCounters,
+  guardInboundStream,
+  guardOutboundStream,
+  type TimeoutError,
+} from "../src/index.ts";
 import { evaluate, type ModelLimits, type Schedule } from "./support/deadline-model.ts";
 import { scriptedConsumer, scriptedSource } from "./support/scripted-streams.ts";
 
@@ -17,14 +23,19 @@ const halfMs = (min: number, max: number) => fc.integer({ min, max }).map((k) =>
 const limitsArb: fc.Arbitrary<ModelLimits> = fc.record(
   {
     idle: fc.option(halfMs(20, 4000), { nil: null }),
-    minRate: fc.option(fc.integer({ min: 1, max: 200_000 }).map((r) => r / 10), { nil: null }),
+    minRate: fc.option(
+      fc.integer({ min: 1, max: 200_000 }).map((r) => r / 10),
+      { nil: null },
+    ),
     grace: halfMs(50, 4000),
     total: fc.option(halfMs(100, 40_000), { nil: null }),
   },
   { requiredKeys: [] },
 );
 // A patch never pairs an explicit "off" minRate with a grace (that is a RangeError by design).
-const patchArb = limitsArb.map((p) => (p.minRate === null && p.grace !== undefined ? { ...p, grace: undefined } : p)).map(dropUndefined);
+const patchArb = limitsArb
+  .map((p) => (p.minRate === null && p.grace !== undefined ? { ...p, grace: undefined } : p))
+  .map(dropUndefined);
 const startLimitsArb = limitsArb.map((p) => (p.minRate == null ? { ...p, grace: undefined } : p)).map(dropUndefined);
 
 function dropUndefined(p: ModelLimits): ModelLimits {
@@ -37,16 +48,29 @@ function scheduleArb(direction: "inbound" | "outbound"): fc.Arbitrary<Schedule> 
   return fc
     .record({
       limits: startLimitsArb,
-      gaps: fc.array(fc.record({ gap: fc.integer({ min: 0, max: 2500 }), bytes: fc.integer({ min: 1, max: maxBytes }) }), { maxLength: 14 }),
+      gaps: fc.array(
+        fc.record({ gap: fc.integer({ min: 0, max: 2500 }), bytes: fc.integer({ min: 1, max: maxBytes }) }),
+        { maxLength: 14 },
+      ),
       endGap: fc.integer({ min: 0, max: 3000 }),
       firstReadAt: fc.integer({ min: 0, max: 2000 }),
       pauses: fc.array(fc.integer({ min: 0, max: 3000 }), { maxLength: 30 }),
-      changes: fc.array(fc.record({ at: fc.integer({ min: 0, max: 30_000 }).map((k) => k + 0.25), patch: patchArb }), { maxLength: 3 }),
+      changes: fc.array(fc.record({ at: fc.integer({ min: 0, max: 30_000 }).map((k) => k + 0.25), patch: patchArb }), {
+        maxLength: 3,
+      }),
     })
     .map(({ limits, gaps, endGap, firstReadAt, pauses, changes }) => {
       let at = 0;
       const chunks = gaps.map(({ gap, bytes }) => ({ at: (at += gap), bytes }));
-      return { direction, limits, chunks, endAt: at + endGap, firstReadAt, pauses, changes: changes.sort((a, b) => a.at - b.at) };
+      return {
+        direction,
+        limits,
+        chunks,
+        endAt: at + endGap,
+        firstReadAt,
+        pauses,
+        changes: changes.sort((a, b) => a.at - b.at),
+      };
     });
 }
 
@@ -74,10 +98,21 @@ async function runImplementation(s: Schedule): Promise<Observed> {
   if (fired) {
     expect(consumer.error).toBe(fired.error);
     expect(source.cancelReason).toBe(fired.error);
-    return { kind: "timeout", at: fired.at, limit: fired.error.limit, bytes: fired.error.bytes, consumerBytes: consumer.bytes };
+    return {
+      kind: "timeout",
+      at: fired.at,
+      limit: fired.error.limit,
+      bytes: fired.error.bytes,
+      consumerBytes: consumer.bytes,
+    };
   }
   if (controller.state === "closed" && consumer.done) {
-    return { kind: "closed", at: consumer.endedAt ?? NaN, bytes: controller.stats.bytes, consumerBytes: consumer.bytes };
+    return {
+      kind: "closed",
+      at: consumer.endedAt ?? NaN,
+      bytes: controller.stats.bytes,
+      consumerBytes: consumer.bytes,
+    };
   }
   return { kind: "other", at: NaN, bytes: controller.stats.bytes, consumerBytes: consumer.bytes };
 }
@@ -93,7 +128,8 @@ function agreesWithModel(direction: "inbound" | "outbound", tally: Tally) {
     const observed = await runImplementation(schedule);
     expect(observed.kind).toBe(expected.kind);
     // The consumer sees an outbound end only when it next asks, so closing times are compared inbound only.
-    if (expected.kind === "timeout" || direction === "inbound") expect(Math.abs(observed.at - expected.at)).toBeLessThan(1e-6);
+    if (expected.kind === "timeout" || direction === "inbound")
+      expect(Math.abs(observed.at - expected.at)).toBeLessThan(1e-6);
     expect(observed.bytes).toBe(expected.bytes);
     if (expected.kind === "timeout") expect(observed.limit).toBe(expected.limit);
     else expect(observed.consumerBytes).toBe(schedule.chunks.reduce((sum, c) => sum + c.bytes, 0));
@@ -104,7 +140,8 @@ function agreesWithModel(direction: "inbound" | "outbound", tally: Tally) {
 function expectVariedOutcomes(tally: Tally) {
   const runs = tally.closed + tally.idle + tally.minRate + tally.total;
   // At least 3% each (outbound minRate runs about 5.5%: bursts of takes earn credit): 4 standard deviations of margin.
-  for (const outcome of ["closed", "idle", "minRate", "total"] as const) expect(tally[outcome]).toBeGreaterThan(runs * 0.03);
+  for (const outcome of ["closed", "idle", "minRate", "total"] as const)
+    expect(tally[outcome]).toBeGreaterThan(runs * 0.03);
   expect(tally.ambiguous).toBeLessThan(runs * 0.05);
 }
 
@@ -133,8 +170,19 @@ describe("a peer that keeps up is never cut", () => {
           // idle or the 1000 ms grace (the first gap has no earlier bytes to lean on).
           let at = 0;
           const bounded = gaps.map((g) => Math.min(g, idle - 1, 999));
-          const chunks = bounded.map((g) => ({ at: (at += g), bytes: Math.max(1, Math.ceil((2 * minRate * g) / 1000)) }));
-          const schedule: Schedule = { direction, limits: { idle, minRate, grace: 1000 }, chunks, endAt: at, firstReadAt: 0, pauses: [], changes: [] };
+          const chunks = bounded.map((g) => ({
+            at: (at += g),
+            bytes: Math.max(1, Math.ceil((2 * minRate * g) / 1000)),
+          }));
+          const schedule: Schedule = {
+            direction,
+            limits: { idle, minRate, grace: 1000 },
+            chunks,
+            endAt: at,
+            firstReadAt: 0,
+            pauses: [],
+            changes: [],
+          };
           const observed = await runImplementation(schedule);
           expect(observed.kind).toBe("closed");
         },

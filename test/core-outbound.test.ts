@@ -27,7 +27,9 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
     await clock.advance(1);
     const error = controller.error!;
     expect(error).toMatchObject({ limit: "idle", direction: "outbound", bytes: 1000, idleFor: 2000 });
-    expect(error.message).toBe("response body stalled: the client took no data for 2.0 s (idle limit 2 s, 1000 B sent)");
+    expect(error.message).toBe(
+      "response body stalled: the client took no data for 2.0 s (idle limit 2 s, 1000 B sent)",
+    );
     expect(src.cancelReason).toBe(error);
     expect(controller.signal.aborted).toBe(true);
     await clock.advance(60_000);
@@ -42,9 +44,14 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
     const read = async (rate: number, limits: { minRate: number; grace: number }) => {
       const clock = createVirtualClock();
       const slices = burst / OUTBOUND_SLICE_BYTES;
-      const src = scriptedSource(clock, Array.from({ length: 3 * slices }, () => ({ at: 0, bytes: OUTBOUND_SLICE_BYTES })));
+      const src = scriptedSource(
+        clock,
+        Array.from({ length: 3 * slices }, () => ({ at: 0, bytes: OUTBOUND_SLICE_BYTES })),
+      );
       const { readable, controller } = guardOutboundStream(src.stream, { clock, ...limits });
-      const out = scriptedConsumer(clock, readable, { pauseAfter: (i) => (i % slices === slices - 1 ? (burst * 1000) / rate : 0) });
+      const out = scriptedConsumer(clock, readable, {
+        pauseAfter: (i) => (i % slices === slices - 1 ? (burst * 1000) / rate : 0),
+      });
       await clock.advance((4 * burst * 1000) / rate);
       return { out, error: controller.error };
     };
@@ -55,7 +62,10 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
     expect(slow.out.bytes).toBe(burst); // cut during the first wait: 2 MiB at 240 B/s is due well before 2 MiB at 120 B/s
     // A burst bigger than 4 MiB earns 4 MiB: a fast start cannot buy more than one socket buffer.
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, Array.from({ length: 200 }, () => ({ at: 0, bytes: OUTBOUND_SLICE_BYTES })));
+    const src = scriptedSource(
+      clock,
+      Array.from({ length: 200 }, () => ({ at: 0, bytes: OUTBOUND_SLICE_BYTES })),
+    );
     const { readable, controller } = guardOutboundStream(src.stream, { clock, minRate: 1024, grace: 1000 });
     scriptedConsumer(clock, readable, { pauseAfter: (i) => (i === 99 ? 1e9 : 0) }); // 6.25 MiB at once, then nothing
     await clock.advance(4096 * 1000 - 1);
@@ -66,7 +76,10 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
 
   it("reads ahead exactly one chunk", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, Array.from({ length: 10 }, () => ({ at: 0, bytes: 10 })));
+    const src = scriptedSource(
+      clock,
+      Array.from({ length: 10 }, () => ({ at: 0, bytes: 10 })),
+    );
     const { readable } = guardOutboundStream(src.stream, { clock });
     await clock.advance(10);
     expect(src.pulled).toBe(0); // nothing is read before the consumer asks
@@ -106,7 +119,10 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
 
   it("minRate: a consumer taking 100 B/s of a 1000 B/s minimum fails once it is grace behind", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, Array.from({ length: 100 }, () => ({ at: 0, bytes: 100 })));
+    const src = scriptedSource(
+      clock,
+      Array.from({ length: 100 }, () => ({ at: 0, bytes: 100 })),
+    );
     const { readable, controller } = guardOutboundStream(src.stream, { clock, minRate: 1000, grace: 1500 });
     scriptedConsumer(clock, readable, { pauseAfter: () => 1000 });
     await clock.advance(10_000);
@@ -131,7 +147,10 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
 describe("guardOutboundStream: endings", () => {
   it("a consumer cancel (client went away) cancels the producer at once", async () => {
     const clock = createVirtualClock();
-    const src = scriptedSource(clock, Array.from({ length: 5 }, (_, i) => ({ at: i * 1000, bytes: 10 })));
+    const src = scriptedSource(
+      clock,
+      Array.from({ length: 5 }, (_, i) => ({ at: i * 1000, bytes: 10 })),
+    );
     const { readable, controller } = guardOutboundStream(src.stream, { clock, idle: 5000 });
     const reader = readable.getReader();
     await reader.read();
@@ -164,16 +183,19 @@ describe("guardOutboundStream: endings", () => {
     }
     const iterator = produce();
     // A producer backed by an async generator, as frameworks build them (ReadableStream.from is not in every lib typing).
-    const source = new ReadableStream<Uint8Array>({
-      async pull(c) {
-        const { done, value } = await iterator.next();
-        if (done) c.close();
-        else c.enqueue(value);
+    const source = new ReadableStream<Uint8Array>(
+      {
+        async pull(c) {
+          const { done, value } = await iterator.next();
+          if (done) c.close();
+          else c.enqueue(value);
+        },
+        async cancel() {
+          await iterator.return(undefined);
+        },
       },
-      async cancel() {
-        await iterator.return(undefined);
-      },
-    }, { highWaterMark: 0 });
+      { highWaterMark: 0 },
+    );
     const { readable, controller } = guardOutboundStream(source, { clock, idle: 1000 });
     const reader = readable.getReader();
     await reader.read(); // take one, then stall
@@ -188,7 +210,10 @@ describe("guardOutboundStream: endings", () => {
     let producer!: ReadableStreamDefaultController<Uint8Array>;
     const source = new ReadableStream<Uint8Array>({ start: (c) => void (producer = c) });
     const { readable, controller } = guardOutboundStream(source, { clock, total: 100 });
-    readable.getReader().read().catch(() => {});
+    readable
+      .getReader()
+      .read()
+      .catch(() => {});
     await clock.advance(100);
     expect(controller.state).toBe("timedOut");
     expect(() => producer.enqueue(new Uint8Array(1))).toThrow(TypeError);
@@ -208,8 +233,18 @@ describe("guardOutboundStream: chunks read before the guard (in-memory bodies)",
     const { DeadlineTracker } = await import("../src/deadline-tracker.ts");
     const clock = createVirtualClock();
     const source = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) }, { highWaterMark: 0 });
-    const tracker = new DeadlineTracker({ direction: "outbound", subject: "response body", limits: { idle: 1000 }, clock });
-    const readable = attachOutboundGuardToReader(source.getReader(), tracker, [new Uint8Array(10), new Uint8Array(10), new Uint8Array(10)], undefined);
+    const tracker = new DeadlineTracker({
+      direction: "outbound",
+      subject: "response body",
+      limits: { idle: 1000 },
+      clock,
+    });
+    const readable = attachOutboundGuardToReader(
+      source.getReader(),
+      tracker,
+      [new Uint8Array(10), new Uint8Array(10), new Uint8Array(10)],
+      undefined,
+    );
     const consumer = scriptedConsumer(clock, readable, { pauseAfter: () => 60_000 });
     await clock.advance(1000);
     expect(tracker.error?.limit).toBe("idle");

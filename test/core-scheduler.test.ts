@@ -1,6 +1,13 @@
 import { spawnSync } from "node:child_process";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { type Clock, createVirtualClock, deadlineDebugCounters, globalTimersClock, guardInboundStream, guardOutboundStream } from "../src/index.ts";
+import {
+  type Clock,
+  createVirtualClock,
+  deadlineDebugCounters,
+  globalTimersClock,
+  guardInboundStream,
+  guardOutboundStream,
+} from "../src/index.ts";
 import { DeadlineScheduler, type ScheduledEntry } from "../src/deadline-scheduler.ts";
 
 /** A virtual clock that counts native-timer arms. */
@@ -22,7 +29,12 @@ describe("the shared scheduler", () => {
   it("keeps one native timer for many guarded streams", async () => {
     const clock = createVirtualClock();
     const guards = Array.from({ length: 1000 }, (_, i) => guardInboundStream(neverEnding(), { clock, idle: 1000 + i }));
-    const reads = guards.map((g) => g.readable.getReader().read().catch(() => "failed"));
+    const reads = guards.map((g) =>
+      g.readable
+        .getReader()
+        .read()
+        .catch(() => "failed"),
+    );
     await clock.settle();
     expect(clock.pendingTimers).toBe(1);
     expect(deadlineDebugCounters(clock).scheduledDeadlines).toBe(1000);
@@ -36,13 +48,21 @@ describe("the shared scheduler", () => {
   it("arms no timer per chunk: progress only moves deadlines later, lazily", async () => {
     const { clock, counted, arms } = countingClock();
     let sent = 0;
-    const source = new ReadableStream<Uint8Array>({
-      pull(c) {
-        if (sent++ === 10_000) c.close();
-        else c.enqueue(new Uint8Array(16));
+    const source = new ReadableStream<Uint8Array>(
+      {
+        pull(c) {
+          if (sent++ === 10_000) c.close();
+          else c.enqueue(new Uint8Array(16));
+        },
       },
-    }, { highWaterMark: 0 });
-    const { readable, controller } = guardInboundStream(source, { clock: counted, idle: 10_000, minRate: 1, total: 1e9 });
+      { highWaterMark: 0 },
+    );
+    const { readable, controller } = guardInboundStream(source, {
+      clock: counted,
+      idle: 10_000,
+      minRate: 1,
+      total: 1e9,
+    });
     const reader = readable.getReader();
     for (let i = 0; i < 10_000; i++) {
       await reader.read();
@@ -55,10 +75,19 @@ describe("the shared scheduler", () => {
   it("never fires early when the native timer wakes before the due time", () => {
     let now = 0;
     let pending: (() => void) | undefined;
-    const clock: Clock = { now: () => now, wallNow: () => now, setTimer: (cb) => ((pending = cb), 1), clearTimer: () => (pending = undefined) };
+    const clock: Clock = {
+      now: () => now,
+      wallNow: () => now,
+      setTimer: (cb) => ((pending = cb), 1),
+      clearTimer: () => (pending = undefined),
+    };
     const scheduler = new DeadlineScheduler(clock);
     const checks: number[] = [];
-    const entry: ScheduledEntry = { heapIndex: -1, scheduledAt: Infinity, checkDue: (t) => (checks.push(t), t >= 100 ? Infinity : 100) };
+    const entry: ScheduledEntry = {
+      heapIndex: -1,
+      scheduledAt: Infinity,
+      checkDue: (t) => (checks.push(t), t >= 100 ? Infinity : 100),
+    };
     scheduler.schedule(entry, 100);
     now = 99.4; // the platform timer fired 0.6 ms early
     pending!();
@@ -74,10 +103,19 @@ describe("the shared scheduler", () => {
     let now = 0;
     let pending: (() => void) | undefined;
     const delays: number[] = [];
-    const clock: Clock = { now: () => now, wallNow: () => now, setTimer: (cb, ms) => ((pending = cb), delays.push(ms), 1), clearTimer: () => (pending = undefined) };
+    const clock: Clock = {
+      now: () => now,
+      wallNow: () => now,
+      setTimer: (cb, ms) => ((pending = cb), delays.push(ms), 1),
+      clearTimer: () => (pending = undefined),
+    };
     const scheduler = new DeadlineScheduler(clock);
     const fired: number[] = [];
-    for (let i = 0; i < 100; i++) scheduler.schedule({ heapIndex: -1, scheduledAt: Infinity, checkDue: () => (fired.push(i), Infinity) }, 10 + i / 100);
+    for (let i = 0; i < 100; i++)
+      scheduler.schedule(
+        { heapIndex: -1, scheduledAt: Infinity, checkDue: () => (fired.push(i), Infinity) },
+        10 + i / 100,
+      );
     now = 11;
     const perTask: number[] = [];
     while (pending !== undefined) {
@@ -96,14 +134,28 @@ describe("the shared scheduler", () => {
   it("a throwing callback during a sweep does not strand the other deadlines", () => {
     let now = 0;
     let pending: (() => void) | undefined;
-    const clock: Clock = { now: () => now, wallNow: () => now, setTimer: (cb) => ((pending = cb), 1), clearTimer: () => (pending = undefined) };
+    const clock: Clock = {
+      now: () => now,
+      wallNow: () => now,
+      setTimer: (cb) => ((pending = cb), 1),
+      clearTimer: () => (pending = undefined),
+    };
     const scheduler = new DeadlineScheduler(clock);
     const fired: string[] = [];
     const reported: unknown[] = [];
     const original = globalThis.reportError;
     globalThis.reportError = (e: unknown) => void reported.push(e);
     try {
-      scheduler.schedule({ heapIndex: -1, scheduledAt: Infinity, checkDue: () => { throw new Error("listener blew up"); } }, 10);
+      scheduler.schedule(
+        {
+          heapIndex: -1,
+          scheduledAt: Infinity,
+          checkDue: () => {
+            throw new Error("listener blew up");
+          },
+        },
+        10,
+      );
       scheduler.schedule({ heapIndex: -1, scheduledAt: Infinity, checkDue: () => (fired.push("b"), Infinity) }, 10);
       now = 10;
       pending!();
@@ -123,11 +175,22 @@ describe("the system clock", () => {
   it("globalTimersClock is driven by vitest fake timers: one tick call moves everything", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance", "Date"] });
     const source = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) }, { highWaterMark: 0 });
-    const { readable, controller } = guardOutboundStream(new ReadableStream({ start: (c) => { c.enqueue(new Uint8Array(1)); c.enqueue(new Uint8Array(1)); } }), { idle: 5000, clock: globalTimersClock });
+    const { readable, controller } = guardOutboundStream(
+      new ReadableStream({
+        start: (c) => {
+          c.enqueue(new Uint8Array(1));
+          c.enqueue(new Uint8Array(1));
+        },
+      }),
+      { idle: 5000, clock: globalTimersClock },
+    );
     const inbound = guardInboundStream(source, { idle: 3000, clock: globalTimersClock });
     const reader = readable.getReader();
     await reader.read(); // take one; the read-ahead chunk now waits for us
-    const pendingRead = inbound.readable.getReader().read().catch((e: unknown) => e);
+    const pendingRead = inbound.readable
+      .getReader()
+      .read()
+      .catch((e: unknown) => e);
     await vi.advanceTimersByTimeAsync(2999);
     expect(inbound.controller.state).toBe("active");
     await vi.advanceTimersByTimeAsync(1);
@@ -146,7 +209,10 @@ describe("the system clock", () => {
       console.log("armed");
     `;
     const started = Date.now();
-    const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { encoding: "utf8", timeout: 30_000 });
+    const child = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
     expect(child.stdout.trim()).toBe("armed");
     expect(child.status).toBe(0);
     expect(Date.now() - started).toBeLessThan(20_000); // far below the 60 s limit that was armed

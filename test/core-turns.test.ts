@@ -29,10 +29,10 @@ function handTurnedClock() {
     closeTurn: () => {
       const due = endTurn;
       endTurn = [];
-      due.forEach((cb) => cb());
+      for (const cb of due) cb();
     },
     runTimers: () => {
-      for (const t of [...timers]) if (t.at <= now) (timers.delete(t), t.cb());
+      for (const t of [...timers]) if (t.at <= now) timers.delete(t), t.cb();
     },
   };
 }
@@ -43,8 +43,16 @@ describe("clock readings per event-loop turn", () => {
   it("a wait counts from the end of the turn it began in, and progress at the start of its turn", async () => {
     const h = handTurnedClock();
     let deliver!: (chunk: Uint8Array) => void;
-    const source = new ReadableStream<Uint8Array>({ pull: (c) => new Promise<void>((r) => (deliver = (x) => (c.enqueue(x), r()))) }, { highWaterMark: 0 });
-    const { readable, controller } = guardInboundStream(source, { clock: h.clock, idle: 1000, minRate: 100, grace: 10_000 });
+    const source = new ReadableStream<Uint8Array>(
+      { pull: (c) => new Promise<void>((r) => (deliver = (x) => (c.enqueue(x), r()))) },
+      { highWaterMark: 0 },
+    );
+    const { readable, controller } = guardInboundStream(source, {
+      clock: h.clock,
+      idle: 1000,
+      minRate: 100,
+      grace: 10_000,
+    });
     const reader = readable.getReader();
     h.set(100);
     const pending = reader.read(); // the wait begins in a turn that opens at 100 ...
@@ -63,7 +71,10 @@ describe("clock readings per event-loop turn", () => {
     const source = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) }, { highWaterMark: 0 });
     const { readable, controller } = guardInboundStream(source, { clock: h.clock, idle: 1000 });
     h.set(0);
-    readable.getReader().read().catch(() => {});
+    readable
+      .getReader()
+      .read()
+      .catch(() => {});
     await flush();
     h.set(40); // the turn ran 40 ms after the read began
     h.closeTurn();
@@ -78,7 +89,10 @@ describe("clock readings per event-loop turn", () => {
   it("a wait that begins and ends within one turn counts as zero, with no clock reading per chunk", async () => {
     const h = handTurnedClock();
     let sent = 0;
-    const source = new ReadableStream<Uint8Array>({ pull: (c) => (sent++ < 1000 ? c.enqueue(new Uint8Array(8)) : c.close()) }, { highWaterMark: 0 });
+    const source = new ReadableStream<Uint8Array>(
+      { pull: (c) => (sent++ < 1000 ? c.enqueue(new Uint8Array(8)) : c.close()) },
+      { highWaterMark: 0 },
+    );
     const { readable, controller } = guardInboundStream(source, { clock: h.clock, idle: 1000, minRate: 1 });
     const readsBefore = h.reads();
     const reader = readable.getReader();

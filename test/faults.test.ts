@@ -13,7 +13,7 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ALL_ROWS, launch, type RunningServer, type RuntimeRow } from "./conformance/runtime-launchers.ts";
+import { ALL_ROWS, launch, type RunningServer } from "./conformance/runtime-launchers.ts";
 import { type Check, FAULT_CONFIG, FAULTS, observationsOf, settle, storm } from "./faults/fault-cases.ts";
 import { type FaultClient, faultClient } from "./faults/fault-client.ts";
 
@@ -25,7 +25,9 @@ const STORM_LEAD_MS = 4000;
 /** The soft limit on open files of this process (the storm's client sockets count against it). */
 function openFileLimit(): number {
   try {
-    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
+    const line = readFileSync("/proc/self/limits", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("Max open files"));
     const soft = line?.split(/\s{2,}/)[1];
     return soft === undefined || soft === "unlimited" ? Infinity : Number(soft);
   } catch {
@@ -75,8 +77,14 @@ for (const row of ALL_ROWS) {
       const index = await client.get("/");
       const audit = reportAudit(server);
       return [
-        [index.status === 200 && index.text.startsWith("stream-deadlines demo"), `the server still answers: GET / ${index.status}`],
-        [settled.clean, `nothing left: counters ${JSON.stringify(settled.counters)} (${Math.round(settled.ms)} ms after the fault)`],
+        [
+          index.status === 200 && index.text.startsWith("stream-deadlines demo"),
+          `the server still answers: GET / ${index.status}`,
+        ],
+        [
+          settled.clean,
+          `nothing left: counters ${JSON.stringify(settled.counters)} (${Math.round(settled.ms)} ms after the fault)`,
+        ],
         [audit.twice.length === 0, `requests reported twice: ${audit.twice.join(", ") || "none"}`],
       ];
     }
@@ -95,7 +103,10 @@ for (const row of ALL_ROWS) {
     it(`${STORM} stalled uploads time out at the same instant: each cut (408) and reported exactly once`, async () => {
       const fdLimit = openFileLimit();
       // Our side holds one socket per upload (the server is another process, with its own limit).
-      expect(fdLimit, `the open-files soft limit (${fdLimit}) must leave room for ${STORM} client sockets`).toBeGreaterThan(STORM + 200);
+      expect(
+        fdLimit,
+        `the open-files soft limit (${fdLimit}) must leave room for ${STORM} client sockets`,
+      ).toBeGreaterThan(STORM + 200);
       const result = await storm(server, protocol, STORM, STORM_LEAD_MS);
       const common = await aftermath();
       console.log(
@@ -106,8 +117,14 @@ for (const row of ALL_ROWS) {
         [
           [result.statuses["408"] === STORM, `client statuses: ${JSON.stringify(result.statuses)}`],
           [result.endings.complete === STORM, `408 bodies complete: ${JSON.stringify(result.endings)}`],
-          [result.reportsPerId["1"] === STORM, `reports per request (count: requests): ${JSON.stringify(result.reportsPerId)}`],
-          [result.reports === STORM && result.otherLimit === 0, `${result.reports} reports (onTimeout calls), ${result.otherLimit} for another limit than total`],
+          [
+            result.reportsPerId["1"] === STORM,
+            `reports per request (count: requests): ${JSON.stringify(result.reportsPerId)}`,
+          ],
+          [
+            result.reports === STORM && result.otherLimit === 0,
+            `${result.reports} reports (onTimeout calls), ${result.otherLimit} for another limit than total`,
+          ],
           // Server and test read the same wall clock from two processes: a few ms of reading apart.
           [result.earliest >= -50, `no firing before the instant: earliest ${result.earliest} ms`],
           ...common,

@@ -1,16 +1,31 @@
 import { describe, expect, it } from "vitest";
-import { createVirtualClock, deadlineDebugCounters, deadlines, fetchWithDeadlines, isTimeoutError, upstreamDeadlines, withDeadlines } from "../src/index.ts";
+import {
+  createVirtualClock,
+  deadlineDebugCounters,
+  deadlines,
+  fetchWithDeadlines,
+  isTimeoutError,
+  upstreamDeadlines,
+  withDeadlines,
+} from "../src/index.ts";
 import { drip, scriptedConsumer, trackedProducer } from "./support/fetch-peers.ts";
 
 type FakeFetch = (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
 
 /** An upstream on the virtual clock: headers after `headersAfter` ms, then the scripted body. */
-function fakeUpstream(clock: ReturnType<typeof createVirtualClock>, headersAfter: number, body: ReturnType<typeof trackedProducer> | null) {
+function fakeUpstream(
+  clock: ReturnType<typeof createVirtualClock>,
+  headersAfter: number,
+  body: ReturnType<typeof trackedProducer> | null,
+) {
   const seen: { signal?: AbortSignal } = {};
   const fetch: FakeFetch = (_input, init) =>
     new Promise((resolve, reject) => {
       seen.signal = init?.signal ?? undefined;
-      const timer = clock.setTimer(() => resolve(new Response(body?.stream ?? null, { status: 200, headers: { "x-upstream": "1" } })), headersAfter);
+      const timer = clock.setTimer(
+        () => resolve(new Response(body?.stream ?? null, { status: 200, headers: { "x-upstream": "1" } })),
+        headersAfter,
+      );
       init?.signal?.addEventListener("abort", () => {
         clock.clearTimer(timer);
         reject(init.signal!.reason);
@@ -22,7 +37,10 @@ function fakeUpstream(clock: ReturnType<typeof createVirtualClock>, headersAfter
 describe("fetchWithDeadlines", () => {
   it("guards the upstream body: a stalled upstream fails at idle, and the upstream request is aborted", async () => {
     const clock = createVirtualClock();
-    const body = trackedProducer(clock, [{ at: 10, bytes: 100 }, { at: 60_000, bytes: 100 }]);
+    const body = trackedProducer(clock, [
+      { at: 10, bytes: 100 },
+      { at: 60_000, bytes: 100 },
+    ]);
     const upstream = fakeUpstream(clock, 5, body);
     const pending = fetchWithDeadlines("http://upstream/", { deadlines: { idle: 1000, clock, fetch: upstream.fetch } });
     await clock.advance(5);
@@ -42,7 +60,9 @@ describe("fetchWithDeadlines", () => {
     const clock = createVirtualClock();
     const body = trackedProducer(clock, drip(1000, 100, 1));
     const upstream = fakeUpstream(clock, 1, body);
-    const pending = fetchWithDeadlines("http://upstream/", { deadlines: { idle: 1000, minRate: 10_000, clock, fetch: upstream.fetch } });
+    const pending = fetchWithDeadlines("http://upstream/", {
+      deadlines: { idle: 1000, minRate: 10_000, clock, fetch: upstream.fetch },
+    });
     await clock.advance(1);
     const response = await pending;
     await clock.advance(60_000); // the consumer (a slow client, say) reads nothing for a minute
@@ -67,7 +87,10 @@ describe("fetchWithDeadlines", () => {
     const clock = createVirtualClock();
     const upstream = fakeUpstream(clock, 10_000, null);
     const caller = new AbortController();
-    const pending = fetchWithDeadlines("http://upstream/", { signal: caller.signal, deadlines: { idle: 5000, clock, fetch: upstream.fetch } }).catch((e: unknown) => e);
+    const pending = fetchWithDeadlines("http://upstream/", {
+      signal: caller.signal,
+      deadlines: { idle: 5000, clock, fetch: upstream.fetch },
+    }).catch((e: unknown) => e);
     caller.abort(new Error("caller gave up"));
     expect(((await pending) as Error).message).toBe("caller gave up");
   });

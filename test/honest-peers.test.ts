@@ -77,7 +77,8 @@ const RESPONSE_LIMITS_H2 = { idle: 6_000, minRate: 64 * KiB, grace: 6_000 };
  * the tightest limit. A peer at 2 × minRate that is L late has used L of its idle and grace budget,
  * so at a third it is still well inside; later than that, the test blames the client.
  */
-const MAX_CLIENT_LAG_MS = Math.min(REQUEST_LIMITS.idle, REQUEST_LIMITS.grace, RESPONSE_LIMITS_H2.idle, RESPONSE_LIMITS_H2.grace) / 3;
+const MAX_CLIENT_LAG_MS =
+  Math.min(REQUEST_LIMITS.idle, REQUEST_LIMITS.grace, RESPONSE_LIMITS_H2.idle, RESPONSE_LIMITS_H2.grace) / 3;
 
 interface RowPlan {
   config: DemoConfig;
@@ -99,7 +100,11 @@ function planFor(row: RuntimeRow): RowPlan {
       uploads: { count: UPLOADS, bytes: uploadBytes, rate: uploadRate, tickMs: TICK_MS },
       downloads: h2
         ? { count: DOWNLOADS, sizes: [1 * MiB], rate: downloadRate } // 8 s at 2 × 64 KiB/s
-        : { count: DOWNLOADS, sizes: [8 * MiB, 256 * KiB, 256 * KiB, 256 * KiB, 256 * KiB, 256 * KiB], rate: downloadRate },
+        : {
+            count: DOWNLOADS,
+            sizes: [8 * MiB, 256 * KiB, 256 * KiB, 256 * KiB, 256 * KiB, 256 * KiB],
+            rate: downloadRate,
+          },
       controls: {
         upload: { count: 1, bytes: uploadBytes, rate: Math.round(CONTROL * REQUEST_LIMITS.minRate), tickMs: TICK_MS },
         // HTTP/1.1: after 4 MiB the rest (what the kernel holds once the cut came, at ~10 s with
@@ -118,7 +123,13 @@ const fmtS = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const fmtKiB = (bytes: number) => (bytes >= MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${Math.round(bytes / KiB)} KiB`);
 
 /** Waits until the server has reported `count` observations matching `match` (they arrive through its stdout). */
-async function settled(server: RunningServer, since: number, match: (o: Observation) => boolean, count: number, timeoutMs: number): Promise<Observation[]> {
+async function settled(
+  server: RunningServer,
+  since: number,
+  match: (o: Observation) => boolean,
+  count: number,
+  timeoutMs: number,
+): Promise<Observation[]> {
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const found = server.observations.slice(since).filter(match);
@@ -127,7 +138,13 @@ async function settled(server: RunningServer, since: number, match: (o: Observat
   }
 }
 
-function summary(row: RuntimeRow, plan: RowPlan, r: LoadResult, timeouts: Observation[], observed: Observation[]): string {
+function summary(
+  row: RuntimeRow,
+  plan: RowPlan,
+  r: LoadResult,
+  timeouts: Observation[],
+  observed: Observation[],
+): string {
   const counts = new Map<string, number>();
   for (const o of observed) counts.set(o.event, (counts.get(o.event) ?? 0) + 1);
   const d = plan.spec.downloads;
@@ -163,7 +180,12 @@ for (const row of ROWS) {
       console.log(report);
 
       // 1. The client kept its own schedule: otherwise it was not an honest peer, whatever happened.
-      const lag = Math.max(result.uploads.maxLagMs, result.downloads.maxLagMs, result.controls.upload.maxLagMs, result.controls.download.maxLagMs);
+      const lag = Math.max(
+        result.uploads.maxLagMs,
+        result.downloads.maxLagMs,
+        result.controls.upload.maxLagMs,
+        result.controls.download.maxLagMs,
+      );
       expect(
         lag,
         `the load client fell behind its own pacing schedule by ${lag} ms (allowed ${MAX_CLIENT_LAG_MS} ms; its event-loop delay p99 ${result.loopDelay.p99Ms} ms, max ${result.loopDelay.maxMs} ms): the machine was too loaded for the client to be an honest peer; this says nothing about the server.\n${report}`,
@@ -173,8 +195,15 @@ for (const row of ROWS) {
       //    408, unless the server's close reset the connection before the client read it), and the
       //    server's side is checked in 4.
       const { upload: controlUpload, download: controlDownload } = result.controls;
-      expect(controlUpload.bytes < plan.spec.controls.upload.bytes && (controlUpload.status === 408 || ["reset", "truncated"].includes(controlUpload.ending)), `the ${CONTROL}× upload control was not cut\n${report}`).toBe(true);
-      expect(controlDownload.ending !== "complete" && controlDownload.bytes < plan.spec.controls.download.sizes[0]!, `the ${CONTROL}× download control was not cut\n${report}`).toBe(true);
+      expect(
+        controlUpload.bytes < plan.spec.controls.upload.bytes &&
+          (controlUpload.status === 408 || ["reset", "truncated"].includes(controlUpload.ending)),
+        `the ${CONTROL}× upload control was not cut\n${report}`,
+      ).toBe(true);
+      expect(
+        controlDownload.ending !== "complete" && controlDownload.bytes < plan.spec.controls.download.sizes[0]!,
+        `the ${CONTROL}× download control was not cut\n${report}`,
+      ).toBe(true);
 
       // 3. No honest transfer was cut, and every byte arrived as sent.
       expect(result.uploads.failures, `honest uploads failed\n${report}`).toEqual([]);
@@ -187,7 +216,10 @@ for (const row of ROWS) {
       //    honest download's producer ran to its end.
       const count = (event: string) => observed.filter((o) => o.event === event).length;
       expect(
-        observed.filter((o) => o.event === "timeout").map((o) => o.direction).sort(),
+        observed
+          .filter((o) => o.event === "timeout")
+          .map((o) => o.direction)
+          .sort(),
         `deadlines that fired on the server: ${JSON.stringify(timeouts)}\n${report}`,
       ).toEqual(["request", "response"]);
       expect(count("upload-failed"), `upload-failed observations\n${report}`).toBe(1);

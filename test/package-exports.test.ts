@@ -7,7 +7,10 @@ const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url),
   sideEffects: boolean;
   type: string;
 };
-const jsr = JSON.parse(readFileSync(new URL("../jsr.json", import.meta.url), "utf8")) as { exports: Record<string, string>; version: string };
+const jsr = JSON.parse(readFileSync(new URL("../jsr.json", import.meta.url), "utf8")) as {
+  exports: Record<string, string>;
+  version: string;
+};
 
 /** "./dist/adapters/node.js" and "./adapters/node.ts" are the same module, built and as source. */
 const sourceOf = (built: string) => built.replace(/^\.\/dist\//, "./").replace(/\.js$/, ".ts");
@@ -21,13 +24,17 @@ describe("package exports", () => {
       expect(Object.keys(target)[0], `${key}: "types" comes first`).toBe("types");
       expect(jsr.exports[key], key).toBe(sourceOf(target.default));
       expect(sourceOf(target.types.replace(/\.d\.ts$/, ".js")), key).toBe(sourceOf(target.default));
-      expect(existsSync(new URL(`../${jsr.exports[key]}`, import.meta.url)), `${key}: ${jsr.exports[key]} exists`).toBe(true);
+      expect(existsSync(new URL(`../${jsr.exports[key]}`, import.meta.url)), `${key}: ${jsr.exports[key]} exists`).toBe(
+        true,
+      );
     }
   });
 
   it("is ESM without side effects, and both manifests carry the same version", () => {
     expect(pkg.type).toBe("module");
     expect(pkg.sideEffects).toBe(false);
-    expect(jsr.version).toBe((JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version);
+    expect(jsr.version).toBe(
+      (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }).version,
+    );
   });
 });

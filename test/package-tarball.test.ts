@@ -47,7 +47,12 @@ import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "../demo
 import { NODE24_BINARY } from "./conformance/runtime-launchers.ts";
 import { type ConsumerConfig, consumerSource, typecheckConsumer } from "./package-tarball/consumer-typecheck.ts";
 import { moduleGraph, packageNameOf } from "./package-tarball/module-graph.ts";
-import { type ProbeReport, probeModuleSource, probeOnWorkerd, probeWithProcess } from "./package-tarball/runtime-probes.ts";
+import {
+  type ProbeReport,
+  probeModuleSource,
+  probeOnWorkerd,
+  probeWithProcess,
+} from "./package-tarball/runtime-probes.ts";
 import { childEnv, type StagedPackage, stageBuildAndPack, unpack } from "./package-tarball/stage-and-pack.ts";
 
 const run = promisify(execFile);
@@ -75,7 +80,16 @@ const strip = (p: string) => p.replace(/^\.\//, "");
 
 /** Names each known subpath must export at run time (at least these); any other subpath: at least one. */
 const EXPECTED_EXPORTS: Record<string, string[]> = {
-  ".": ["withDeadlines", "deadlines", "TimeoutError", "isTimeoutError", "guardInboundStream", "guardOutboundStream", "fetchWithDeadlines", "upstreamDeadlines"],
+  ".": [
+    "withDeadlines",
+    "deadlines",
+    "TimeoutError",
+    "isTimeoutError",
+    "guardInboundStream",
+    "guardOutboundStream",
+    "fetchWithDeadlines",
+    "upstreamDeadlines",
+  ],
   "./node": ["serve", "createNodeListener", "nodeServerLimits"],
   "./deno": ["withDenoDeadlines", "serve"],
   "./bun": ["withBunDeadlines", "serve", "BUN_DEFAULT_IDLE_TIMEOUT"],
@@ -92,7 +106,8 @@ const ALLOWED_OUTSIDE: Record<string, (spec: string) => boolean> = {
 };
 /** Any other subpath: packages it declares as dependencies or peers, no Node builtins. */
 const declared = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]);
-const allowedOutside = (sub: string) => ALLOWED_OUTSIDE[sub] ?? ((spec: string) => !spec.startsWith("node:") && declared.has(packageNameOf(spec)));
+const allowedOutside = (sub: string) =>
+  ALLOWED_OUTSIDE[sub] ?? ((spec: string) => !spec.startsWith("node:") && declared.has(packageNameOf(spec)));
 
 type Runtime = "node20" | "node24" | "deno" | "bun" | "workerd" | "workerd+nodejs_compat";
 const RUNTIMES: Runtime[] = ["node20", "node24", "deno", "bun", "workerd", "workerd+nodejs_compat"];
@@ -116,12 +131,30 @@ beforeAll(async () => {
   projectDir = join(work, "consumer");
   const peers = Object.entries(pkg.peerDependencies ?? {}).map(([name, range]) => `${name}@${range}`);
   mkdirSync(projectDir);
-  writeFileSync(join(projectDir, "package.json"), JSON.stringify({ name: "sd-consumer", private: true, type: "module" }, null, 2));
-  await run("npm", ["install", "--prefix", projectDir, "--no-audit", "--no-fund", "--prefer-offline", "--loglevel", "error", staged.tarball, ...peers], {
-    cwd: projectDir,
-    env: childEnv(),
-    maxBuffer: 16 << 20,
-  });
+  writeFileSync(
+    join(projectDir, "package.json"),
+    JSON.stringify({ name: "sd-consumer", private: true, type: "module" }, null, 2),
+  );
+  await run(
+    "npm",
+    [
+      "install",
+      "--prefix",
+      projectDir,
+      "--no-audit",
+      "--no-fund",
+      "--prefer-offline",
+      "--loglevel",
+      "error",
+      staged.tarball,
+      ...peers,
+    ],
+    {
+      cwd: projectDir,
+      env: childEnv(),
+      maxBuffer: 16 << 20,
+    },
+  );
   writeFileSync(join(projectDir, "probe.mjs"), probeModuleSource(pkg.name, SUBPATHS));
   reference = await probeWithProcess(process.execPath, ["probe.mjs"], projectDir);
 }, 180_000);
@@ -133,11 +166,17 @@ afterAll(() => {
 describe("the packed tarball", () => {
   it("holds package.json, README.md, LICENSE and the built modules of src/ and adapters/, nothing else", () => {
     const paths = staged.pack.files.map((f) => f.path).sort();
-    const outside = paths.filter((p) => !["package.json", "README.md", "LICENSE"].includes(p) && !/^dist\/(src|adapters)\//.test(p));
+    const outside = paths.filter(
+      (p) => !["package.json", "README.md", "LICENSE"].includes(p) && !/^dist\/(src|adapters)\//.test(p),
+    );
     expect(outside, "files outside the whitelist").toEqual([]);
     expect(paths).toEqual(expect.arrayContaining(["package.json", "README.md", "LICENSE"]));
     expect(paths.filter((p) => /(^|\/)(test|bench|demo|docs|tools|examples)\/|\.test\.|\.check\./.test(p))).toEqual([]);
-    for (const entry of pkg.files) expect(paths.some((p) => p === entry || p.startsWith(`${entry}/`)), `"files" entry ${entry} ships something`).toBe(true);
+    for (const entry of pkg.files)
+      expect(
+        paths.some((p) => p === entry || p.startsWith(`${entry}/`)),
+        `"files" entry ${entry} ships something`,
+      ).toBe(true);
 
     // One built module (JS, declarations, source map) per source module, and no other file.
     const expected: string[] = [];
@@ -156,16 +195,23 @@ describe("the packed tarball", () => {
       const target = entryOf(sub);
       expect(Object.keys(target)[0], `${sub}: "types" first`).toBe("types");
       expect(Object.keys(target), sub).toContain("default");
-      for (const [condition, file] of Object.entries(target)) expect(existsSync(join(packageDir, strip(file))), `${sub} ${condition}: ${file}`).toBe(true);
+      for (const [condition, file] of Object.entries(target))
+        expect(existsSync(join(packageDir, strip(file))), `${sub} ${condition}: ${file}`).toBe(true);
     }
     const js = staged.pack.files.map((f) => f.path).filter((p) => p.endsWith(".js"));
     for (const file of js) {
       expect(existsSync(join(packageDir, file.replace(/\.js$/, ".d.ts"))), `${file}: declarations`).toBe(true);
       const source = readFileSync(join(packageDir, file), "utf8");
       expect(source, file).toMatch(/\n\/\/# sourceMappingURL=[\w.-]+\.js\.map\s*$/);
-      const map = JSON.parse(readFileSync(join(packageDir, `${file}.map`), "utf8")) as { sources: string[]; sourcesContent?: (string | null)[] };
+      const map = JSON.parse(readFileSync(join(packageDir, `${file}.map`), "utf8")) as {
+        sources: string[];
+        sourcesContent?: (string | null)[];
+      };
       expect(map.sourcesContent?.length, `${file}.map: sourcesContent`).toBe(map.sources.length);
-      expect(map.sourcesContent!.every((s) => typeof s === "string" && s.length > 0), `${file}.map: every source inline`).toBe(true);
+      expect(
+        map.sourcesContent!.every((s) => typeof s === "string" && s.length > 0),
+        `${file}.map: every source inline`,
+      ).toBe(true);
     }
   });
 
@@ -176,15 +222,25 @@ describe("the packed tarball", () => {
       for (const entry of [strip(entryOf(sub).default), strip(entryOf(sub).types)]) {
         const graph = moduleGraph(packageDir, entry);
         expect(graph.broken, `${sub} (${entry}): relative imports to missing files`).toEqual([]);
-        expect(graph.files.every((f) => f.startsWith("dist/")), `${sub}: stays in dist`).toBe(true);
-        if (sub === ".") expect(graph.files.every((f) => f.startsWith("dist/src/")), "the core reaches no adapter").toBe(true);
-        const refused = [...graph.outside].filter(([spec]) => !allowed(spec)).map(([spec, from]) => `${spec} (from ${from.join(", ")})`);
+        expect(
+          graph.files.every((f) => f.startsWith("dist/")),
+          `${sub}: stays in dist`,
+        ).toBe(true);
+        if (sub === ".")
+          expect(
+            graph.files.every((f) => f.startsWith("dist/src/")),
+            "the core reaches no adapter",
+          ).toBe(true);
+        const refused = [...graph.outside]
+          .filter(([spec]) => !allowed(spec))
+          .map(([spec, from]) => `${spec} (from ${from.join(", ")})`);
         expect(refused, `${sub} (${entry}) imports from outside the package`).toEqual([]);
         if (entry.endsWith(".js")) for (const spec of graph.outside.keys()) used.add(packageNameOf(spec));
       }
     }
     // Every runtime dependency is imported by some subpath (none is there for nothing).
-    for (const dep of Object.keys(pkg.dependencies ?? {})) expect(used.has(dep), `dependency ${dep} is imported by a subpath`).toBe(true);
+    for (const dep of Object.keys(pkg.dependencies ?? {}))
+      expect(used.has(dep), `dependency ${dep} is imported by a subpath`).toBe(true);
   });
 
   it("publint finds nothing (strict, suggestions included)", async () => {
@@ -198,15 +254,28 @@ describe("the packed tarball", () => {
     const bin = (JSON.parse(readFileSync(cliPackage, "utf8")) as { bin: Record<string, string> }).bin.attw!;
     let stdout: string;
     try {
-      ({ stdout } = await run(process.execPath, [join(dirname(cliPackage), bin), staged.tarball, "--profile", "esm-only", "--format", "json"], { env: childEnv(), maxBuffer: 64 << 20 }));
+      ({ stdout } = await run(
+        process.execPath,
+        [join(dirname(cliPackage), bin), staged.tarball, "--profile", "esm-only", "--format", "json"],
+        { env: childEnv(), maxBuffer: 64 << 20 },
+      ));
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string; message: string };
-      const problems = e.stdout?.startsWith("{") ? JSON.stringify((JSON.parse(e.stdout) as { problems: unknown }).problems, null, 1) : e.stdout;
+      const problems = e.stdout?.startsWith("{")
+        ? JSON.stringify((JSON.parse(e.stdout) as { problems: unknown }).problems, null, 1)
+        : e.stdout;
       throw new Error(`attw failed: ${e.message}\n${problems ?? ""}\n${e.stderr ?? ""}`);
     }
-    const report = JSON.parse(stdout) as { analysis: { entrypoints: Record<string, unknown>; problems: { kind: string; entrypoint: string; resolutionKind?: string }[] } };
+    const report = JSON.parse(stdout) as {
+      analysis: {
+        entrypoints: Record<string, unknown>;
+        problems: { kind: string; entrypoint: string; resolutionKind?: string }[];
+      };
+    };
     expect(Object.keys(report.analysis.entrypoints)).toEqual(expect.arrayContaining(SUBPATHS));
-    const esmProblems = report.analysis.problems.filter((p) => p.resolutionKind !== "node10" && p.resolutionKind !== "node16-cjs");
+    const esmProblems = report.analysis.problems.filter(
+      (p) => p.resolutionKind !== "node10" && p.resolutionKind !== "node16-cjs",
+    );
     expect(esmProblems).toEqual([]);
   });
 });
@@ -217,17 +286,25 @@ describe("installed from the tarball, every subpath imports", () => {
       case "node20":
         return probeWithProcess(process.execPath, ["probe.mjs"], projectDir);
       case "node24":
-        if (!existsSync(NODE24_BINARY)) throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);
+        if (!existsSync(NODE24_BINARY))
+          throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);
         return probeWithProcess(NODE24_BINARY, ["probe.mjs"], projectDir);
       case "deno":
         // No permissions: importing the package needs none. Bare specifiers resolve from node_modules.
-        return probeWithProcess(DENO, ["run", "--quiet", "--no-lock", "--node-modules-dir=manual", "probe.mjs"], projectDir);
+        return probeWithProcess(
+          DENO,
+          ["run", "--quiet", "--no-lock", "--node-modules-dir=manual", "probe.mjs"],
+          projectDir,
+        );
       case "bun":
         return probeWithProcess(BUN, ["probe.mjs"], projectDir);
       case "workerd":
         return probeOnWorkerd(projectDir, pkg.name, SUBPATHS, WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS);
       case "workerd+nodejs_compat":
-        return probeOnWorkerd(projectDir, pkg.name, SUBPATHS, WORKERS_COMPATIBILITY_DATE, [...WORKERS_COMPATIBILITY_FLAGS, "nodejs_compat"]);
+        return probeOnWorkerd(projectDir, pkg.name, SUBPATHS, WORKERS_COMPATIBILITY_DATE, [
+          ...WORKERS_COMPATIBILITY_FLAGS,
+          "nodejs_compat",
+        ]);
     }
   }
 
@@ -247,7 +324,9 @@ describe("installed from the tarball, every subpath imports", () => {
       if (expected) expect(result.exports, `${sub} on ${runtime}`).toEqual(expect.arrayContaining(expected));
       else expect(result.exports.length, `${sub} on ${runtime} exports something`).toBeGreaterThan(0);
       const ref = reference[sub];
-      expect(result.exports, `${sub} on ${runtime}: the same names as on node20`).toEqual(ref?.ok ? ref.exports : undefined);
+      expect(result.exports, `${sub} on ${runtime}: the same names as on node20`).toEqual(
+        ref?.ok ? ref.exports : undefined,
+      );
     }
   });
 });
@@ -260,7 +339,10 @@ describe("a TypeScript consumer of the installed package", () => {
       if (!r?.ok) throw new Error(`${sub} does not load on node20`);
       names[sub] = r.exports;
     }
-    const needsNode = (sub: string) => [...moduleGraph(packageDir, strip(entryOf(sub).types)).outside.keys()].some((spec) => spec.startsWith("node:") || spec === "node");
+    const needsNode = (sub: string) =>
+      [...moduleGraph(packageDir, strip(entryOf(sub).types)).outside.keys()].some(
+        (spec) => spec.startsWith("node:") || spec === "node",
+      );
     const nodeFree = Object.fromEntries(Object.entries(names).filter(([sub]) => !needsNode(sub)));
     expect(Object.keys(nodeFree), "the core's types need no @types/node").toContain(".");
     writeFileSync(join(projectDir, "consumer.ts"), consumerSource(pkg.name, names));
@@ -268,9 +350,17 @@ describe("a TypeScript consumer of the installed package", () => {
     const configs: ConsumerConfig[] = [
       { name: "bundler", module: "preserve", moduleResolution: "bundler", types: ["node"], files: ["consumer.ts"] },
       { name: "node16", module: "node16", moduleResolution: "node16", types: ["node"], files: ["consumer.ts"] },
-      { name: "bundler-no-node-types", module: "preserve", moduleResolution: "bundler", types: [], files: ["consumer-node-free.ts"] },
+      {
+        name: "bundler-no-node-types",
+        module: "preserve",
+        moduleResolution: "bundler",
+        types: [],
+        files: ["consumer-node-free.ts"],
+      },
     ];
-    const failures = (await Promise.all(configs.map((config) => typecheckConsumer(root, projectDir, config)))).filter(Boolean);
+    const failures = (await Promise.all(configs.map((config) => typecheckConsumer(root, projectDir, config)))).filter(
+      Boolean,
+    );
     expect(failures.join("\n")).toBe("");
   });
 });

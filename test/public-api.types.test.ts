@@ -21,7 +21,9 @@ describe("public API types", () => {
     type Env = { KEY: string };
     type Ctx = { waitUntil(p: Promise<unknown>): void };
     const handler = async (_request: Request, _env: Env, _ctx: Ctx) => new Response("ok");
-    const wrapped = withDeadlines(handler, { policy: (_request, env) => (env.KEY ? { request: { idle: 1 } } : undefined) });
+    const wrapped = withDeadlines(handler, {
+      policy: (_request, env) => (env.KEY ? { request: { idle: 1 } } : undefined),
+    });
     expectTypeOf(wrapped).parameters.toEqualTypeOf<[Request, Env, Ctx]>();
     expectTypeOf(wrapped).returns.resolves.toEqualTypeOf<Response>();
     // Bun's upgrade path returns undefined: that stays possible.
@@ -60,7 +62,10 @@ describe("public API types", () => {
   });
 
   it("guards and fetchWithDeadlines return what they say", () => {
-    expectTypeOf(guardInboundStream).returns.toEqualTypeOf<{ readable: ReadableStream<Uint8Array>; controller: DeadlineController }>();
+    expectTypeOf(guardInboundStream).returns.toEqualTypeOf<{
+      readable: ReadableStream<Uint8Array>;
+      controller: DeadlineController;
+    }>();
     expectTypeOf(fetchWithDeadlines).returns.resolves.toEqualTypeOf<Response>();
   });
 

@@ -13,7 +13,10 @@ describe("README recipes", () => {
   it("SSE: heartbeats on /events while quiet; a client that stops taking events is cut at idle", async () => {
     const { clock, events, onTimeout } = setup();
     let controller!: ReadableStreamDefaultController<Uint8Array>;
-    const handler = () => new Response(new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) }, { highWaterMark: 0 }), { headers: { "content-type": "text/event-stream" } });
+    const handler = () =>
+      new Response(new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) }, { highWaterMark: 0 }), {
+        headers: { "content-type": "text/event-stream" },
+      });
     const app = withDeadlines(handler, {
       clock,
       onTimeout,
@@ -54,14 +57,19 @@ describe("README recipes", () => {
         const reader = body.getReader();
         for (let r = await reader.read(); !r.done; r = await reader.read()) stored += r.value.byteLength;
       };
-      const app = withDeadlines(async (request: Request) => {
-        if (!(await authenticate(request))) return new Response("unauthorized", { status: 401 });
-        deadlines(request).request.set({ idle: 60_000, minRate: 256, grace: 30_000, total: null });
-        await store(request.body!);
-        return new Response("stored");
-      }, { clock, onTimeout, request: { idle: 5_000, minRate: 10_240, total: 30_000 } });
+      const app = withDeadlines(
+        async (request: Request) => {
+          if (!(await authenticate(request))) return new Response("unauthorized", { status: 401 });
+          deadlines(request).request.set({ idle: 60_000, minRate: 256, grace: 30_000, total: null });
+          await store(request.body!);
+          return new Response("stored");
+        },
+        { clock, onTimeout, request: { idle: 5_000, minRate: 10_240, total: 30_000 } },
+      );
       // 1 KiB every 2 s for 10 minutes: slow, but never stalled and above 256 B/s.
-      const upload = scriptedUpload(clock, drip(300 * KiB, KiB, 2000), { headers: authenticated ? { authorization: "Bearer ok" } : {} });
+      const upload = scriptedUpload(clock, drip(300 * KiB, KiB, 2000), {
+        headers: authenticated ? { authorization: "Bearer ok" } : {},
+      });
       const pending = app(upload.request);
       await clock.advance(700_000);
       const response = (await pending) as Response;
@@ -71,7 +79,10 @@ describe("README recipes", () => {
     expect((await run(false)).status).toBe(401);
     // Without the relaxation the same upload breaks the anonymous limits.
     const { clock, events, onTimeout } = setup();
-    const strict = withDeadlines(async (request: Request) => new Response(String((await request.arrayBuffer()).byteLength)), { clock, onTimeout, request: { idle: 5_000, minRate: 10_240, total: 30_000 } });
+    const strict = withDeadlines(
+      async (request: Request) => new Response(String((await request.arrayBuffer()).byteLength)),
+      { clock, onTimeout, request: { idle: 5_000, minRate: 10_240, total: 30_000 } },
+    );
     const pending = strict(scriptedUpload(clock, drip(300 * KiB, KiB, 2000)).request);
     await clock.advance(700_000);
     expect([((await pending) as Response).status, events.map((e) => e.limit)]).toEqual([408, ["minRate"]]);
@@ -80,15 +91,28 @@ describe("README recipes", () => {
   it("a proxy guarding both sides: a stalled origin is cut and aborted; a client that leaves aborts the origin", async () => {
     const run = async (scenario: "origin stalls" | "client leaves") => {
       const { clock, events, onTimeout } = setup();
-      const origin = trackedProducer(clock, scenario === "origin stalls" ? [{ at: 10, bytes: 1000 }, { at: 100_000, bytes: 1000 }] : drip(1024 * KiB, 16 * KiB, 100));
+      const origin = trackedProducer(
+        clock,
+        scenario === "origin stalls"
+          ? [
+              { at: 10, bytes: 1000 },
+              { at: 100_000, bytes: 1000 },
+            ]
+          : drip(1024 * KiB, 16 * KiB, 100),
+      );
       let upstreamSignal: AbortSignal | undefined;
-      const fetch = (_input: RequestInfo | URL, init?: RequestInit) => ((upstreamSignal = init?.signal ?? undefined), Promise.resolve(new Response(origin.stream)));
+      const fetch = (_input: RequestInfo | URL, init?: RequestInit) => (
+        (upstreamSignal = init?.signal ?? undefined), Promise.resolve(new Response(origin.stream))
+      );
       const ORIGIN = "http://origin.internal/";
-      const proxy = withDeadlines((request: Request) =>
-        fetchWithDeadlines(new URL(new URL(request.url).pathname, ORIGIN), {
-          signal: deadlines(request).signal,
-          deadlines: { idle: 15_000, minRate: 4_096, clock, fetch },
-        }), { clock, onTimeout, response: { idle: 30_000, minRate: 1_024 } });
+      const proxy = withDeadlines(
+        (request: Request) =>
+          fetchWithDeadlines(new URL(new URL(request.url).pathname, ORIGIN), {
+            signal: deadlines(request).signal,
+            deadlines: { idle: 15_000, minRate: 4_096, clock, fetch },
+          }),
+        { clock, onTimeout, response: { idle: 30_000, minRate: 1_024 } },
+      );
       const client = clientRequest("http://proxy/file");
       const response = (await proxy(client.request)) as Response;
       const consumer = scriptedConsumer(clock, response.body!);
@@ -132,6 +156,9 @@ describe("README recipes", () => {
     const reader = scriptedConsumer(clock, response.body!, { pauseAfter: () => 2000 }); // 32 KiB/s: half the minimum
     await clock.advance(60_000);
     expect(isTimeoutError(reader.error)).toBe(true);
-    expect(events.map((e) => [e.path, e.direction, e.limit])).toEqual([["/api/slow", "handler", "handler"], ["/download", "response", "minRate"]]);
+    expect(events.map((e) => [e.path, e.direction, e.limit])).toEqual([
+      ["/api/slow", "handler", "handler"],
+      ["/download", "response", "minRate"],
+    ]);
   });
 });

@@ -3,7 +3,15 @@
  * intermediaries keep the stream; never counted as the client's progress. Virtual time only.
  */
 import { describe, expect, it } from "vitest";
-import { createVirtualClock, deadlines, isTimeoutError, MAX_TIMER_DELAY, type TimeoutEvent, type VirtualClock, withDeadlines } from "../src/index.ts";
+import {
+  createVirtualClock,
+  deadlines,
+  isTimeoutError,
+  MAX_TIMER_DELAY,
+  type TimeoutEvent,
+  type VirtualClock,
+  withDeadlines,
+} from "../src/index.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -12,7 +20,10 @@ const decoder = new TextDecoder();
 function controlledProducer() {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let cancelled = false;
-  const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c), cancel: () => void (cancelled = true) }, { highWaterMark: 0 });
+  const stream = new ReadableStream<Uint8Array>(
+    { start: (c) => void (controller = c), cancel: () => void (cancelled = true) },
+    { highWaterMark: 0 },
+  );
   return {
     stream,
     write: (text: string) => void (cancelled || controller.enqueue(encoder.encode(text))),
@@ -24,7 +35,11 @@ function controlledProducer() {
 }
 
 /** Reads everything, recording what arrived and when (virtual ms). */
-function recordingReader(clock: VirtualClock, body: ReadableStream<Uint8Array>, options: { stopAfterEvents?: number } = {}) {
+function recordingReader(
+  clock: VirtualClock,
+  body: ReadableStream<Uint8Array>,
+  options: { stopAfterEvents?: number } = {},
+) {
   const got: { at: number; text: string }[] = [];
   const state = { done: false, error: undefined as unknown, got, text: () => got.map((g) => g.text).join("") };
   const reader = body.getReader();
@@ -32,7 +47,11 @@ function recordingReader(clock: VirtualClock, body: ReadableStream<Uint8Array>, 
     try {
       for (;;) {
         // The client stops reading after so many of the producer's chunks (heartbeats aside).
-        if (options.stopAfterEvents !== undefined && got.filter((g) => g.text !== ":\n").length >= options.stopAfterEvents) return;
+        if (
+          options.stopAfterEvents !== undefined &&
+          got.filter((g) => g.text !== ":\n").length >= options.stopAfterEvents
+        )
+          return;
         const { done, value } = await reader.read();
         if (done) return void (state.done = true);
         got.push({ at: clock.now(), text: decoder.decode(value) });
@@ -46,14 +65,19 @@ function recordingReader(clock: VirtualClock, body: ReadableStream<Uint8Array>, 
 
 const sseHeaders = { "content-type": "text/event-stream; charset=utf-8" };
 
-async function serveEvents(clock: VirtualClock, options: { sseHeartbeat?: number | null; contentType?: string; response?: object; policy?: () => object } = {}) {
+async function serveEvents(
+  clock: VirtualClock,
+  options: { sseHeartbeat?: number | null; contentType?: string; response?: object; policy?: () => object } = {},
+) {
   const events: TimeoutEvent[] = [];
   const producer = controlledProducer();
   let request!: Request;
   const wrapped = withDeadlines(
     (r: Request) => {
       request = r;
-      return new Response(producer.stream, { headers: { "content-type": options.contentType ?? sseHeaders["content-type"] } });
+      return new Response(producer.stream, {
+        headers: { "content-type": options.contentType ?? sseHeaders["content-type"] },
+      });
     },
     {
       clock,
@@ -87,7 +111,13 @@ describe("sseHeartbeat", () => {
   });
 
   it("is off by default, and only for text/event-stream responses", async () => {
-    for (const options of [{}, { sseHeartbeat: null }, { sseHeartbeat: 0 }, { sseHeartbeat: 1000, contentType: "text/plain" }, { sseHeartbeat: 1000, contentType: "application/x-text/event-stream" }]) {
+    for (const options of [
+      {},
+      { sseHeartbeat: null },
+      { sseHeartbeat: 0 },
+      { sseHeartbeat: 1000, contentType: "text/plain" },
+      { sseHeartbeat: 1000, contentType: "application/x-text/event-stream" },
+    ]) {
       const clock = createVirtualClock();
       const { producer, response } = await serveEvents(clock, options);
       const client = recordingReader(clock, response.body!);
@@ -117,7 +147,10 @@ describe("sseHeartbeat", () => {
   it("is not progress: a client that stops reading is cut exactly as without heartbeats", async () => {
     const firing = async (sseHeartbeat: number | null) => {
       const clock = createVirtualClock();
-      const { producer, response, events } = await serveEvents(clock, { sseHeartbeat, response: { idle: 2000, minRate: 100, grace: 1000 } });
+      const { producer, response, events } = await serveEvents(clock, {
+        sseHeartbeat,
+        response: { idle: 2000, minRate: 100, grace: 1000 },
+      });
       const client = recordingReader(clock, response.body!, { stopAfterEvents: 2 });
       producer.write("data: first\n\n");
       await clock.advance(2400); // quiet, heartbeats flow while the client reads
@@ -127,7 +160,11 @@ describe("sseHeartbeat", () => {
       }
       await clock.advance(10_000);
       expect(isTimeoutError(client.error) || !client.done).toBe(true);
-      return { event: events.map((e) => ({ limit: e.limit, at: Math.round(e.elapsed), bytes: e.bytes })), cancelled: producer.cancelled, timers: clock.pendingTimers };
+      return {
+        event: events.map((e) => ({ limit: e.limit, at: Math.round(e.elapsed), bytes: e.bytes })),
+        cancelled: producer.cancelled,
+        timers: clock.pendingTimers,
+      };
     };
     const without = await firing(null);
     const withHeartbeat = await firing(100);

@@ -1,6 +1,13 @@
 import { Hono } from "hono";
 import { describe, expect, it, vi } from "vitest";
-import { createVirtualClock, deadlineDebugCounters, deadlines, isTimeoutError, TimeoutError, withDeadlines } from "../src/index.ts";
+import {
+  createVirtualClock,
+  deadlineDebugCounters,
+  deadlines,
+  isTimeoutError,
+  type TimeoutError,
+  withDeadlines,
+} from "../src/index.ts";
 import { clientRequest, drip, scriptedConsumer, scriptedUpload, trackedProducer } from "./support/fetch-peers.ts";
 import { virtualClockAndTimeouts as setup } from "./support/virtual-clock-timeouts.ts";
 
@@ -12,10 +19,13 @@ describe("withDeadlines: shape", () => {
     const env = { KEY: "v" };
     const ctx = { waitUntil() {} };
     let seen: unknown[] = [];
-    const wrapped = withDeadlines((request: Request, e: typeof env, c: typeof ctx) => {
-      seen = [request.method, request.headers.get("x-a"), request.body, e, c];
-      return new Response("ok");
-    }, { clock, onTimeout });
+    const wrapped = withDeadlines(
+      (request: Request, e: typeof env, c: typeof ctx) => {
+        seen = [request.method, request.headers.get("x-a"), request.body, e, c];
+        return new Response("ok");
+      },
+      { clock, onTimeout },
+    );
     const { request } = clientRequest("http://localhost/", { headers: { "x-a": "1" } });
     const response = await wrapped(request, env, ctx);
     expect(seen).toEqual(["GET", "1", null, env, ctx]);
@@ -24,15 +34,24 @@ describe("withDeadlines: shape", () => {
 
   it("gives the handler a guarded request body with the same method, URL and headers", async () => {
     const { clock, onTimeout } = setup();
-    const upload = scriptedUpload(clock, drip(3000, 1000, 10), { headers: { "content-type": "application/octet-stream" } });
-    const wrapped = withDeadlines(async (request: Request) => {
-      expect(request).not.toBe(upload.request);
-      expect([request.method, request.url, request.headers.get("content-type")]).toEqual(["POST", "http://localhost/upload", "application/octet-stream"]);
-      expect(deadlines(request).request.state).toBe("active");
-      const bytes = (await request.arrayBuffer()).byteLength;
-      expect(deadlines(request).request.stats.bytes).toBe(3000);
-      return Response.json({ bytes });
-    }, { clock, onTimeout });
+    const upload = scriptedUpload(clock, drip(3000, 1000, 10), {
+      headers: { "content-type": "application/octet-stream" },
+    });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        expect(request).not.toBe(upload.request);
+        expect([request.method, request.url, request.headers.get("content-type")]).toEqual([
+          "POST",
+          "http://localhost/upload",
+          "application/octet-stream",
+        ]);
+        expect(deadlines(request).request.state).toBe("active");
+        const bytes = (await request.arrayBuffer()).byteLength;
+        expect(deadlines(request).request.stats.bytes).toBe(3000);
+        return Response.json({ bytes });
+      },
+      { clock, onTimeout },
+    );
     const pending = wrapped(upload.request);
     await clock.advance(100);
     expect(await ((await pending) as Response).json()).toEqual({ bytes: 3000 });
@@ -53,15 +72,21 @@ describe("withDeadlines: shape", () => {
   it("a policy returning nonsense is a clear error", async () => {
     const wrapped = withDeadlines(() => new Response(), { policy: () => ({ requst: {} }) as never, onTimeout: false });
     await expect(wrapped(new Request("http://x/"))).rejects.toThrow(/unknown field "requst"/);
-    const wrapped2 = withDeadlines(() => new Response(), { policy: () => ({ request: { idle: "1" } }) as never, onTimeout: false });
+    const wrapped2 = withDeadlines(() => new Response(), {
+      policy: () => ({ request: { idle: "1" } }) as never,
+      onTimeout: false,
+    });
     await expect(wrapped2(new Request("http://x/"))).rejects.toThrow(/idle must be a number/);
   });
 
   it("does not swallow or rewrite handler errors that are not timeouts", async () => {
     const boom = new Error("bug in handler");
-    const wrapped = withDeadlines(() => {
-      throw boom;
-    }, { onTimeout: false });
+    const wrapped = withDeadlines(
+      () => {
+        throw boom;
+      },
+      { onTimeout: false },
+    );
     await expect(wrapped(new Request("http://x/"))).rejects.toBe(boom);
     const asyncWrapped = withDeadlines(async () => Promise.reject(boom), { onTimeout: false });
     await expect(asyncWrapped(new Request("http://x/"))).rejects.toBe(boom);
@@ -73,15 +98,18 @@ describe("withDeadlines: the request body", () => {
     const { clock, events, onTimeout } = setup();
     let seenByHandler: unknown;
     const upload = scriptedUpload(clock, drip(10 * KiB, 100, 100)); // 1000 B/s
-    const wrapped = withDeadlines(async (request: Request) => {
-      try {
-        await request.arrayBuffer();
-      } catch (error) {
-        seenByHandler = error;
-        throw error;
-      }
-      return new Response("done");
-    }, { clock, onTimeout, request: { minRate: 4 * KiB, grace: 2000 } });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        try {
+          await request.arrayBuffer();
+        } catch (error) {
+          seenByHandler = error;
+          throw error;
+        }
+        return new Response("done");
+      },
+      { clock, onTimeout, request: { minRate: 4 * KiB, grace: 2000 } },
+    );
     const pending = wrapped(upload.request);
     await clock.advance(10_000);
     const response = (await pending) as Response;
@@ -89,7 +117,13 @@ describe("withDeadlines: the request body", () => {
     expect(response.headers.get("connection")).toBe("close");
     expect(isTimeoutError(seenByHandler)).toBe(true);
     expect(events).toHaveLength(1);
-    expect(events[0]).toMatchObject({ method: "POST", path: "/upload", direction: "request", limit: "minRate", afterHeaders: false });
+    expect(events[0]).toMatchObject({
+      method: "POST",
+      path: "/upload",
+      direction: "request",
+      limit: "minRate",
+      afterHeaders: false,
+    });
     expect(events[0]!.error).toBe(seenByHandler);
     expect(upload.sourceCancelled).toBe(true);
   });
@@ -97,14 +131,17 @@ describe("withDeadlines: the request body", () => {
   it("a handler that catches the timeout and answers itself is obeyed", async () => {
     const { clock, onTimeout } = setup();
     const upload = scriptedUpload(clock, [{ at: 100_000, bytes: 1 }]);
-    const wrapped = withDeadlines(async (request: Request) => {
-      try {
-        await request.text();
-        return new Response("ok");
-      } catch (error) {
-        return new Response(`custom: ${(error as TimeoutError).limit}`, { status: 400 });
-      }
-    }, { clock, onTimeout, request: { idle: 1000 } });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        try {
+          await request.text();
+          return new Response("ok");
+        } catch (error) {
+          return new Response(`custom: ${(error as TimeoutError).limit}`, { status: 400 });
+        }
+      },
+      { clock, onTimeout, request: { idle: 1000 } },
+    );
     const pending = wrapped(upload.request);
     await clock.advance(2000);
     const response = (await pending) as Response;
@@ -114,10 +151,13 @@ describe("withDeadlines: the request body", () => {
   it("a busy handler that is not reading never gets its client timed out", async () => {
     const { clock, events, onTimeout } = setup();
     const upload = scriptedUpload(clock, drip(1000, 100, 1));
-    const wrapped = withDeadlines(async (request: Request) => {
-      await clock.sleep(60_000); // e.g. waiting on a database before reading the body
-      return new Response(String((await request.arrayBuffer()).byteLength));
-    }, { clock, onTimeout, request: { idle: 1000, minRate: 1000 } });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        await clock.sleep(60_000); // e.g. waiting on a database before reading the body
+        return new Response(String((await request.arrayBuffer()).byteLength));
+      },
+      { clock, onTimeout, request: { idle: 1000, minRate: 1000 } },
+    );
     const pending = wrapped(upload.request);
     await clock.advance(70_000);
     expect(await ((await pending) as Response).text()).toBe("1000");
@@ -148,9 +188,14 @@ describe("withDeadlines: the request body", () => {
   it("per-route policy: the policy function sees the request and the extra arguments", async () => {
     const { clock, events, onTimeout } = setup();
     const policy = vi.fn((request: Request, env: { strict: boolean }) =>
-      new URL(request.url).pathname === "/strict" && env.strict ? { request: { idle: 500 } } : { request: { idle: null, minRate: null } },
+      new URL(request.url).pathname === "/strict" && env.strict
+        ? { request: { idle: 500 } }
+        : { request: { idle: null, minRate: null } },
     );
-    const wrapped = withDeadlines(async (request: Request, _env: { strict: boolean }) => new Response(await request.text()), { clock, onTimeout, policy });
+    const wrapped = withDeadlines(
+      async (request: Request, _env: { strict: boolean }) => new Response(await request.text()),
+      { clock, onTimeout, policy },
+    );
     const strict = scriptedUpload(clock, [{ at: 2000, bytes: 5 }], { url: "http://localhost/strict" });
     const lax = scriptedUpload(clock, [{ at: 2000, bytes: 5 }], { url: "http://localhost/lax" });
     const a = wrapped(strict.request, { strict: true });
@@ -168,17 +213,25 @@ describe("withDeadlines: the handler deadline", () => {
     const { clock, events, onTimeout } = setup();
     const producer = trackedProducer(clock, drip(1000, 100, 10, 10_000));
     let signal!: AbortSignal;
-    const wrapped = withDeadlines(async (request: Request) => {
-      signal = deadlines(request).signal;
-      await clock.sleep(5000); // ignores its signal
-      return new Response(producer.stream);
-    }, { clock, onTimeout, handler: 1000 });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        signal = deadlines(request).signal;
+        await clock.sleep(5000); // ignores its signal
+        return new Response(producer.stream);
+      },
+      { clock, onTimeout, handler: 1000 },
+    );
     const pending = wrapped(clientRequest("http://localhost/slow").request);
     await clock.advance(1000);
     const response = (await pending) as Response;
     expect(response.status).toBe(503);
     expect(signal.aborted).toBe(true);
-    expect(signal.reason).toMatchObject({ name: "TimeoutError", limit: "handler", code: "ERR_DEADLINE_HANDLER", limitValue: 1000 });
+    expect(signal.reason).toMatchObject({
+      name: "TimeoutError",
+      limit: "handler",
+      code: "ERR_DEADLINE_HANDLER",
+      limitValue: 1000,
+    });
     expect(events.map((e) => [e.direction, e.limit])).toEqual([["handler", "handler"]]);
     await clock.advance(5000);
     expect(producer.cancelled).toBe(true);
@@ -188,11 +241,14 @@ describe("withDeadlines: the handler deadline", () => {
 
   it("can be set and extended from inside the handler", async () => {
     const { clock, onTimeout } = setup();
-    const wrapped = withDeadlines(async (request: Request) => {
-      deadlines(request).setHandlerTimeout(10_000); // this route is allowed longer
-      await clock.sleep(3000);
-      return new Response("slow but fine");
-    }, { clock, onTimeout, handler: 1000 });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        deadlines(request).setHandlerTimeout(10_000); // this route is allowed longer
+        await clock.sleep(3000);
+        return new Response("slow but fine");
+      },
+      { clock, onTimeout, handler: 1000 },
+    );
     const pending = wrapped(new Request("http://localhost/"));
     await clock.advance(4000);
     expect(((await pending) as Response).status).toBe(200);
@@ -201,12 +257,15 @@ describe("withDeadlines: the handler deadline", () => {
 
   it("can be set after the handler's first await, with none configured", async () => {
     const { clock, onTimeout } = setup();
-    const wrapped = withDeadlines(async (request: Request) => {
-      await clock.sleep(10);
-      deadlines(request).setHandlerTimeout(500);
-      await clock.sleep(60_000);
-      return new Response("too late");
-    }, { clock, onTimeout });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        await clock.sleep(10);
+        deadlines(request).setHandlerTimeout(500);
+        await clock.sleep(60_000);
+        return new Response("too late");
+      },
+      { clock, onTimeout },
+    );
     const pending = wrapped(new Request("http://localhost/"));
     await clock.advance(500);
     expect(((await pending) as Response).status).toBe(503);
@@ -214,10 +273,13 @@ describe("withDeadlines: the handler deadline", () => {
 
   it("a response total that runs out before the handler returns answers 503", async () => {
     const { clock, events, onTimeout } = setup();
-    const wrapped = withDeadlines(async () => {
-      await clock.sleep(10_000);
-      return new Response("late");
-    }, { clock, onTimeout, response: { total: 2000 } });
+    const wrapped = withDeadlines(
+      async () => {
+        await clock.sleep(10_000);
+        return new Response("late");
+      },
+      { clock, onTimeout, response: { total: 2000 } },
+    );
     const pending = wrapped(new Request("http://localhost/"));
     await clock.advance(2000);
     expect(((await pending) as Response).status).toBe(503);
@@ -243,7 +305,10 @@ describe("withDeadlines: the response body", () => {
   it("a quiet SSE producer survives gaps beyond idle; a stalled consumer dies with an error, never a clean end", async () => {
     const { clock, events, onTimeout } = setup();
     const sse = trackedProducer(clock, drip(100, 20, 20_000));
-    const wrapped = withDeadlines(() => new Response(sse.stream, { headers: { "content-type": "text/event-stream" } }), { clock, onTimeout, response: { idle: 1000 } });
+    const wrapped = withDeadlines(
+      () => new Response(sse.stream, { headers: { "content-type": "text/event-stream" } }),
+      { clock, onTimeout, response: { idle: 1000 } },
+    );
     const quiet = (await wrapped(new Request("http://localhost/events"))) as Response;
     expect(quiet.headers.get("content-type")).toBe("text/event-stream");
     const reader1 = scriptedConsumer(clock, quiet.body!);
@@ -251,29 +316,46 @@ describe("withDeadlines: the response body", () => {
     expect(reader1).toMatchObject({ done: true, bytes: 100, error: undefined });
 
     const download = trackedProducer(clock, drip(1024 * KiB, 64 * KiB, 1));
-    const stalled = (await withDeadlines(() => new Response(download.stream), { clock, onTimeout, response: { idle: 1000 } })(new Request("http://localhost/download"))) as Response;
+    const stalled = (await withDeadlines(() => new Response(download.stream), {
+      clock,
+      onTimeout,
+      response: { idle: 1000 },
+    })(new Request("http://localhost/download"))) as Response;
     const reader2 = scriptedConsumer(clock, stalled.body!, { pauseAfter: () => 100_000 });
     await clock.advance(200_000);
     expect(reader2.done).toBe(false);
     expect(isTimeoutError(reader2.error)).toBe(true);
     expect(download.cancelled).toBe(true);
-    expect(events.map((e) => [e.path, e.direction, e.limit, e.afterHeaders])).toEqual([["/download", "response", "idle", true]]);
+    expect(events.map((e) => [e.path, e.direction, e.limit, e.afterHeaders])).toEqual([
+      ["/download", "response", "idle", true],
+    ]);
   });
 
   it("keeps status, statusText and headers of the handler's Response", async () => {
-    const wrapped = withDeadlines(() => new Response("teapot", { status: 418, statusText: "I'm a teapot", headers: { "x-y": "z" } }), { onTimeout: false });
+    const wrapped = withDeadlines(
+      () => new Response("teapot", { status: 418, statusText: "I'm a teapot", headers: { "x-y": "z" } }),
+      { onTimeout: false },
+    );
     const response = (await wrapped(new Request("http://x/"))) as Response;
-    expect([response.status, response.statusText, response.headers.get("x-y"), await response.text()]).toEqual([418, "I'm a teapot", "z", "teapot"]);
+    expect([response.status, response.statusText, response.headers.get("x-y"), await response.text()]).toEqual([
+      418,
+      "I'm a teapot",
+      "z",
+      "teapot",
+    ]);
   });
 
   it("relax for a paying user: raised response limits let a slow download finish", async () => {
     const run = async (paying: boolean) => {
       const { clock, onTimeout } = setup();
       const producer = trackedProducer(clock, drip(256 * KiB, 16 * KiB, 1));
-      const wrapped = withDeadlines((request: Request) => {
-        if (paying) deadlines(request).response.set({ minRate: 1 * KiB, grace: 10_000, idle: 60_000 });
-        return new Response(producer.stream);
-      }, { clock, onTimeout, response: { minRate: 32 * KiB, grace: 1000, idle: 5000 } });
+      const wrapped = withDeadlines(
+        (request: Request) => {
+          if (paying) deadlines(request).response.set({ minRate: 1 * KiB, grace: 10_000, idle: 60_000 });
+          return new Response(producer.stream);
+        },
+        { clock, onTimeout, response: { minRate: 32 * KiB, grace: 1000, idle: 5000 } },
+      );
       const response = (await wrapped(new Request("http://localhost/big"))) as Response;
       const consumer = scriptedConsumer(clock, response.body!, { pauseAfter: () => 4000 }); // 4 KiB/s
       await clock.advance(2_000_000);
@@ -318,10 +400,13 @@ describe("withDeadlines: the client goes away", () => {
     const producer = trackedProducer(clock, drip(1000, 10, 100));
     const { request, disconnect } = clientRequest("http://localhost/events");
     let signal!: AbortSignal;
-    const wrapped = withDeadlines((r: Request) => {
-      signal = deadlines(r).signal;
-      return new Response(producer.stream);
-    }, { clock, onTimeout, response: { idle: 1000, total: 3_600_000 } });
+    const wrapped = withDeadlines(
+      (r: Request) => {
+        signal = deadlines(r).signal;
+        return new Response(producer.stream);
+      },
+      { clock, onTimeout, response: { idle: 1000, total: 3_600_000 } },
+    );
     const response = (await wrapped(request)) as Response;
     const consumer = scriptedConsumer(clock, response.body!);
     await clock.advance(500);
@@ -339,10 +424,13 @@ describe("withDeadlines: the client goes away", () => {
     const { clock, onTimeout } = setup();
     const producer = trackedProducer(clock, drip(100, 10, 10));
     const { request, disconnect } = clientRequest("http://localhost/");
-    const wrapped = withDeadlines(async () => {
-      await clock.sleep(1000);
-      return new Response(producer.stream, { status: 201 });
-    }, { clock, onTimeout });
+    const wrapped = withDeadlines(
+      async () => {
+        await clock.sleep(1000);
+        return new Response(producer.stream, { status: 201 });
+      },
+      { clock, onTimeout },
+    );
     const pending = wrapped(request);
     await clock.advance(100);
     disconnect();
@@ -359,11 +447,16 @@ describe("withDeadlines: reporting", () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
       const upload = scriptedUpload(clock, [{ at: 50_000, bytes: 1 }]);
-      const pending = withDeadlines(async (r: Request) => new Response(await r.text()), { clock, request: { idle: 1000 } })(upload.request);
+      const pending = withDeadlines(async (r: Request) => new Response(await r.text()), {
+        clock,
+        request: { idle: 1000 },
+      })(upload.request);
       await clock.advance(5000);
       expect(((await pending) as Response).status).toBe(408);
       expect(warn).toHaveBeenCalledTimes(1);
-      expect(warn.mock.calls[0]![0]).toMatch(/^\[stream-deadlines\] POST \/upload request idle timeout: request body stalled: no data for 1\.0 s .* bytes=0 elapsed_ms=1000 rate=0 B\/s$/);
+      expect(warn.mock.calls[0]![0]).toMatch(
+        /^\[stream-deadlines\] POST \/upload request idle timeout: request body stalled: no data for 1\.0 s .* bytes=0 elapsed_ms=1000 rate=0 B\/s$/,
+      );
     } finally {
       warn.mockRestore();
     }
@@ -374,7 +467,11 @@ describe("withDeadlines: reporting", () => {
     const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
     try {
       const upload = scriptedUpload(clock, [{ at: 50_000, bytes: 1 }]);
-      const pending = withDeadlines(async (r: Request) => new Response(await r.text()), { clock, request: { idle: 1000 }, onTimeout: false })(upload.request);
+      const pending = withDeadlines(async (r: Request) => new Response(await r.text()), {
+        clock,
+        request: { idle: 1000 },
+        onTimeout: false,
+      })(upload.request);
       await clock.advance(5000);
       expect(((await pending) as Response).status).toBe(408);
       expect(warn).not.toHaveBeenCalled();
@@ -413,16 +510,21 @@ describe("withDeadlines with Hono", () => {
 
 describe("withDeadlines: nothing outlives a request", () => {
   it("after 250 requests ending every way, no guard, deadline, timer or listener is left", async () => {
-    const { getEventListeners } = (await import("node:events")) as unknown as { getEventListeners(target: EventTarget, type: string): unknown[] };
+    const { getEventListeners } = (await import("node:events")) as unknown as {
+      getEventListeners(target: EventTarget, type: string): unknown[];
+    };
     const { clock, onTimeout } = setup();
     const before = deadlineDebugCounters(clock).liveGuards;
     const signals: AbortSignal[] = [];
-    const wrapped = withDeadlines(async (request: Request) => {
-      const kind = new URL(request.url).pathname;
-      if (kind === "/upload") return new Response(await request.text());
-      if (kind === "/slow") await clock.sleep(10_000);
-      return new Response(trackedProducer(clock, drip(300, 100, 10)).stream);
-    }, { clock, onTimeout, request: { idle: 1000 }, response: { idle: 1000 }, handler: 5000 });
+    const wrapped = withDeadlines(
+      async (request: Request) => {
+        const kind = new URL(request.url).pathname;
+        if (kind === "/upload") return new Response(await request.text());
+        if (kind === "/slow") await clock.sleep(10_000);
+        return new Response(trackedProducer(clock, drip(300, 100, 10)).stream);
+      },
+      { clock, onTimeout, request: { idle: 1000 }, response: { idle: 1000 }, handler: 5000 },
+    );
     const pending: Promise<unknown>[] = [];
     for (let i = 0; i < 250; i++) {
       const kind = i % 5;
@@ -441,14 +543,20 @@ describe("withDeadlines: nothing outlives a request", () => {
               clock.setTimer(() => disconnect(), 15);
               return;
             }
-            return kind === 3 ? void scriptedConsumer(clock, response.body!, { pauseAfter: () => 100_000 }) : response.text();
+            return kind === 3
+              ? void scriptedConsumer(clock, response.body!, { pauseAfter: () => 100_000 })
+              : response.text();
           }),
         );
       }
     }
     await clock.advance(200_000);
     await Promise.all(pending);
-    expect(deadlineDebugCounters(clock)).toMatchObject({ liveGuards: before, scheduledDeadlines: 0, timerArmed: false });
+    expect(deadlineDebugCounters(clock)).toMatchObject({
+      liveGuards: before,
+      scheduledDeadlines: 0,
+      timerArmed: false,
+    });
     // Only our own listener counts: undici's derived Request (the one with the guarded body) follows
     // the original signal through a listener that undici itself removes when the Request is collected.
     const ours = (s: AbortSignal) => getEventListeners(s, "abort").filter((l) => typeof l === "object");
@@ -467,10 +575,13 @@ describe("withDeadlines: a runtime that cancels the response body", () => {
     const { clock, events, onTimeout } = setup();
     const producer = trackedProducer(clock, drip(1000, 10, 100));
     let signal!: AbortSignal;
-    const wrapped = withDeadlines((r: Request) => {
-      signal = deadlines(r).signal;
-      return new Response(producer.stream);
-    }, { clock, onTimeout });
+    const wrapped = withDeadlines(
+      (r: Request) => {
+        signal = deadlines(r).signal;
+        return new Response(producer.stream);
+      },
+      { clock, onTimeout },
+    );
     const response = (await wrapped(new Request("http://localhost/events"))) as Response;
     await response.body!.cancel("runtime: socket closed");
     expect(producer.cancelReason).toBe("runtime: socket closed");
@@ -483,7 +594,12 @@ describe("withDeadlines: a runtime that cancels the response body", () => {
 describe("withDeadlines: timerScope", () => {
   it('"request" gives each request its own scheduler (workerd cancels a request\'s timers when it ends)', async () => {
     const { clock, onTimeout } = setup();
-    const wrapped = withDeadlines(async (r: Request) => new Response(await r.text()), { clock, onTimeout, timerScope: "request", request: { idle: 1000 } });
+    const wrapped = withDeadlines(async (r: Request) => new Response(await r.text()), {
+      clock,
+      onTimeout,
+      timerScope: "request",
+      request: { idle: 1000 },
+    });
     const upload = scriptedUpload(clock, [{ at: 50_000, bytes: 1 }]);
     const pending = wrapped(upload.request);
     await clock.advance(10);
@@ -492,7 +608,9 @@ describe("withDeadlines: timerScope", () => {
     expect(clock.pendingTimers).toBeGreaterThan(0);
     await clock.advance(1000);
     expect(((await pending) as Response).status).toBe(408);
-    expect(() => withDeadlines(() => new Response(), { timerScope: "global" as never })).toThrow(/timerScope must be "shared" or "request"/);
+    expect(() => withDeadlines(() => new Response(), { timerScope: "global" as never })).toThrow(
+      /timerScope must be "shared" or "request"/,
+    );
   });
 });
 
@@ -500,12 +618,17 @@ describe("withDeadlines: bodies already in memory", () => {
   it("a small in-memory body goes out as bytes, unguarded; a large one is guarded; a stream keeps its order", async () => {
     const { clock, events, onTimeout } = setup();
     const before = deadlineDebugCounters(clock).liveGuards;
-    const small = (await withDeadlines(() => new Response("hello world\n", { headers: { "x-a": "1" } }), { clock, onTimeout })(new Request("http://x/"))) as Response;
+    const small = (await withDeadlines(() => new Response("hello world\n", { headers: { "x-a": "1" } }), {
+      clock,
+      onTimeout,
+    })(new Request("http://x/"))) as Response;
     expect(deadlineDebugCounters(clock).liveGuards).toBe(before); // no guard was made for it
     expect([small.headers.get("x-a"), await small.text()]).toEqual(["1", "hello world\n"]);
 
     const big = new Uint8Array(256 * 1024).map((_, i) => i & 0xff);
-    const large = (await withDeadlines(() => new Response(big), { clock, onTimeout, response: { idle: 1000 } })(new Request("http://x/big"))) as Response;
+    const large = (await withDeadlines(() => new Response(big), { clock, onTimeout, response: { idle: 1000 } })(
+      new Request("http://x/big"),
+    )) as Response;
     const stalled = scriptedConsumer(clock, large.body!, { pauseAfter: () => 100_000 });
     await clock.advance(200_000);
     expect(isTimeoutError(stalled.error)).toBe(true); // held in memory, yet a stalled client is cut
@@ -514,15 +637,20 @@ describe("withDeadlines: bodies already in memory", () => {
     // A stream whose first chunk is there at once and the rest later: all of it, in order.
     const parts = ["first,", "second,", "third"];
     let i = 0;
-    const streaming = new ReadableStream<Uint8Array>({
-      start: (c) => c.enqueue(new TextEncoder().encode(parts[i++]!)),
-      pull: async (c) => {
-        await clock.sleep(10);
-        if (i < parts.length) c.enqueue(new TextEncoder().encode(parts[i++]!));
-        else c.close();
+    const streaming = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => c.enqueue(new TextEncoder().encode(parts[i++]!)),
+        pull: async (c) => {
+          await clock.sleep(10);
+          if (i < parts.length) c.enqueue(new TextEncoder().encode(parts[i++]!));
+          else c.close();
+        },
       },
-    }, { highWaterMark: 0 });
-    const response = (await withDeadlines(() => new Response(streaming), { clock, onTimeout })(new Request("http://x/s"))) as Response;
+      { highWaterMark: 0 },
+    );
+    const response = (await withDeadlines(() => new Response(streaming), { clock, onTimeout })(
+      new Request("http://x/s"),
+    )) as Response;
     const text = response.text();
     await clock.advance(100);
     expect(await text).toBe("first,second,third");
@@ -535,7 +663,10 @@ describe("withDeadlines: a response body that fails at once", () => {
     const before = deadlineDebugCounters(clock).liveGuards;
     const boom = new Error("producer failed at once");
     const failing = new ReadableStream<Uint8Array>({ start: (c) => c.error(boom) });
-    const response = (await withDeadlines(() => new Response(failing, { status: 202, headers: { "x-a": "1" } }), { clock, onTimeout })(new Request("http://x/"))) as Response;
+    const response = (await withDeadlines(() => new Response(failing, { status: 202, headers: { "x-a": "1" } }), {
+      clock,
+      onTimeout,
+    })(new Request("http://x/"))) as Response;
     expect([response.status, response.headers.get("x-a")]).toEqual([202, "1"]);
     await expect(response.text()).rejects.toBe(boom);
     expect(deadlineDebugCounters(clock).liveGuards).toBe(before);

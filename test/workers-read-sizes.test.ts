@@ -10,7 +10,10 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /** A byte stream whose source records each BYOB read's buffer size and fills `fill(size)` of it. */
-function recordingByteStream(chunks: number, fill: (size: number, index: number) => number): { stream: ReadableStream<Uint8Array>; sizes: number[] } {
+function recordingByteStream(
+  chunks: number,
+  fill: (size: number, index: number) => number,
+): { stream: ReadableStream<Uint8Array>; sizes: number[] } {
   const sizes: number[] = [];
   const stream = new ReadableStream({
     type: "bytes",
@@ -76,7 +79,19 @@ describe("Workers adapter: BYOB reads of native bodies", () => {
     const fills = [Infinity, Infinity, Infinity, Infinity, Infinity, 100 * KiB, 100 * KiB, KiB, KiB, KiB, KiB];
     const { stream, sizes } = recordingByteStream(fills.length, (size, i) => Math.min(size, fills[i]!));
     await readThrough(stream);
-    expect(sizes).toEqual([4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, MiB, 256 * KiB, 256 * KiB, 64 * KiB, 16 * KiB, 4 * KiB]);
+    expect(sizes).toEqual([
+      4 * KiB,
+      16 * KiB,
+      64 * KiB,
+      256 * KiB,
+      MiB,
+      MiB,
+      256 * KiB,
+      256 * KiB,
+      64 * KiB,
+      16 * KiB,
+      4 * KiB,
+    ]);
   });
 });
 

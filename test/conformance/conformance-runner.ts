@@ -13,23 +13,36 @@ export interface Cell {
 }
 
 /** Runs one scenario on a running server; a thrown error is a failed cell, never a crash. */
-export async function runCell(scenario: Scenario, row: RuntimeRow, server: Awaited<ReturnType<typeof launch>>): Promise<Cell> {
+export async function runCell(
+  scenario: Scenario,
+  row: RuntimeRow,
+  server: Awaited<ReturnType<typeof launch>>,
+): Promise<Cell> {
   const limitRow = scenario.knownLimit?.rows.includes(row) ?? false;
   const started = performance.now();
   try {
     const result = await scenario.run(server, limitRow);
     const kind: CellKind = result.ok ? (limitRow ? "limit" : "ok") : "FAIL";
-    const detail = limitRow ? `${result.detail} [known limit: ${scenario.knownLimit!.expected}; ${scenario.knownLimit!.reference}]` : result.detail;
+    const detail = limitRow
+      ? `${result.detail} [known limit: ${scenario.knownLimit!.expected}; ${scenario.knownLimit!.reference}]`
+      : result.detail;
     return { row, scenario: scenario.id, kind, detail, ms: performance.now() - started };
   } catch (error) {
-    return { row, scenario: scenario.id, kind: "FAIL", detail: `threw: ${error instanceof Error ? error.stack ?? error.message : String(error)}`, ms: performance.now() - started };
+    return {
+      row,
+      scenario: scenario.id,
+      kind: "FAIL",
+      detail: `threw: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      ms: performance.now() - started,
+    };
   }
 }
 
 export async function runRow(row: RuntimeRow, onCell?: (cell: Cell) => void): Promise<Cell[]> {
   const cells: Cell[] = [];
   const applicable = SCENARIOS.filter((s) => appliesTo(s, row));
-  for (const s of SCENARIOS.filter((s) => !appliesTo(s, row))) cells.push({ row, scenario: s.id, kind: "n/a", detail: "", ms: 0 });
+  for (const s of SCENARIOS.filter((s) => !appliesTo(s, row)))
+    cells.push({ row, scenario: s.id, kind: "n/a", detail: "", ms: 0 });
   if (applicable.length === 0) return cells;
   const server = await launch(row, CONFORMANCE_CONFIG);
   try {
@@ -56,6 +69,9 @@ export function formatMatrix(cells: Cell[], rows: RuntimeRow[]): string {
     });
     lines.push(`${id.padEnd(width)}${parts.join("")}`);
   }
-  const limits = SCENARIOS.filter((s) => s.knownLimit).map((s) => `  limit = known platform limit, its documented behaviour asserted: ${s.id} on ${s.knownLimit!.rows.join(", ")}: ${s.knownLimit!.expected} (${s.knownLimit!.reference})`);
+  const limits = SCENARIOS.filter((s) => s.knownLimit).map(
+    (s) =>
+      `  limit = known platform limit, its documented behaviour asserted: ${s.id} on ${s.knownLimit!.rows.join(", ")}: ${s.knownLimit!.expected} (${s.knownLimit!.reference})`,
+  );
   return [...lines, "", ...limits].join("\n");
 }

@@ -65,7 +65,15 @@ export function exchange(socket: net.Socket, head: string, timeoutMs = 20_000): 
       settled = true;
       clearTimeout(timer);
       resolveHeaders();
-      resolve({ status, headers, body: Buffer.concat(bodyParts), ending, sawChunkedTerminator: sawTerminator, statusAt, endedAt: performance.now() });
+      resolve({
+        status,
+        headers,
+        body: Buffer.concat(bodyParts),
+        ending,
+        sawChunkedTerminator: sawTerminator,
+        statusAt,
+        endedAt: performance.now(),
+      });
     };
     const timer = setTimeout(() => {
       finish("timeout");
@@ -140,7 +148,11 @@ export function exchange(socket: net.Socket, head: string, timeoutMs = 20_000): 
 }
 
 export function requestHead(method: string, path: string, headers: Record<string, string | number> = {}): string {
-  const lines = [`${method} ${path} HTTP/1.1`, "Host: 127.0.0.1", ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  const lines = [
+    `${method} ${path} HTTP/1.1`,
+    "Host: 127.0.0.1",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
   return `${lines.join("\r\n")}\r\n\r\n`;
 }
 

@@ -14,12 +14,17 @@ const writeIndex = argv.indexOf("--write");
 const writeFile = writeIndex >= 0 ? argv[writeIndex + 1] : undefined;
 const named = argv.filter((a, i) => !a.startsWith("-") && (writeIndex < 0 || i !== writeIndex + 1)) as RuntimeRow[];
 const rows = named.length ? named : ALL_ROWS;
-for (const row of rows) if (!ALL_ROWS.includes(row)) throw new TypeError(`unknown row "${row}" (expected ${ALL_ROWS.join(", ")})`);
+for (const row of rows)
+  if (!ALL_ROWS.includes(row)) throw new TypeError(`unknown row "${row}" (expected ${ALL_ROWS.join(", ")})`);
 
 const cells: Cell[] = [];
 for (const row of rows) {
   try {
-    cells.push(...(await runRow(row, (cell) => console.error(`${cell.kind.padEnd(5)} ${row} ${cell.scenario} (${Math.round(cell.ms)} ms) ${cell.detail}`))));
+    cells.push(
+      ...(await runRow(row, (cell) =>
+        console.error(`${cell.kind.padEnd(5)} ${row} ${cell.scenario} (${Math.round(cell.ms)} ms) ${cell.detail}`),
+      )),
+    );
   } catch (error) {
     console.error(`FAIL  ${row}: could not start: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -48,7 +53,10 @@ if (writeFile) {
   ];
   const details = cells
     .filter((c) => c.kind !== "n/a")
-    .map((c) => `| ${c.row} | ${c.scenario} | ${c.kind} | ${Math.round(c.ms)} | ${c.detail.replaceAll("|", "\\|").replaceAll("\n", " ")} |`);
+    .map(
+      (c) =>
+        `| ${c.row} | ${c.scenario} | ${c.kind} | ${Math.round(c.ms)} | ${c.detail.replaceAll("|", "\\|").replaceAll("\n", " ")} |`,
+    );
   const md = [
     "# Conformance matrix",
     "",
@@ -59,7 +67,10 @@ if (writeFile) {
     "",
     "## Scenarios",
     "",
-    ...SCENARIOS.map((s) => `- \`${s.id}\`: ${s.title}${s.knownLimit ? ` (known limit on ${s.knownLimit.rows.join(", ")}: ${s.knownLimit.expected}; ${s.knownLimit.reference})` : ""}`),
+    ...SCENARIOS.map(
+      (s) =>
+        `- \`${s.id}\`: ${s.title}${s.knownLimit ? ` (known limit on ${s.knownLimit.rows.join(", ")}: ${s.knownLimit.expected}; ${s.knownLimit.reference})` : ""}`,
+    ),
     "",
     "## Matrix",
     "",

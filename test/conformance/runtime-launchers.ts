@@ -36,26 +36,45 @@ export interface RunningServer {
 }
 
 function commandFor(row: RuntimeRow, configFile: string): [string, string[]] {
-  const base = ["--import", require.resolve("tsx"), join(root, "demo/run.ts"), "--port", "0", "--config", configFile, "--observe"];
+  const base = [
+    "--import",
+    require.resolve("tsx"),
+    join(root, "demo/run.ts"),
+    "--port",
+    "0",
+    "--config",
+    configFile,
+    "--observe",
+  ];
   switch (row) {
     case "node20":
       return [process.execPath, [...base, "--runtime", "node"]];
     case "node20-h2c":
       return [process.execPath, [...base, "--runtime", "node", "--h2c"]];
     case "node24":
-      if (!existsSync(NODE24_BINARY)) throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);
+      if (!existsSync(NODE24_BINARY))
+        throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);
       return [NODE24_BINARY, [...base, "--runtime", "node"]];
     default:
       return [process.execPath, [...base, "--runtime", row]];
   }
 }
 
-export async function launch(row: RuntimeRow, config: DemoConfig, startTimeoutMs = 60_000, extraEnv: Record<string, string> = {}): Promise<RunningServer> {
+export async function launch(
+  row: RuntimeRow,
+  config: DemoConfig,
+  startTimeoutMs = 60_000,
+  extraEnv: Record<string, string> = {},
+): Promise<RunningServer> {
   const dir = mkdtempSync(join(tmpdir(), "sd-conformance-"));
   const configFile = join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify(config));
   const [command, args] = commandFor(row, configFile);
-  const child: ChildProcess = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", ...extraEnv } });
+  const child: ChildProcess = spawn(command, args, {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NO_COLOR: "1", ...extraEnv },
+  });
   const observations: Observation[] = [];
   const log: string[] = [];
   const waiters = new Set<() => void>();
@@ -86,8 +105,15 @@ export async function launch(row: RuntimeRow, config: DemoConfig, startTimeoutMs
     });
   }
   // The config file is only needed while the server starts; remove it however the server ends.
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve())).then(() => rmSync(dir, { recursive: true, force: true }));
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${row}: no "listening on" line within ${startTimeoutMs} ms\n${log.join("\n")}`)), startTimeoutMs).unref());
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve())).then(() =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(
+      () => reject(new Error(`${row}: no "listening on" line within ${startTimeoutMs} ms\n${log.join("\n")}`)),
+      startTimeoutMs,
+    ).unref(),
+  );
   const early = exited.then(() => {
     throw new Error(`${row}: the server exited before listening\n${log.join("\n")}`);
   });

@@ -52,7 +52,10 @@ const MiB = 1024 * KiB;
 
 function verdict(checks: [boolean, string][]): Verdict {
   const failed = checks.filter(([ok]) => !ok).map(([, what]) => what);
-  return { ok: failed.length === 0, detail: failed.length ? `failed: ${failed.join("; ")}` : checks.map(([, what]) => what).join("; ") };
+  return {
+    ok: failed.length === 0,
+    detail: failed.length ? `failed: ${failed.join("; ")}` : checks.map(([, what]) => what).join("; "),
+  };
 }
 
 function expectedDownloadHash(bytes: number): string {
@@ -67,7 +70,13 @@ function expectedDownloadHash(bytes: number): string {
 }
 
 /** Sends `total` bytes in `size`-byte pieces every `everyMs`, until the response has come (or all is sent). */
-async function drip(socket: import("node:net").Socket, total: number, size: number, everyMs: number, stop: () => boolean): Promise<number> {
+async function drip(
+  socket: import("node:net").Socket,
+  total: number,
+  size: number,
+  everyMs: number,
+  stop: () => boolean,
+): Promise<number> {
   let sent = 0;
   while (sent < total && !stop() && !socket.destroyed) {
     const n = Math.min(size, total - sent);
@@ -85,13 +94,20 @@ export const SCENARIOS: Scenario[] = [
     async run(server) {
       const socket = await connect(server.port);
       const body = Buffer.alloc(256 * KiB, 0x62);
-      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": body.length, Connection: "close" }));
+      const ex = exchange(
+        socket,
+        requestHead("POST", "/upload", { "Content-Length": body.length, Connection: "close" }),
+      );
       socket.write(body);
       const res = await ex.response;
       socket.destroy();
       return verdict([
         [res.status === 200, `status ${res.status}`],
-        [res.body.toString() === JSON.stringify({ bytes: body.length, sha256: createHash("sha256").update(body).digest("hex") }), `body ${res.body.toString().slice(0, 120)}`],
+        [
+          res.body.toString() ===
+            JSON.stringify({ bytes: body.length, sha256: createHash("sha256").update(body).digest("hex") }),
+          `body ${res.body.toString().slice(0, 120)}`,
+        ],
       ]);
     },
   },
@@ -101,7 +117,8 @@ export const SCENARIOS: Scenario[] = [
     async run(server) {
       const bytes = 8 * MiB;
       const socket = await connect(server.port);
-      const res = await exchange(socket, requestHead("GET", `/download?bytes=${bytes}`, { Connection: "close" })).response;
+      const res = await exchange(socket, requestHead("GET", `/download?bytes=${bytes}`, { Connection: "close" }))
+        .response;
       socket.destroy();
       const hash = createHash("sha256").update(res.body).digest("hex");
       return verdict([
@@ -130,7 +147,10 @@ export const SCENARIOS: Scenario[] = [
       return verdict([
         [res.status === 408, `status ${res.status}`],
         [after < 6000, `answered after ${Math.round(after)} ms`],
-        [seen?.reason === "timeout" && seen.limit === "minRate", `handler saw ${seen ? `${String(seen.reason)}/${String(seen.limit)}` : "nothing"}`],
+        [
+          seen?.reason === "timeout" && seen.limit === "minRate",
+          `handler saw ${seen ? `${String(seen.reason)}/${String(seen.limit)}` : "nothing"}`,
+        ],
       ]);
     },
   },
@@ -161,7 +181,8 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     id: "cut-upload-connection-closed",
-    title: "after the 408 of a stalled upload the server closes the connection (Connection: close): the stalled client holds nothing",
+    title:
+      "after the 408 of a stalled upload the server closes the connection (Connection: close): the stalled client holds nothing",
     knownLimit: {
       rows: ["deno", "workers"],
       reference: "docs/runtime-deno.md, docs/runtime-workers.md",
@@ -181,10 +202,21 @@ export const SCENARIOS: Scenario[] = [
       const connection = res.headers.connection;
       const closedWithin = closedAt - res.endedAt < 1000;
       const closedText = `server closed the connection ${Number.isNaN(closedAt) ? "not within 2 s" : `${Math.round(closedAt - res.endedAt)} ms after the 408`}`;
-      const checks: [boolean, string][] = [[res.status === 408 && res.ending === "complete", `status ${res.status}, ${res.ending}`]];
-      if (!limitRow) checks.push([connection === "close", `connection ${String(connection)}`], [closedWithin, closedText]);
-      else if (server.row === "deno") checks.push([connection === "close", `connection ${String(connection)}`], [Number.isNaN(closedAt), `documented: still open 2 s after the 408 (${closedText})`]);
-      else checks.push([connection === undefined, `documented: no connection header (${String(connection)})`], [closedWithin, closedText]);
+      const checks: [boolean, string][] = [
+        [res.status === 408 && res.ending === "complete", `status ${res.status}, ${res.ending}`],
+      ];
+      if (!limitRow)
+        checks.push([connection === "close", `connection ${String(connection)}`], [closedWithin, closedText]);
+      else if (server.row === "deno")
+        checks.push(
+          [connection === "close", `connection ${String(connection)}`],
+          [Number.isNaN(closedAt), `documented: still open 2 s after the 408 (${closedText})`],
+        );
+      else
+        checks.push(
+          [connection === undefined, `documented: no connection header (${String(connection)})`],
+          [closedWithin, closedText],
+        );
       return verdict(checks);
     },
   },
@@ -202,10 +234,15 @@ export const SCENARIOS: Scenario[] = [
         const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": 100_000 }));
         socket.write(Buffer.alloc(16, 0x73));
         const lastByteAt = performance.now();
-        stalled.push(ex.response.then((res) => (socket.destroy(), { status: res.status, after: res.statusAt - lastByteAt })));
+        stalled.push(
+          ex.response.then((res) => (socket.destroy(), { status: res.status, after: res.statusAt - lastByteAt })),
+        );
         if (i % 4 === 0) {
           const other = await connect(server.port);
-          const otherEx = exchange(other, requestHead("POST", "/upload", { "Content-Length": 64, Connection: "close" }));
+          const otherEx = exchange(
+            other,
+            requestHead("POST", "/upload", { "Content-Length": 64, Connection: "close" }),
+          );
           other.write(Buffer.alloc(64, 0x66));
           fast.push(otherEx.response.then((res) => (other.destroy(), res.status)));
         }
@@ -213,11 +250,16 @@ export const SCENARIOS: Scenario[] = [
       }
       const results = await Promise.all(stalled);
       const fastStatuses = await Promise.all(fast);
-      const onTime = results.filter((r) => r.status === 408 && r.after >= idle - 5 && r.after <= idle + MARGIN_MS).length;
+      const onTime = results.filter(
+        (r) => r.status === 408 && r.after >= idle - 5 && r.after <= idle + MARGIN_MS,
+      ).length;
       const worst = Math.max(...results.map((r) => r.after));
       return verdict([
         [fastStatuses.every((status) => status === 200), `fast uploads: ${fastStatuses.join(",")}`],
-        [onTime === results.length, `${onTime}/${results.length} stalled uploads got 408 within idle + ${MARGIN_MS} ms (slowest ${Math.round(worst)} ms)`],
+        [
+          onTime === results.length,
+          `${onTime}/${results.length} stalled uploads got 408 within idle + ${MARGIN_MS} ms (slowest ${Math.round(worst)} ms)`,
+        ],
       ]);
     },
   },
@@ -226,7 +268,11 @@ export const SCENARIOS: Scenario[] = [
     title: "quiet SSE stream: a gap longer than idle survives; heartbeats fill the gaps",
     async run(server) {
       const socket = await connect(server.port);
-      const res = await exchange(socket, requestHead("GET", "/events?every=1500&count=3", { Connection: "close" }), 30_000).response;
+      const res = await exchange(
+        socket,
+        requestHead("GET", "/events?every=1500&count=3", { Connection: "close" }),
+        30_000,
+      ).response;
       socket.destroy();
       const text = res.body.toString();
       const events = (text.match(/^data: /gm) ?? []).length;
@@ -236,8 +282,14 @@ export const SCENARIOS: Scenario[] = [
       return verdict([
         [res.status === 200, `status ${res.status}`],
         [events === 3, `${events} events over 3 s with gaps of 1.5 s (idle ${CONFORMANCE_CONFIG.response.idle} ms)`],
-        [heartbeats >= 2 && heartbeats <= 4, `${heartbeats} heartbeat comment lines in two 1.5 s gaps (every ${CONFORMANCE_CONFIG.sseHeartbeat} ms of quiet)`],
-        [withoutHeartbeats === "id: 0\ndata: event 0\n\nid: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\n", "events intact between heartbeats"],
+        [
+          heartbeats >= 2 && heartbeats <= 4,
+          `${heartbeats} heartbeat comment lines in two 1.5 s gaps (every ${CONFORMANCE_CONFIG.sseHeartbeat} ms of quiet)`,
+        ],
+        [
+          withoutHeartbeats === "id: 0\ndata: event 0\n\nid: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\n",
+          "events intact between heartbeats",
+        ],
         [res.ending === "complete", `ending ${res.ending}`],
       ]);
     },
@@ -252,13 +304,23 @@ export const SCENARIOS: Scenario[] = [
       const ex = exchange(socket, requestHead("GET", `/download?bytes=${declared}`), 60_000);
       await ex.headers;
       socket.pause(); // stop reading: kernel buffers fill, the runtime stops pulling, the clock runs
-      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.path === "/download", 15_000, since);
+      const cancelled = await server.waitFor(
+        (o) => o.event === "producer-cancelled" && o.path === "/download",
+        15_000,
+        since,
+      );
       socket.resume();
       const res = await ex.response;
       socket.destroy();
       return verdict([
-        [cancelled?.reason === "timeout", `producer cancelled: ${cancelled ? `${String(cancelled.reason)}/${String(cancelled.limit)}` : "no"}`],
-        [res.ending !== "complete" && res.body.length < declared, `client saw ${res.ending} after ${(res.body.length / MiB).toFixed(1)} of ${declared / MiB} MiB`],
+        [
+          cancelled?.reason === "timeout",
+          `producer cancelled: ${cancelled ? `${String(cancelled.reason)}/${String(cancelled.limit)}` : "no"}`,
+        ],
+        [
+          res.ending !== "complete" && res.body.length < declared,
+          `client saw ${res.ending} after ${(res.body.length / MiB).toFixed(1)} of ${declared / MiB} MiB`,
+        ],
       ]);
     },
   },
@@ -277,15 +339,26 @@ export const SCENARIOS: Scenario[] = [
       await ex.headers;
       socket.pause();
       // Tiny SSE chunks fill the buffers slowly (workerd: 6-10 s): a generous wait.
-      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.path === "/events", 30_000, since);
+      const cancelled = await server.waitFor(
+        (o) => o.event === "producer-cancelled" && o.path === "/events",
+        30_000,
+        since,
+      );
       socket.resume();
       const res = await ex.response;
       socket.destroy();
       const cut = cancelled?.reason === "timeout";
-      if (limitRow) return verdict([[cut, "producer cancelled by the deadline"], [res.sawChunkedTerminator, `terminator seen: ${res.sawChunkedTerminator} (${res.ending})`]]);
+      if (limitRow)
+        return verdict([
+          [cut, "producer cancelled by the deadline"],
+          [res.sawChunkedTerminator, `terminator seen: ${res.sawChunkedTerminator} (${res.ending})`],
+        ]);
       return verdict([
         [cut, `producer cancelled: ${cancelled ? `${String(cancelled.reason)}/${String(cancelled.limit)}` : "no"}`],
-        [!res.sawChunkedTerminator && res.ending !== "complete", `client saw ${res.ending}, terminator ${res.sawChunkedTerminator}`],
+        [
+          !res.sawChunkedTerminator && res.ending !== "complete",
+          `client saw ${res.ending}, terminator ${res.sawChunkedTerminator}`,
+        ],
       ]);
     },
   },
@@ -296,7 +369,10 @@ export const SCENARIOS: Scenario[] = [
       const since = server.observations.length;
       const socket = await connect(server.port);
       const total = 6000;
-      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": total, Authorization: "Bearer demo", Connection: "close" }));
+      const ex = exchange(
+        socket,
+        requestHead("POST", "/upload", { "Content-Length": total, Authorization: "Bearer demo", Connection: "close" }),
+      );
       let answered = false;
       void ex.headers.then(() => (answered = true));
       await drip(socket, total, 200, 100, () => answered); // 2000 B/s: fails unauthenticated (slow-drip-upload)
@@ -307,7 +383,14 @@ export const SCENARIOS: Scenario[] = [
         [relaxed !== undefined, "limits raised by the handler"],
         [res.status === 200, `status ${res.status}`],
         // drip() sends "a" bytes: the checksum proves the slow upload arrived byte for byte.
-        [res.body.toString() === JSON.stringify({ bytes: total, sha256: createHash("sha256").update(Buffer.alloc(total, 0x61)).digest("hex") }), `body ${res.body.toString().slice(0, 120)}`],
+        [
+          res.body.toString() ===
+            JSON.stringify({
+              bytes: total,
+              sha256: createHash("sha256").update(Buffer.alloc(total, 0x61)).digest("hex"),
+            }),
+          `body ${res.body.toString().slice(0, 120)}`,
+        ],
       ]);
     },
   },
@@ -326,7 +409,10 @@ export const SCENARIOS: Scenario[] = [
       return verdict([
         [res.status === 503, `status ${res.status}`],
         [after >= limit - 5 && after <= limit + MARGIN_MS, `503 after ${Math.round(after)} ms`],
-        [aborted?.reason === "timeout" && aborted.limit === "handler", `signal: ${aborted ? `${String(aborted.reason)}/${String(aborted.limit)}` : "not aborted"}`],
+        [
+          aborted?.reason === "timeout" && aborted.limit === "handler",
+          `signal: ${aborted ? `${String(aborted.reason)}/${String(aborted.limit)}` : "not aborted"}`,
+        ],
       ]);
     },
   },
@@ -341,9 +427,18 @@ export const SCENARIOS: Scenario[] = [
       await sleep(200);
       const goneAt = Date.now(); // observations carry the server's Date.now(): same machine, same clock
       socket.destroy();
-      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.path === "/events", 3000, since);
+      const cancelled = await server.waitFor(
+        (o) => o.event === "producer-cancelled" && o.path === "/events",
+        3000,
+        since,
+      );
       const after = cancelled ? (cancelled.t as number) - goneAt : Infinity;
-      return verdict([[cancelled !== undefined && after < 1000, `producer cancelled ${cancelled ? `after ~${Math.max(0, Math.round(after))} ms (${String(cancelled.reason)})` : "never"}`]]);
+      return verdict([
+        [
+          cancelled !== undefined && after < 1000,
+          `producer cancelled ${cancelled ? `after ~${Math.max(0, Math.round(after))} ms (${String(cancelled.reason)})` : "never"}`,
+        ],
+      ]);
     },
   },
   {
@@ -360,7 +455,9 @@ export const SCENARIOS: Scenario[] = [
       const stalled = session.request({ ":path": `/download?bytes=${1024 * MiB}` });
       stalled.on("error", () => {});
       stalled.pause(); // never read: its stream window (64 KiB) fills and the server stops pulling
-      const stalledClosed = new Promise<number>((resolve) => stalled.once("close", () => resolve(stalled.rstCode ?? -1)));
+      const stalledClosed = new Promise<number>((resolve) =>
+        stalled.once("close", () => resolve(stalled.rstCode ?? -1)),
+      );
       await new Promise<void>((resolve) => stalled.once("response", () => resolve()));
       const other = session.request({ ":path": `/download?bytes=${4 * MiB}` });
       const hash = createHash("sha256");
@@ -371,7 +468,11 @@ export const SCENARIOS: Scenario[] = [
       });
       await new Promise<void>((resolve) => other.once("close", () => resolve()));
       const rstCode = await Promise.race([stalledClosed, sleep(15_000).then(() => -2)]);
-      const cancelled = await server.waitFor((o) => o.event === "producer-cancelled" && o.reason === "timeout", 3000, since);
+      const cancelled = await server.waitFor(
+        (o) => o.event === "producer-cancelled" && o.reason === "timeout",
+        3000,
+        since,
+      );
       // The connection is still usable after the reset.
       const third = session.request({ ":path": "/download?bytes=1024" });
       let thirdBytes = 0;
@@ -379,7 +480,10 @@ export const SCENARIOS: Scenario[] = [
       await new Promise<void>((resolve) => third.once("close", () => resolve()));
       session.close();
       return verdict([
-        [otherBytes === 4 * MiB && hash.digest("hex") === expectedDownloadHash(4 * MiB), `second stream: ${otherBytes} bytes, sha256 ok`],
+        [
+          otherBytes === 4 * MiB && hash.digest("hex") === expectedDownloadHash(4 * MiB),
+          `second stream: ${otherBytes} bytes, sha256 ok`,
+        ],
         [rstCode > 0, `stalled stream reset with code ${rstCode}`],
         [cancelled !== undefined, "its producer cancelled by the deadline"],
         [thirdBytes === 1024, "the connection still serves new streams"],

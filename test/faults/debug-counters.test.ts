@@ -4,7 +4,14 @@
  * disconnect listeners.
  */
 import { describe, expect, it } from "vitest";
-import { createVirtualClock, deadlineDebugCounters, deadlines, guardInboundStream, isolatedClock, withDeadlines } from "../../src/index.ts";
+import {
+  createVirtualClock,
+  deadlineDebugCounters,
+  deadlines,
+  guardInboundStream,
+  isolatedClock,
+  withDeadlines,
+} from "../../src/index.ts";
 
 const neverEnding = () => new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) }, { highWaterMark: 0 });
 
@@ -14,8 +21,16 @@ describe("debug counters across clocks", () => {
     const before = deadlineDebugCounters(base);
     // Two per-request clocks on one base, as timerScope "request" makes them: one scheduler, one timer each.
     const clocks = [isolatedClock(base), isolatedClock(base)];
-    const guards = clocks.flatMap((clock) => [guardInboundStream(neverEnding(), { clock, idle: 1000 }), guardInboundStream(neverEnding(), { clock, idle: 2000 })]);
-    const reads = guards.map((g) => g.readable.getReader().read().catch(() => "failed"));
+    const guards = clocks.flatMap((clock) => [
+      guardInboundStream(neverEnding(), { clock, idle: 1000 }),
+      guardInboundStream(neverEnding(), { clock, idle: 2000 }),
+    ]);
+    const reads = guards.map((g) =>
+      g.readable
+        .getReader()
+        .read()
+        .catch(() => "failed"),
+    );
     await base.settle();
     const during = deadlineDebugCounters(base);
     expect(during.scheduledDeadlines).toBe(0); // the base clock's own scheduler has none of them
@@ -44,7 +59,12 @@ describe("debug counters across clocks", () => {
         await new Promise<void>((resolve) => (release = resolve));
         void deadlines(request).signal; // someone listens for the client going away
         let sent = 0;
-        return new Response(new ReadableStream<Uint8Array>({ pull: (c) => (sent++ < 3 ? c.enqueue(new Uint8Array(100_000)) : c.close()) }, { highWaterMark: 0 }));
+        return new Response(
+          new ReadableStream<Uint8Array>(
+            { pull: (c) => (sent++ < 3 ? c.enqueue(new Uint8Array(100_000)) : c.close()) },
+            { highWaterMark: 0 },
+          ),
+        );
       },
       { clock, handler: 5000, timerScope: "request", onTimeout: false },
     );
@@ -75,7 +95,10 @@ describe("debug counters across clocks", () => {
     );
     const client = new AbortController();
     const response = (await handler(new Request("http://x/", { signal: client.signal }))) as Response;
-    const read = response.body!.getReader().read().catch(() => "cut");
+    const read = response
+      .body!.getReader()
+      .read()
+      .catch(() => "cut");
     expect(deadlineDebugCounters(clock).disconnectListeners - before).toBe(1);
     client.abort();
     expect(await read).toBe("cut");

@@ -84,13 +84,21 @@ export interface Counters {
 }
 
 const isClean = (c: Counters) =>
-  c.liveGuards === 0 && c.scheduledDeadlines === 0 && !c.timerArmed && c.allScheduledDeadlines === 0 && c.allTimersArmed === 0 && c.disconnectListeners === 0;
+  c.liveGuards === 0 &&
+  c.scheduledDeadlines === 0 &&
+  !c.timerArmed &&
+  c.allScheduledDeadlines === 0 &&
+  c.allTimersArmed === 0 &&
+  c.disconnectListeners === 0;
 
 /**
  * Polls /debug/counters until nothing of any request is left (guards, scheduled deadlines, armed
  * timers, disconnect listeners), or `withinMs` passed. Returns the last reading and when it came.
  */
-export async function settle(client: FaultClient, withinMs = 5000): Promise<{ clean: boolean; counters: Counters | undefined; ms: number }> {
+export async function settle(
+  client: FaultClient,
+  withinMs = 5000,
+): Promise<{ clean: boolean; counters: Counters | undefined; ms: number }> {
   const started = performance.now();
   let counters: Counters | undefined;
   for (;;) {
@@ -122,24 +130,32 @@ async function startUpload(run: FaultRun, path: string, declared: number, sent: 
   return ex;
 }
 
-const fact = (id: string, outcome: Outcome, ms?: number): Facts => (ms === undefined ? { id, outcome, seen: [] } : { id, outcome, seen: [], ms });
+const fact = (id: string, outcome: Outcome, ms?: number): Facts =>
+  ms === undefined ? { id, outcome, seen: [] } : { id, outcome, seen: [], ms };
 
 // ---- checks shared by the judges ----
 
-const show = (o: Observation | undefined) => (o === undefined ? "none" : JSON.stringify(o, (k, v) => (k === "t" || k === "id" ? undefined : v)));
+const show = (o: Observation | undefined) =>
+  o === undefined ? "none" : JSON.stringify(o, (k, v) => (k === "t" || k === "id" ? undefined : v));
 
 function noTimeout(f: Facts): Check {
   const n = eventsOf(f, "timeout").length;
   return [n === 0, `timeouts reported: ${n} (a client fault or a handler error is no timeout)`];
 }
 
-function oneTimeout(f: Facts, want: Partial<Record<"direction" | "limit" | "limitValue" | "afterHeaders", unknown>>): Check[] {
+function oneTimeout(
+  f: Facts,
+  want: Partial<Record<"direction" | "limit" | "limitValue" | "afterHeaders", unknown>>,
+): Check[] {
   const timeouts = eventsOf(f, "timeout");
   const t = timeouts[0];
   const mismatched = Object.entries(want).filter(([k, v]) => t?.[k] !== v);
   return [
     [timeouts.length === 1, `timeouts reported: ${timeouts.length} (one firing, one report)`],
-    [t !== undefined && mismatched.length === 0, `the report: ${show(t)}${mismatched.length ? `; expected ${JSON.stringify(want)}` : ""}`],
+    [
+      t !== undefined && mismatched.length === 0,
+      `the report: ${show(t)}${mismatched.length ? `; expected ${JSON.stringify(want)}` : ""}`,
+    ],
   ];
 }
 
@@ -153,8 +169,15 @@ const notTimeoutReason = (o: Observation) => o.reason !== "timeout";
 /** The client saw the response body end short (truncated or reset; HTTP/2: RST_STREAM), never a clean end. */
 function visiblyCut(f: Facts, protocol: "h1" | "h2"): Check {
   const o = f.outcome;
-  const ok = o.ending !== "complete" && o.ending !== "timeout" && !o.sawChunkedTerminator && (protocol === "h1" || o.ending === "reset");
-  return [ok, `client saw ${o.ending} after ${o.bytes} bytes${o.rstCode ? ` (RST_STREAM ${o.rstCode})` : ""}${o.sawChunkedTerminator ? ", with a chunked terminator" : ""}`];
+  const ok =
+    o.ending !== "complete" &&
+    o.ending !== "timeout" &&
+    !o.sawChunkedTerminator &&
+    (protocol === "h1" || o.ending === "reset");
+  return [
+    ok,
+    `client saw ${o.ending} after ${o.bytes} bytes${o.rstCode ? ` (RST_STREAM ${o.rstCode})` : ""}${o.sawChunkedTerminator ? ", with a chunked terminator" : ""}`,
+  ];
 }
 
 const statusIs = (f: Facts, status: number): Check => [f.outcome.status === status, `status ${f.outcome.status}`];
@@ -176,7 +199,10 @@ export const FAULTS: FaultCase[] = [
       ex.close();
       return [fact(id, outcome)];
     },
-    judge: ([f]) => [sawEvent(f!, "upload-failed", notTimeoutReason, "the handler's read failed with the client's error"), noTimeout(f!)],
+    judge: ([f]) => [
+      sawEvent(f!, "upload-failed", notTimeoutReason, "the handler's read failed with the client's error"),
+      noTimeout(f!),
+    ],
   },
   {
     id: "reset-mid-download",
@@ -192,7 +218,10 @@ export const FAULTS: FaultCase[] = [
       ex.close();
       return [fact(id, outcome)];
     },
-    judge: ([f]) => [sawEvent(f!, "producer-cancelled", notTimeoutReason, "producer cancelled as a disconnect"), noTimeout(f!)],
+    judge: ([f]) => [
+      sawEvent(f!, "producer-cancelled", notTimeoutReason, "producer cancelled as a disconnect"),
+      noTimeout(f!),
+    ],
   },
   {
     id: "half-close-mid-upload",
@@ -212,14 +241,20 @@ export const FAULTS: FaultCase[] = [
       const expected: Record<RuntimeRow, [string, (o: Outcome) => boolean]> = {
         node20: ["400 (Node's parser rejects the short body)", (o) => o.status === 400],
         node24: ["400 (Node's parser rejects the short body)", (o) => o.status === 400],
-        "node20-h2c": ["RST_STREAM PROTOCOL_ERROR (1): END_STREAM short of content-length", (o) => o.ending === "reset" && o.rstCode === 1],
+        "node20-h2c": [
+          "RST_STREAM PROTOCOL_ERROR (1): END_STREAM short of content-length",
+          (o) => o.ending === "reset" && o.rstCode === 1,
+        ],
         deno: ["500 (the read fails; the demo rethrows)", (o) => o.status === 500],
         bun: ["the connection closed without a response", (o) => o.status === 0 && o.ending !== "timeout"],
         workers: ["500 (the read fails; the demo rethrows)", (o) => o.status === 500],
       };
       const [what, ok] = expected[row];
       return [
-        [ok(f!.outcome), `client saw status ${f!.outcome.status}, ${f!.outcome.ending}${f!.outcome.rstCode ? ` (RST_STREAM ${f!.outcome.rstCode})` : ""}; expected ${what}`],
+        [
+          ok(f!.outcome),
+          `client saw status ${f!.outcome.status}, ${f!.outcome.ending}${f!.outcome.rstCode ? ` (RST_STREAM ${f!.outcome.rstCode})` : ""}; expected ${what}`,
+        ],
         sawEvent(f!, "upload-failed", notTimeoutReason, "the handler's read failed at once (not by the idle deadline)"),
         noTimeout(f!),
       ];
@@ -230,23 +265,36 @@ export const FAULTS: FaultCase[] = [
     title: "client half-closes right after its request and reads a 4 MiB download",
     knownLimit: {
       rows: ["deno"],
-      reference: "measured; Deno's HTTP/1 server is hyper, whose http1 `half_close` option defaults to false (docs.rs/hyper: server::conn::http1::Builder::half_close)",
-      expected: "Deno takes the client's FIN for the client leaving: the response body is cancelled (the producer sees AbortError) and the download cut",
+      reference:
+        "measured; Deno's HTTP/1 server is hyper, whose http1 `half_close` option defaults to false (docs.rs/hyper: server::conn::http1::Builder::half_close)",
+      expected:
+        "Deno takes the client's FIN for the client leaving: the response body is cancelled (the producer sees AbortError) and the download cut",
     },
     async run(run) {
       const id = run.id("half-down");
       const ex = await run.client.open("GET", `/download?bytes=${4 * MiB}&id=${id}`, { Connection: "close" });
       ex.halfClose();
       const outcome = await ex.response;
-      await run.server.waitFor((o) => o.id === id && (o.event === "download-complete" || o.event === "producer-cancelled"), 3000);
+      await run.server.waitFor(
+        (o) => o.id === id && (o.event === "download-complete" || o.event === "producer-cancelled"),
+        3000,
+      );
       ex.close();
       return [fact(id, outcome)];
     },
     judge([f], _row, limitRow) {
-      if (limitRow) return [sawEvent(f!, "producer-cancelled", notTimeoutReason, "producer cancelled as a disconnect"), [f!.outcome.ending !== "complete", `client saw ${f!.outcome.ending}`], noTimeout(f!)];
+      if (limitRow)
+        return [
+          sawEvent(f!, "producer-cancelled", notTimeoutReason, "producer cancelled as a disconnect"),
+          [f!.outcome.ending !== "complete", `client saw ${f!.outcome.ending}`],
+          noTimeout(f!),
+        ];
       return [
         statusIs(f!, 200),
-        [f!.outcome.ending === "complete" && f!.outcome.bytes === 4 * MiB, `client got ${f!.outcome.bytes} bytes, ${f!.outcome.ending}`],
+        [
+          f!.outcome.ending === "complete" && f!.outcome.bytes === 4 * MiB,
+          `client got ${f!.outcome.bytes} bytes, ${f!.outcome.ending}`,
+        ],
         sawEvent(f!, "download-complete"),
         noTimeout(f!),
       ];
@@ -287,12 +335,15 @@ export const FAULTS: FaultCase[] = [
       title: {
         pull: "after the Response was returned, its producer throws in pull() (256 KiB sent)",
         "pull-async": "after the Response was returned, its producer's pull() promise rejects (256 KiB sent)",
-        outside: "after the Response was returned, its producer errors the stream from a timer, outside pull() (256 KiB sent)",
+        outside:
+          "after the Response was returned, its producer errors the stream from a timer, outside pull() (256 KiB sent)",
         start: "after the Response was returned, the body's start() rejects (no byte sent)",
       }[how],
       async run(run) {
         const id = run.id(`err-${how}`);
-        const ex = await run.client.open("GET", `/fault/body-error?how=${how}&after=${256 * KiB}&id=${id}`, { Connection: "close" });
+        const ex = await run.client.open("GET", `/fault/body-error?how=${how}&after=${256 * KiB}&id=${id}`, {
+          Connection: "close",
+        });
         const outcome = await ex.response;
         await waitForId(run, id, "producer-failed", 3000);
         ex.close();
@@ -302,7 +353,10 @@ export const FAULTS: FaultCase[] = [
         // With no byte written, Node (HTTP/1.1) and Bun have not sent the head yet: the connection just closes.
         const status = f!.outcome.status;
         return [
-          [status === 200 || (how === "start" && status === 0), `status ${status}${status === 0 ? " (closed before the head)" : ""}`],
+          [
+            status === 200 || (how === "start" && status === 0),
+            `status ${status}${status === 0 ? " (closed before the head)" : ""}`,
+          ],
           visiblyCut(f!, protocolOf(row)),
           sawEvent(f!, "producer-failed"),
           noTimeout(f!),
@@ -320,29 +374,41 @@ export const FAULTS: FaultCase[] = [
     },
     async run(run) {
       const id = run.id("err-chunked");
-      const ex = await run.client.open("GET", `/fault/body-error?how=pull&after=${256 * KiB}&chunked=1&id=${id}`, { Connection: "close" });
+      const ex = await run.client.open("GET", `/fault/body-error?how=pull&after=${256 * KiB}&chunked=1&id=${id}`, {
+        Connection: "close",
+      });
       const outcome = await ex.response;
       await waitForId(run, id, "producer-failed", 3000);
       ex.close();
       return [fact(id, outcome)];
     },
     judge([f], row, limitRow) {
-      const cut: Check = limitRow ? [f!.outcome.sawChunkedTerminator, `terminator seen: ${f!.outcome.sawChunkedTerminator} (${f!.outcome.ending})`] : visiblyCut(f!, protocolOf(row));
+      const cut: Check = limitRow
+        ? [
+            f!.outcome.sawChunkedTerminator,
+            `terminator seen: ${f!.outcome.sawChunkedTerminator} (${f!.outcome.ending})`,
+          ]
+        : visiblyCut(f!, protocolOf(row));
       return [statusIs(f!, 200), cut, sawEvent(f!, "producer-failed"), noTimeout(f!)];
     },
   },
   {
     id: "ignore-signal-handler",
-    title: "the handler ignores its aborted signal past the handler deadline, then returns a body whose producer ignores its cancel",
+    title:
+      "the handler ignores its aborted signal past the handler deadline, then returns a body whose producer ignores its cancel",
     knownLimit: {
       rows: ["workers"],
-      reference: "docs/runtime-workers.md §2; README (timerScope): workerd cancels a request's timers when the request ends",
-      expected: "once the 503 went out the request is over: the late handler's own timer never fires, so it never returns (nothing of it runs again)",
+      reference:
+        "docs/runtime-workers.md §2; README (timerScope): workerd cancels a request's timers when the request ends",
+      expected:
+        "once the 503 went out the request is over: the late handler's own timer never fires, so it never returns (nothing of it runs again)",
     },
     async run(run) {
       const id = run.id("ignore-h");
       const started = performance.now();
-      const ex = await run.client.open("GET", `/fault/ignore-signal?phase=handler&ms=1000&id=${id}`, { Connection: "close" });
+      const ex = await run.client.open("GET", `/fault/ignore-signal?phase=handler&ms=1000&id=${id}`, {
+        Connection: "close",
+      });
       const outcome = await ex.response;
       // The handler returns ~1 s after the request; its producer then runs until refused 10 times (~100 ms).
       if (await waitForId(run, id, "late-handler-returned", 2500)) await waitForId(run, id, "producer-stopped", 3000);
@@ -352,15 +418,34 @@ export const FAULTS: FaultCase[] = [
     judge([f], _row, limitRow) {
       const checks: Check[] = [
         statusIs(f!, 503),
-        [f!.ms! >= HANDLER_MS - 5 && f!.ms! <= HANDLER_MS + MARGIN_MS, `503 after ${Math.round(f!.ms!)} ms (handler limit ${HANDLER_MS} ms)`],
+        [
+          f!.ms! >= HANDLER_MS - 5 && f!.ms! <= HANDLER_MS + MARGIN_MS,
+          `503 after ${Math.round(f!.ms!)} ms (handler limit ${HANDLER_MS} ms)`,
+        ],
         ...oneTimeout(f!, { direction: "handler", limit: "handler", limitValue: HANDLER_MS }),
       ];
-      if (limitRow) return [...checks, [eventsOf(f!, "late-handler-returned").length === 0, "the late handler never continued"]];
+      if (limitRow)
+        return [...checks, [eventsOf(f!, "late-handler-returned").length === 0, "the late handler never continued"]];
       return [
         ...checks,
-        sawEvent(f!, "late-handler-returned", (o) => o.signalAborted === true, "the handler returned late, its signal aborted"),
-        sawEvent(f!, "producer-cancelled", (o) => o.reason === "timeout" && o.limit === "handler", "its late body was cancelled with the handler's TimeoutError"),
-        sawEvent(f!, "producer-stopped", (o) => o.enqueued === 0 && o.refused === 10, "every chunk it pushed after that was refused"),
+        sawEvent(
+          f!,
+          "late-handler-returned",
+          (o) => o.signalAborted === true,
+          "the handler returned late, its signal aborted",
+        ),
+        sawEvent(
+          f!,
+          "producer-cancelled",
+          (o) => o.reason === "timeout" && o.limit === "handler",
+          "its late body was cancelled with the handler's TimeoutError",
+        ),
+        sawEvent(
+          f!,
+          "producer-stopped",
+          (o) => o.enqueued === 0 && o.refused === 10,
+          "every chunk it pushed after that was refused",
+        ),
       ];
     },
   },
@@ -369,12 +454,19 @@ export const FAULTS: FaultCase[] = [
     title: "the producer ignores the cut and its cancel, pushing 64 KiB every 10 ms to a client that stopped reading",
     knownLimit: {
       rows: ["workers"],
-      reference: "docs/runtime-workers.md §2; README (timerScope): workerd cancels a request's timers when the request ends",
-      expected: "the cut ends the request, and with it the producer's own interval timer: it stops pushing at once (no refused chunks to count)",
+      reference:
+        "docs/runtime-workers.md §2; README (timerScope): workerd cancels a request's timers when the request ends",
+      expected:
+        "the cut ends the request, and with it the producer's own interval timer: it stops pushing at once (no refused chunks to count)",
     },
     async run(run) {
       const id = run.id("ignore-b");
-      const ex = await run.client.open("GET", `/fault/ignore-signal?phase=body&id=${id}`, { Connection: "close" }, 30_000);
+      const ex = await run.client.open(
+        "GET",
+        `/fault/ignore-signal?phase=body&id=${id}`,
+        { Connection: "close" },
+        30_000,
+      );
       await ex.headers;
       ex.pause();
       await waitForId(run, id, "timeout", 15_000);
@@ -391,8 +483,20 @@ export const FAULTS: FaultCase[] = [
         ...oneTimeout(f!, { direction: "response", limit: "idle", limitValue: RESPONSE_IDLE, afterHeaders: true }),
         sawEvent(f!, "producer-cancelled", (o) => o.reason === "timeout", "producer cancelled with the TimeoutError"),
       ];
-      if (limitRow) return [...checks, [eventsOf(f!, "producer-stopped").length === 0, "the producer's timer died with the request"]];
-      return [...checks, sawEvent(f!, "producer-stopped", (o) => o.refused === 10 && o.cancelled === true, "it kept pushing; each chunk after the cut was refused")];
+      if (limitRow)
+        return [
+          ...checks,
+          [eventsOf(f!, "producer-stopped").length === 0, "the producer's timer died with the request"],
+        ];
+      return [
+        ...checks,
+        sawEvent(
+          f!,
+          "producer-stopped",
+          (o) => o.refused === 10 && o.cancelled === true,
+          "it kept pushing; each chunk after the cut was refused",
+        ),
+      ];
     },
   },
   {
@@ -400,7 +504,9 @@ export const FAULTS: FaultCase[] = [
     title: "pull() sets a response total that has already passed (a Date a second ago): it fires inside that pull()",
     async run(run) {
       const id = run.id("pull-total");
-      const ex = await run.client.open("GET", `/fault/limit-in-pull?set=total&after=${256 * KiB}&id=${id}`, { Connection: "close" });
+      const ex = await run.client.open("GET", `/fault/limit-in-pull?set=total&after=${256 * KiB}&id=${id}`, {
+        Connection: "close",
+      });
       const outcome = await ex.response;
       await waitForId(run, id, "timeout", 3000);
       await waitForId(run, id, "limit-set-in-pull", 3000);
@@ -420,7 +526,12 @@ export const FAULTS: FaultCase[] = [
     title: "pull() tightens the response idle limit to 200 ms; the client then stops reading",
     async run(run) {
       const id = run.id("pull-idle");
-      const ex = await run.client.open("GET", `/fault/limit-in-pull?set=idle&value=200&after=${256 * KiB}&id=${id}`, { Connection: "close" }, 30_000);
+      const ex = await run.client.open(
+        "GET",
+        `/fault/limit-in-pull?set=idle&value=200&after=${256 * KiB}&id=${id}`,
+        { Connection: "close" },
+        30_000,
+      );
       await ex.headers;
       await until(() => ex.received >= 512 * KiB, 10_000);
       ex.pause();
@@ -451,7 +562,12 @@ export const FAULTS: FaultCase[] = [
     },
     judge: ([f]) => [
       statusIs(f!, 408),
-      sawEvent(f!, "limit-set-while-reading", (o) => o.readPending === true && o.state === "timedOut", "set() while the read was pending fired at once"),
+      sawEvent(
+        f!,
+        "limit-set-while-reading",
+        (o) => o.readPending === true && o.state === "timedOut",
+        "set() while the read was pending fired at once",
+      ),
       ...oneTimeout(f!, { direction: "request", limit: "idle", limitValue: 100, afterHeaders: false }),
       sawEvent(f!, "upload-failed", (o) => o.reason === "timeout", "the pending read failed with the TimeoutError"),
     ],
@@ -470,8 +586,16 @@ export const FAULTS: FaultCase[] = [
     },
     judge: ([f]) => [
       statusIs(f!, 408),
-      [f!.ms! >= 1500 - 5 && f!.ms! <= 1500 + MARGIN_MS, `408 after ${Math.round(f!.ms!)} ms of silence (never early, late by < ${MARGIN_MS} ms)`],
-      sawEvent(f!, "limit-set-while-reading", (o) => o.readPending === true && o.state === "active", "set() while the read was pending"),
+      [
+        f!.ms! >= 1500 - 5 && f!.ms! <= 1500 + MARGIN_MS,
+        `408 after ${Math.round(f!.ms!)} ms of silence (never early, late by < ${MARGIN_MS} ms)`,
+      ],
+      sawEvent(
+        f!,
+        "limit-set-while-reading",
+        (o) => o.readPending === true && o.state === "active",
+        "set() while the read was pending",
+      ),
       ...oneTimeout(f!, { direction: "request", limit: "idle", limitValue: 1500, afterHeaders: false }),
     ],
   },
@@ -500,7 +624,12 @@ export interface StormResult {
  * `n` uploads, each stalled after 16 bytes, all with their total deadline at the same wall-clock
  * instant (`at`, a few seconds ahead): they time out together. HTTP/2: streams over sessions of 100.
  */
-export async function storm(server: RunningServer, protocol: "h1" | "h2", n: number, leadMs: number): Promise<StormResult> {
+export async function storm(
+  server: RunningServer,
+  protocol: "h1" | "h2",
+  n: number,
+  leadMs: number,
+): Promise<StormResult> {
   const started = performance.now();
   const at = Date.now() + leadMs;
   const prefix = `storm${Math.round(started)}-`;
@@ -512,13 +641,16 @@ export async function storm(server: RunningServer, protocol: "h1" | "h2", n: num
   for (let i = 0; i < n; i += 50) {
     const batch = [];
     for (let j = i; j < Math.min(n, i + 50); j++) {
-      if (client === undefined || (protocol === "h2" && j % perClient === 0)) clients.push((client = faultClient(server.port, protocol)));
+      if (client === undefined || (protocol === "h2" && j % perClient === 0))
+        clients.push((client = faultClient(server.port, protocol)));
       batch.push(
-        client.open("POST", `/fault/upload-set?at=${at}&id=${prefix}${j}`, { "Content-Length": 100_000 }, leadMs + 20_000).then((ex) => {
-          ex.write(Buffer.alloc(16, 0x73));
-          exchanges.push(ex);
-          outcomes.push(ex.response);
-        }),
+        client
+          .open("POST", `/fault/upload-set?at=${at}&id=${prefix}${j}`, { "Content-Length": 100_000 }, leadMs + 20_000)
+          .then((ex) => {
+            ex.write(Buffer.alloc(16, 0x73));
+            exchanges.push(ex);
+            outcomes.push(ex.response);
+          }),
       );
     }
     await Promise.all(batch);
@@ -550,7 +682,8 @@ export async function storm(server: RunningServer, protocol: "h1" | "h2", n: num
     const k = String(perId.get(id) ?? 0);
     reportsPerId[k] = (reportsPerId[k] ?? 0) + 1;
   }
-  const count = (values: (string | number)[]) => values.reduce<Record<string, number>>((acc, v) => ((acc[String(v)] = (acc[String(v)] ?? 0) + 1), acc), {});
+  const count = (values: (string | number)[]) =>
+    values.reduce<Record<string, number>>((acc, v) => ((acc[String(v)] = (acc[String(v)] ?? 0) + 1), acc), {});
   for (const ex of exchanges) ex.close();
   for (const c of clients) c.close();
   const times = reports.map((o) => (o.t as number) - at);

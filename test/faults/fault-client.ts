@@ -40,7 +40,12 @@ export interface FaultExchange {
 
 export interface FaultClient {
   protocol: Protocol;
-  open(method: string, path: string, headers?: Record<string, string | number>, timeoutMs?: number): Promise<FaultExchange>;
+  open(
+    method: string,
+    path: string,
+    headers?: Record<string, string | number>,
+    timeoutMs?: number,
+  ): Promise<FaultExchange>;
   /** A plain GET of a small resource: its status and text. */
   get(path: string, timeoutMs?: number): Promise<{ status: number; text: string }>;
   close(): void;
@@ -57,7 +62,15 @@ function h1Client(port: number): FaultClient {
       const socket = await connect(port);
       const ex = exchange(socket, requestHead(method, path, headers), timeoutMs);
       const response = ex.response.then(
-        (res): Outcome => ({ status: res.status, ending: res.ending, bytes: res.body.length, sawChunkedTerminator: res.sawChunkedTerminator, rstCode: 0, statusAt: res.statusAt, endedAt: res.endedAt }),
+        (res): Outcome => ({
+          status: res.status,
+          ending: res.ending,
+          bytes: res.body.length,
+          sawChunkedTerminator: res.sawChunkedTerminator,
+          rstCode: 0,
+          statusAt: res.statusAt,
+          endedAt: res.endedAt,
+        }),
       );
       return {
         write: (bytes) => void socket.write(bytes),
@@ -124,7 +137,11 @@ function h2Client(port: number): FaultClient {
     async open(method, path, headers = {}, timeoutMs = 20_000) {
       const s = await sessionReady();
       const hasBody = method !== "GET" && method !== "HEAD";
-      const lower = Object.fromEntries(Object.entries(headers).filter(([k]) => k.toLowerCase() !== "connection").map(([k, v]) => [k.toLowerCase(), String(v)]));
+      const lower = Object.fromEntries(
+        Object.entries(headers)
+          .filter(([k]) => k.toLowerCase() !== "connection")
+          .map(([k, v]) => [k.toLowerCase(), String(v)]),
+      );
       const stream = s.request({ ":method": method, ":path": path, ...lower }, { endStream: !hasBody });
       stream.on("error", () => {});
       let status = 0;
@@ -151,7 +168,15 @@ function h2Client(port: number): FaultClient {
           settled = true;
           clearTimeout(timer);
           resolveHeaders();
-          resolve({ status, ending, bytes: received, sawChunkedTerminator: false, rstCode: stream.rstCode ?? 0, statusAt, endedAt: performance.now() });
+          resolve({
+            status,
+            ending,
+            bytes: received,
+            sawChunkedTerminator: false,
+            rstCode: stream.rstCode ?? 0,
+            statusAt,
+            endedAt: performance.now(),
+          });
         };
         // The response is over at its END_STREAM, even while our side still sends (a server may
         // answer an upload before reading it all): the stream itself closes only when both ends did.

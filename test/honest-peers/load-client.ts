@@ -38,7 +38,8 @@ const uploadBody = (index: number, bytes: number) => {
 
 const PERIOD = 256;
 for (let n = 0; n < 4 * PERIOD; n++) {
-  if (downloadByte(n) !== downloadByte(n % PERIOD)) throw new Error("load-client: downloadByte is not 256-periodic any more; update the checker");
+  if (downloadByte(n) !== downloadByte(n % PERIOD))
+    throw new Error("load-client: downloadByte is not 256-periodic any more; update the checker");
 }
 const PATTERN_SPAN = 256 * KiB;
 const PATTERN = Buffer.alloc(PERIOD + PATTERN_SPAN);
@@ -49,7 +50,8 @@ function matchesPattern(chunk: Uint8Array, offset: number): boolean {
   for (let done = 0; done < chunk.length; done += PATTERN_SPAN) {
     const length = Math.min(PATTERN_SPAN, chunk.length - done);
     const start = (offset + done) % PERIOD;
-    if (Buffer.compare(chunk.subarray(done, done + length), PATTERN.subarray(start, start + length)) !== 0) return false;
+    if (Buffer.compare(chunk.subarray(done, done + length), PATTERN.subarray(start, start + length)) !== 0)
+      return false;
   }
   return true;
 }
@@ -149,7 +151,10 @@ class ResponseParser {
     }
     if (this.chunked) this.parseChunked();
     else if (this.pending.length > 0) {
-      const body = this.remaining >= 0 && this.pending.length > this.remaining ? this.pending.subarray(0, this.remaining) : this.pending;
+      const body =
+        this.remaining >= 0 && this.pending.length > this.remaining
+          ? this.pending.subarray(0, this.remaining)
+          : this.pending;
       this.pending = Buffer.alloc(0);
       if (this.remaining >= 0) this.remaining -= body.length;
       this.onBody(body);
@@ -344,19 +349,34 @@ async function pacedUpload(index: number, plan: PacedUploads): Promise<Outcome> 
   const result: Buffer[] = [];
   const ex =
     spec.protocol === "h2c"
-      ? await h2Exchange({ ":method": "POST", ":path": "/upload", "content-length": plan.bytes }, {
-          onBody,
-          drive: (stream, answered) => drive((c) => void stream.write(c), () => void stream.end(), answered),
-        })
+      ? await h2Exchange(
+          { ":method": "POST", ":path": "/upload", "content-length": plan.bytes },
+          {
+            onBody,
+            drive: (stream, answered) =>
+              drive(
+                (c) => void stream.write(c),
+                () => void stream.end(),
+                answered,
+              ),
+          },
+        )
       : await h1Exchange(requestHead("POST", "/upload", { "Content-Length": plan.bytes, Connection: "close" }), {
           onBody,
-          drive: (socket, answered) => drive((c) => void socket.write(c), () => {}, answered),
+          drive: (socket, answered) =>
+            drive(
+              (c) => void socket.write(c),
+              () => {},
+              answered,
+            ),
         });
   const text = Buffer.concat(result).toString();
   const ok = ex.status === 200 && ex.ending === "complete" && text === expected;
   return {
     ok,
-    detail: ok ? "" : `status ${ex.status}, ${ex.ending}, ${sent}/${plan.bytes} bytes sent, answer ${JSON.stringify(text.slice(0, 120))} (expected ${expected})`,
+    detail: ok
+      ? ""
+      : `status ${ex.status}, ${ex.ending}, ${sent}/${plan.bytes} bytes sent, answer ${JSON.stringify(text.slice(0, 120))} (expected ${expected})`,
     status: ex.status,
     ending: ex.ending,
     bytes: sent,
@@ -381,17 +401,32 @@ async function pacedDownload(index: number, plan: PacedDownloads): Promise<Outco
   const path = `/download?bytes=${bytes}`;
   const ex =
     spec.protocol === "h2c"
-      ? await h2Exchange({ ":method": "GET", ":path": path }, {
-          onHead: (stream) => {
-            pacer = new ReadPacer(plan.rate, pacedBytes, () => stream.pause(), () => stream.resume(), lag);
-            pacer.start();
+      ? await h2Exchange(
+          { ":method": "GET", ":path": path },
+          {
+            onHead: (stream) => {
+              pacer = new ReadPacer(
+                plan.rate,
+                pacedBytes,
+                () => stream.pause(),
+                () => stream.resume(),
+                lag,
+              );
+              pacer.start();
+            },
+            onBody,
+            drive: async (stream) => void stream.end(),
           },
-          onBody,
-          drive: async (stream) => void stream.end(),
-        })
+        )
       : await h1Exchange(requestHead("GET", path, { Connection: "close" }), {
           onHead: (socket) => {
-            pacer = new ReadPacer(plan.rate, pacedBytes, () => socket.pause(), () => socket.resume(), lag);
+            pacer = new ReadPacer(
+              plan.rate,
+              pacedBytes,
+              () => socket.pause(),
+              () => socket.resume(),
+              lag,
+            );
             pacer.start();
           },
           onBody,
@@ -400,7 +435,9 @@ async function pacedDownload(index: number, plan: PacedDownloads): Promise<Outco
   const ok = ex.status === 200 && ex.ending === "complete" && received === bytes && intact;
   return {
     ok,
-    detail: ok ? "" : `status ${ex.status}, ${ex.ending}, ${received}/${bytes} bytes${intact ? "" : ", BYTES DIFFER from the downloadByte pattern"}`,
+    detail: ok
+      ? ""
+      : `status ${ex.status}, ${ex.ending}, ${received}/${bytes} bytes${intact ? "" : ", BYTES DIFFER from the downloadByte pattern"}`,
     status: ex.status,
     ending: ex.ending,
     bytes: received,
@@ -412,7 +449,11 @@ async function pacedDownload(index: number, plan: PacedDownloads): Promise<Outco
 // ---------------------------------------------------------------------------------------------
 // Pools and the report.
 
-async function pool(count: number, concurrency: number, task: (index: number) => Promise<Outcome>): Promise<ClassResult> {
+async function pool(
+  count: number,
+  concurrency: number,
+  task: (index: number) => Promise<Outcome>,
+): Promise<ClassResult> {
   const outcomes: Outcome[] = new Array(count);
   let next = 0;
   let inFlight = 0;
@@ -427,7 +468,15 @@ async function pool(count: number, concurrency: number, task: (index: number) =>
         try {
           outcomes[index] = await task(index);
         } catch (error) {
-          outcomes[index] = { ok: false, detail: `threw ${String(error)}`, status: 0, ending: "threw", bytes: 0, ms: 0, maxLagMs: 0 };
+          outcomes[index] = {
+            ok: false,
+            detail: `threw ${String(error)}`,
+            status: 0,
+            ending: "threw",
+            bytes: 0,
+            ms: 0,
+            maxLagMs: 0,
+          };
         }
         inFlight--;
       }
@@ -452,7 +501,13 @@ async function pool(count: number, concurrency: number, task: (index: number) =>
 }
 
 const round = (ms: number) => Math.round(ms * 10) / 10;
-const control = (o: Outcome): ControlResult => ({ status: o.status, ending: o.ending, bytes: o.bytes, ms: round(o.ms), maxLagMs: round(o.maxLagMs) });
+const control = (o: Outcome): ControlResult => ({
+  status: o.status,
+  ending: o.ending,
+  bytes: o.bytes,
+  ms: round(o.ms),
+  maxLagMs: round(o.maxLagMs),
+});
 
 /** `GET /` every `everyMs` until `done()`: the server's responsiveness under the load. */
 async function probeServer(everyMs: number, done: () => boolean): Promise<LoadResult["serverProbe"]> {
@@ -462,7 +517,10 @@ async function probeServer(everyMs: number, done: () => boolean): Promise<LoadRe
     const sentAt = now();
     const ex =
       spec.protocol === "h2c"
-        ? await h2Exchange({ ":method": "GET", ":path": "/" }, { onBody: () => {}, drive: async (stream) => void stream.end() })
+        ? await h2Exchange(
+            { ":method": "GET", ":path": "/" },
+            { onBody: () => {}, drive: async (stream) => void stream.end() },
+          )
         : await h1Exchange(requestHead("GET", "/", { Connection: "close" }), { onBody: () => {} });
     if (ex.status === 200 && ex.ending === "complete") latencies.push(now() - sentAt);
     else failed++;
@@ -470,7 +528,13 @@ async function probeServer(everyMs: number, done: () => boolean): Promise<LoadRe
   }
   latencies.sort((a, b) => a - b);
   const at = (q: number) => round(latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * q))] ?? 0);
-  return { count: latencies.length + failed, failed, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: round(latencies.at(-1) ?? 0) };
+  return {
+    count: latencies.length + failed,
+    failed,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    maxMs: round(latencies.at(-1) ?? 0),
+  };
 }
 
 const loop = monitorEventLoopDelay({ resolution: 10 });

@@ -9,10 +9,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 
 export async function runLoadClient(spec: LoadSpec, timeoutMs: number): Promise<LoadResult> {
-  const child = spawn(process.execPath, ["--import", require.resolve("tsx"), join(here, "load-client.ts"), JSON.stringify(spec)], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1" },
-  });
+  const child = spawn(
+    process.execPath,
+    ["--import", require.resolve("tsx"), join(here, "load-client.ts"), JSON.stringify(spec)],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, NO_COLOR: "1" },
+    },
+  );
   let stdout = "";
   let stderr = "";
   child.stdout.setEncoding("utf8").on("data", (data: string) => (stdout += data));
@@ -26,7 +30,9 @@ export async function runLoadClient(spec: LoadSpec, timeoutMs: number): Promise<
   clearTimeout(killer);
   const line = stdout.split("\n").find((l) => l.startsWith(RESULT_PREFIX));
   if (!line) {
-    throw new Error(`the load client ${timedOut ? `did not finish within ${timeoutMs} ms` : `exited with code ${code}`} without a result\n--- stdout ---\n${stdout.slice(-2000)}\n--- stderr ---\n${stderr.slice(-2000)}`);
+    throw new Error(
+      `the load client ${timedOut ? `did not finish within ${timeoutMs} ms` : `exited with code ${code}`} without a result\n--- stdout ---\n${stdout.slice(-2000)}\n--- stderr ---\n${stderr.slice(-2000)}`,
+    );
   }
   return JSON.parse(line.slice(RESULT_PREFIX.length)) as LoadResult;
 }

@@ -46,9 +46,14 @@ export function consumerSource(packageName: string, subpaths: Record<string, str
     lines.push(``, `// ${sub}`, `import * as ${m} from ${JSON.stringify(packageName + sub.slice(1))};`);
     const union = names.length > 0 ? names.map((n) => JSON.stringify(n)).join(" | ") : "never";
     lines.push(`export const sameNames${i}: Same<keyof typeof ${m}, ${union}> = true;`);
-    for (const name of names) lines.push(`// @ts-expect-error: ${sub} ${name} is typed, not any`, `export const typed${i}_${name}: NotAny = ${m}.${name};`);
+    for (const name of names)
+      lines.push(
+        `// @ts-expect-error: ${sub} ${name} is typed, not any`,
+        `export const typed${i}_${name}: NotAny = ${m}.${name};`,
+      );
     const usage = USAGE[sub];
-    if (usage) lines.push(`export function use${i}(m: typeof ${m}): void ${usage.startsWith("{") ? usage : `{ ${usage} }`}`);
+    if (usage)
+      lines.push(`export function use${i}(m: typeof ${m}): void ${usage.startsWith("{") ? usage : `{ ${usage} }`}`);
   });
   return `${lines.join("\n")}\n`;
 }
@@ -82,7 +87,11 @@ export async function typecheckConsumer(root: string, projectDir: string, config
   const file = join(projectDir, `tsconfig.${config.name}.json`);
   writeFileSync(file, JSON.stringify(tsconfig, null, 2));
   try {
-    await run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", file, "--pretty", "false"], { cwd: projectDir, env: childEnv(), maxBuffer: 16 << 20 });
+    await run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", file, "--pretty", "false"], {
+      cwd: projectDir,
+      env: childEnv(),
+      maxBuffer: 16 << 20,
+    });
     return "";
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string; message: string };

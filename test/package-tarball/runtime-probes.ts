@@ -23,7 +23,9 @@ const MARK = "@probe ";
 
 /** The probe: one literal import() per subpath (bundlers and Deno's loader see every specifier). */
 export function probeModuleSource(packageName: string, subpaths: string[], workerd = false): string {
-  const loaders = subpaths.map((sub) => `  [${JSON.stringify(sub)}, () => import(${JSON.stringify(packageName + sub.slice(1))})],`).join("\n");
+  const loaders = subpaths
+    .map((sub) => `  [${JSON.stringify(sub)}, () => import(${JSON.stringify(packageName + sub.slice(1))})],`)
+    .join("\n");
   return `const loaders = [
 ${loaders}
 ];
@@ -44,11 +46,21 @@ ${workerd ? "export default { async fetch() { return Response.json(await probe()
 }
 
 /** Runs `command args…` in `cwd` and returns the probe's report from its output. */
-export async function probeWithProcess(command: string, args: string[], cwd: string, timeoutMs = 30_000): Promise<ProbeReport> {
+export async function probeWithProcess(
+  command: string,
+  args: string[],
+  cwd: string,
+  timeoutMs = 30_000,
+): Promise<ProbeReport> {
   let stdout = "";
   let stderr = "";
   try {
-    ({ stdout, stderr } = await run(command, args, { cwd, env: childEnv({ DENO_NO_UPDATE_CHECK: "1", BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0" }), timeout: timeoutMs, maxBuffer: 16 << 20 }));
+    ({ stdout, stderr } = await run(command, args, {
+      cwd,
+      env: childEnv({ DENO_NO_UPDATE_CHECK: "1", BUN_RUNTIME_TRANSPILER_CACHE_PATH: "0" }),
+      timeout: timeoutMs,
+      maxBuffer: 16 << 20,
+    }));
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string; message: string };
     throw new Error(`${command} ${args.join(" ")} failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
@@ -90,7 +102,10 @@ export async function probeOnWorkerd(
   });
   const chunks = readdirSync(outdir).filter((f) => f.endsWith(".js") && f !== "worker.js");
   const mf = new Miniflare({
-    modules: [{ type: "ESModule", path: join(outdir, "worker.js") }, ...chunks.map((f) => ({ type: "ESModule" as const, path: join(outdir, f) }))],
+    modules: [
+      { type: "ESModule", path: join(outdir, "worker.js") },
+      ...chunks.map((f) => ({ type: "ESModule" as const, path: join(outdir, f) })),
+    ],
     modulesRoot: outdir,
     compatibilityDate,
     compatibilityFlags,

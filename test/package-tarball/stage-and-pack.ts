@@ -73,7 +73,11 @@ export async function stageBuildAndPack(root: string, workDir: string): Promise<
   // the path `npm publish` takes.
   let stdout: string;
   try {
-    ({ stdout } = await run("npm", ["pack", "--json", "--foreground-scripts", "--pack-destination", workDir], { cwd: stageDir, env: childEnv(), maxBuffer: 16 << 20 }));
+    ({ stdout } = await run("npm", ["pack", "--json", "--foreground-scripts", "--pack-destination", workDir], {
+      cwd: stageDir,
+      env: childEnv(),
+      maxBuffer: 16 << 20,
+    }));
   } catch (error) {
     const e = error as { stdout?: string; stderr?: string; message: string };
     throw new Error(`npm pack (with its prepack build) failed: ${e.message}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
@@ -81,7 +85,8 @@ export async function stageBuildAndPack(root: string, workDir: string): Promise<
   // npm prints the lifecycle scripts' output before the JSON array.
   const [pack] = JSON.parse(stdout.slice(stdout.search(/^\[/m))) as PackReport[];
   if (!pack) throw new Error(`npm pack reported nothing:\n${stdout}`);
-  if (!pack.files.some((f) => f.path.startsWith("dist/"))) throw new Error(`npm pack did not build dist/ (is the "prepack" script gone?):\n${stdout}`);
+  if (!pack.files.some((f) => f.path.startsWith("dist/")))
+    throw new Error(`npm pack did not build dist/ (is the "prepack" script gone?):\n${stdout}`);
   return { stageDir, tarball: join(workDir, pack.filename), pack };
 }
 

@@ -82,7 +82,10 @@ export function timelineOf(s: Schedule): TimelineEvent[] {
 
 /** Step 2: walk the timeline (and the limit changes) with exact arithmetic. */
 export function evaluate(s: Schedule): Outcome {
-  const all: TimelineEvent[] = [...timelineOf(s), ...s.changes.map((c) => ({ t: c.at, kind: "change" as const, patch: c.patch }))];
+  const all: TimelineEvent[] = [
+    ...timelineOf(s),
+    ...s.changes.map((c) => ({ t: c.at, kind: "change" as const, patch: c.patch })),
+  ];
   // Stable sort: timeline order is kept for equal times; changes at equal times come after.
   all.sort((a, b) => a.t - b.t);
 

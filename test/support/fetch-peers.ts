@@ -10,7 +10,11 @@ export interface ScriptedUpload {
 }
 
 /** A POST whose body arrives as scripted (chunk i at `at`), with a client signal. */
-export function scriptedUpload(clock: VirtualClock, chunks: ScriptedChunk[], init: { url?: string; headers?: HeadersInit; endAt?: number } = {}): ScriptedUpload {
+export function scriptedUpload(
+  clock: VirtualClock,
+  chunks: ScriptedChunk[],
+  init: { url?: string; headers?: HeadersInit; endAt?: number } = {},
+): ScriptedUpload {
   const source = scriptedSource(clock, chunks, { endAt: init.endAt ?? chunks.at(-1)?.at ?? 0 });
   const client = new AbortController();
   const request = new Request(init.url ?? "http://localhost/upload", {
@@ -32,12 +36,18 @@ export function scriptedUpload(clock: VirtualClock, chunks: ScriptedChunk[], ini
 /** A bodyless request with a client signal. */
 export function clientRequest(url: string, init: RequestInit = {}) {
   const client = new AbortController();
-  return { request: new Request(url, { ...init, signal: client.signal }), disconnect: (reason?: unknown) => client.abort(reason) };
+  return {
+    request: new Request(url, { ...init, signal: client.signal }),
+    disconnect: (reason?: unknown) => client.abort(reason),
+  };
 }
 
 /** Drip `total` bytes in `size`-byte chunks every `every` ms, starting at `start`. */
 export function drip(total: number, size: number, every: number, start = 0): ScriptedChunk[] {
-  return Array.from({ length: Math.ceil(total / size) }, (_, i) => ({ at: start + (i + 1) * every, bytes: Math.min(size, total - i * size) }));
+  return Array.from({ length: Math.ceil(total / size) }, (_, i) => ({
+    at: start + (i + 1) * every,
+    bytes: Math.min(size, total - i * size),
+  }));
 }
 
 /** A producer that records whether it was cancelled. */

@@ -9,7 +9,11 @@ import { deadlines } from "../../src/index.ts";
 
 type BunApi = typeof globalThis extends { Bun: infer B } ? B : StandIn;
 interface StandIn {
-  serve(options: { fetch?: unknown; websocket?: { message(ws: { send(data: string | Uint8Array): unknown }, message: string | Uint8Array): void }; [option: string]: unknown }): StandInServer;
+  serve(options: {
+    fetch?: unknown;
+    websocket?: { message(ws: { send(data: string | Uint8Array): unknown }, message: string | Uint8Array): void };
+    [option: string]: unknown;
+  }): StandInServer;
 }
 interface StandInServer extends BunServerLike {
   upgrade(request: Request, options?: unknown): boolean;
@@ -29,7 +33,10 @@ const server = Bun.serve({
     {
       idleTimeout: 10,
       request: { idle: 5_000, minRate: 1024 },
-      policy: (_request, client, server) => (client.address === "127.0.0.1" && client.runtime === "bun" && server.requestIP !== undefined ? { handler: 10_000 } : undefined),
+      policy: (_request, client, server) =>
+        client.address === "127.0.0.1" && client.runtime === "bun" && server.requestIP !== undefined
+          ? { handler: 10_000 }
+          : undefined,
     },
   ),
 });
@@ -38,13 +45,26 @@ server.timeout(new Request("http://x/"), 0);
 // WebSockets: the handler returns undefined after server.upgrade(); the result passes through.
 Bun.serve({
   port: 0,
-  fetch: withBunDeadlines((request, server: typeof serverType) => (server.upgrade(request, { data: undefined }) ? undefined : new Response("upgrade failed", { status: 400 }))),
-  websocket: { message(ws, message) { ws.send(message); } },
+  fetch: withBunDeadlines((request, server: typeof serverType) =>
+    server.upgrade(request, { data: undefined }) ? undefined : new Response("upgrade failed", { status: 400 }),
+  ),
+  websocket: {
+    message(ws, message) {
+      ws.send(message);
+    },
+  },
 });
 declare const serverType: ReturnType<typeof Bun.serve>;
 
 // The default-export form of Bun's server.
-const app = { fetch: withBunDeadlines(async (request) => Response.json({ bytes: (await request.arrayBuffer()).byteLength })) };
+const app = {
+  fetch: withBunDeadlines(async (request) => Response.json({ bytes: (await request.arrayBuffer()).byteLength })),
+};
 Bun.serve({ port: 0, ...app });
 
-void serve(() => new Response("ok"), { port: 0, idleTimeout: 30, onTimeout: false, bunOptions: { maxRequestBodySize: 1024 } });
+void serve(() => new Response("ok"), {
+  port: 0,
+  idleTimeout: 30,
+  onTimeout: false,
+  bunOptions: { maxRequestBodySize: 1024 },
+});

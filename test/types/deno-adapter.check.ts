@@ -21,7 +21,8 @@ const handler = withDenoDeadlines(
   },
   {
     request: { idle: 5_000, minRate: 1024 },
-    policy: (_request, client, info) => (client.address === "127.0.0.1" && info.completed !== undefined ? { handler: 10_000 } : undefined),
+    policy: (_request, client, info) =>
+      client.address === "127.0.0.1" && info.completed !== undefined ? { handler: 10_000 } : undefined,
   },
 );
 
@@ -32,14 +33,18 @@ Deno.serve({ port: 0, handler });
 Deno.serve({ transport: "unix", path: "/tmp/sd.sock" }, handler);
 
 // Handlers typed with Deno's own types wrap as they are, and keep Deno's info type in the policy.
-const typed = (request: Request, info: Parameters<typeof handler>[1]) => new Response(request.url + JSON.stringify(info.remoteAddr));
+const typed = (request: Request, info: Parameters<typeof handler>[1]) =>
+  new Response(request.url + JSON.stringify(info.remoteAddr));
 Deno.serve(withDenoDeadlines(typed));
 
 // WebSocket upgrades pass through (101 responses are not wrapped).
 Deno.serve(withDenoDeadlines((request) => Deno.upgradeWebSocket(request).response));
 
 // The structural info type is what Deno passes.
-const info: DenoServeInfoLike = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } as { hostname: string }, completed: Promise.resolve() };
+const info: DenoServeInfoLike = {
+  remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 1 } as { hostname: string },
+  completed: Promise.resolve(),
+};
 void handler(new Request("http://x/"), info);
 
 void serve(() => new Response("ok"), { port: 0, onTimeout: false });

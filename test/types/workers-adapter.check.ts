@@ -34,7 +34,8 @@ export const proxy = {
     },
     {
       response: { idle: 10_000 },
-      policy: (_request: Request, client: ClientInfo, env: Env) => (client.address === undefined || env.UPSTREAM === "" ? { request: { idle: 1_000 } } : undefined),
+      policy: (_request: Request, client: ClientInfo, env: Env) =>
+        client.address === undefined || env.UPSTREAM === "" ? { request: { idle: 1_000 } } : undefined,
     },
   ),
 } satisfies ExportedHandler<Env>;
