@@ -3,7 +3,7 @@
  * policy also gets the client's address (each runtime finds it its own way).
  */
 import type { RequestPolicy, WithDeadlinesOptions } from "../src/index.ts";
-import { OPTION_KEYS } from "../src/with-deadlines.ts";
+import { OPTION_KEYS } from "../src/http/with-deadlines.ts";
 
 export type RuntimeName = "node" | "deno" | "bun" | "workers";
 

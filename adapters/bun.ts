@@ -29,7 +29,7 @@
  * checks type this file against it: tsconfig.check-bun.json).
  */
 import { withDeadlines } from "../src/index.ts";
-import { findDeadlines } from "../src/with-deadlines.ts";
+import { findDeadlines } from "../src/http/with-deadlines.ts";
 import {
   type AdapterOptions,
   type AdapterPolicy,

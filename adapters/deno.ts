@@ -31,8 +31,8 @@ import {
   RESPONSE_BODY_OBSERVER,
   type ResponseBodyObserver,
   guardsResponseBody,
-} from "../src/with-deadlines.ts";
-import type { GuardState } from "../src/deadline-tracker.ts";
+} from "../src/http/with-deadlines.ts";
+import type { GuardState } from "../src/engine/tracker.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";

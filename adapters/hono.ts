@@ -37,7 +37,7 @@ import {
   type WithDeadlinesOptions,
   withDeadlines,
 } from "../src/index.ts";
-import { OPTION_KEYS, findDeadlines, requestTimeoutResponse } from "../src/with-deadlines.ts";
+import { OPTION_KEYS, findDeadlines, requestTimeoutResponse } from "../src/http/with-deadlines.ts";
 
 export type { RequestDeadlines, RequestPolicy, TimeoutEvent } from "../src/index.ts";
 

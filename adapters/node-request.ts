@@ -12,7 +12,7 @@ import { Readable } from "node:stream";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { NodeRequest } from "srvx/node";
-import type { BodyReader, InboundBodyGuard } from "../src/with-deadlines.ts";
+import type { BodyReader, InboundBodyGuard } from "../src/http/with-deadlines.ts";
 
 type NodeBodySource = IncomingMessage | Http2ServerRequest;
 type ReadResult = { done: false; value: Uint8Array } | { done: true; value: undefined };

@@ -21,7 +21,7 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { FastResponse, sendNodeResponse } from "srvx/node";
 import { type TimeoutEvent, withDeadlines } from "../src/index.ts";
-import { type AdapterInternals, REQUEST_BODY_IN_PLACE, defaultTimeoutAnswer } from "../src/with-deadlines.ts";
+import { type AdapterInternals, REQUEST_BODY_IN_PLACE, defaultTimeoutAnswer } from "../src/http/with-deadlines.ts";
 import { GuardableNodeRequest, guardNodeBodyInPlace } from "./node-request.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 

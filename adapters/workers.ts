@@ -34,7 +34,7 @@ import {
   type BodyReader,
   RESPONSE_BODY_READER,
   declaredContentLength,
-} from "../src/with-deadlines.ts";
+} from "../src/http/with-deadlines.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";

@@ -5,8 +5,8 @@
  *
  * Run: node .bench-out/bench/run-scheduler.js   (npm run bench builds and runs it)
  */
-import { systemClock } from "../src/clock.ts";
-import { DeadlineScheduler, type ScheduledEntry } from "../src/deadline-scheduler.ts";
+import { systemClock } from "../src/engine/clock.ts";
+import { DeadlineScheduler, type ScheduledEntry } from "../src/engine/scheduler.ts";
 
 const N = 10_000;
 const ROUNDS = 7;

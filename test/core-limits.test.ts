@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createVirtualClock, guardInboundStream, guardOutboundStream } from "../src/index.ts";
-import { parseLimits } from "../src/limits.ts";
+import { parseLimits } from "../src/engine/limits.ts";
 
 const guards = [guardInboundStream, guardOutboundStream];
 

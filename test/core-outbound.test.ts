@@ -229,8 +229,8 @@ describe("guardOutboundStream: endings", () => {
 
 describe("guardOutboundStream: chunks read before the guard (in-memory bodies)", () => {
   it("the consumer is to blame for read-ahead chunks it does not take", async () => {
-    const { attachOutboundGuardToReader } = await import("../src/guard-outbound.ts");
-    const { DeadlineTracker } = await import("../src/deadline-tracker.ts");
+    const { attachOutboundGuardToReader } = await import("../src/guards/outbound.ts");
+    const { DeadlineTracker } = await import("../src/engine/tracker.ts");
     const clock = createVirtualClock();
     const source = new ReadableStream<Uint8Array>({ pull: () => new Promise(() => {}) }, { highWaterMark: 0 });
     const tracker = new DeadlineTracker({

@@ -8,7 +8,7 @@ import {
   guardInboundStream,
   guardOutboundStream,
 } from "../src/index.ts";
-import { DeadlineScheduler, type ScheduledEntry } from "../src/deadline-scheduler.ts";
+import { DeadlineScheduler, type ScheduledEntry } from "../src/engine/scheduler.ts";
 
 /** A virtual clock that counts native-timer arms. */
 function countingClock() {

@@ -1,9 +1,9 @@
 /**
- * The per-turn clock readings (src/event-loop-turns.ts) on a clock whose turns are driven by hand:
+ * The per-turn clock readings (src/engine/event-loop-turns.ts) on a clock whose turns are driven by hand:
  * real time moves within a turn here, so the conservative rules are visible.
  */
 import { describe, expect, it } from "vitest";
-import { EventLoopTurns, USES_PER_TURN } from "../src/event-loop-turns.ts";
+import { EventLoopTurns, USES_PER_TURN } from "../src/engine/event-loop-turns.ts";
 import { type Clock, guardInboundStream } from "../src/index.ts";
 
 function handTurnedClock() {

@@ -97,13 +97,13 @@ describe("Workers adapter: BYOB reads of native bodies", () => {
 
 describe("systemClock without setImmediate (workerd)", () => {
   it("has no afterTurn hook (a reading per use instead of a MessageChannel per turn), and one where setImmediate exists", async () => {
-    const withHook = await import("../src/clock.ts");
+    const withHook = await import("../src/engine/clock.ts");
     expect(typeof withHook.systemClock.afterTurn).toBe("function");
     const setImmediateSaved = globalThis.setImmediate;
     try {
       delete (globalThis as { setImmediate?: unknown }).setImmediate;
       vi.resetModules();
-      const without = await import("../src/clock.ts");
+      const without = await import("../src/engine/clock.ts");
       expect(without.systemClock.afterTurn).toBeUndefined();
       expect("afterTurn" in without.systemClock).toBe(false);
     } finally {

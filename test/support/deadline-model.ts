@@ -37,7 +37,7 @@ export type Outcome =
   | { kind: "closed"; at: number; bytes: number; ambiguous: boolean }
   | { kind: "timeout"; at: number; limit: "idle" | "minRate" | "total"; bytes: number; ambiguous: boolean };
 
-import { BURST_GAP_MS, OUTBOUND_BURST_CREDIT_MAX } from "../../src/deadline-tracker.ts";
+import { BURST_GAP_MS, OUTBOUND_BURST_CREDIT_MAX } from "../../src/engine/tracker.ts";
 
 export const SLICE = 64 * 1024;
 const EPSILON = 1e-6;

@@ -3,7 +3,7 @@
  * here, or a scheduled deadline left behind, is a leak.
  */
 import { type Clock, checkClock, systemClock } from "./clock.ts";
-import { schedulerFor, schedulerTotals } from "./deadline-scheduler.ts";
+import { schedulerFor, schedulerTotals } from "./scheduler.ts";
 
 /** Mutated by the engine; read through `deadlineDebugCounters()`. */
 export const liveCounts = { guards: 0, listeners: 0 };

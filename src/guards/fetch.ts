@@ -7,11 +7,11 @@
  *
  * A firing aborts the upstream request (its connection is freed) with the TimeoutError as reason.
  */
-import { type Clock, checkClock } from "./clock.ts";
-import { type DeadlineController, DeadlineTracker } from "./deadline-tracker.ts";
-import { attachInboundGuard } from "./guard-inbound.ts";
-import type { DeadlineLimits } from "./limits.ts";
-import type { TimeoutError } from "./timeout-error.ts";
+import { type Clock, checkClock } from "../engine/clock.ts";
+import { type DeadlineController, DeadlineTracker } from "../engine/tracker.ts";
+import { attachInboundGuard } from "./inbound.ts";
+import type { DeadlineLimits } from "../engine/limits.ts";
+import type { TimeoutError } from "../engine/timeout-error.ts";
 
 export interface UpstreamDeadlineOptions extends DeadlineLimits {
   /** Words for messages. Default: "upstream body". */

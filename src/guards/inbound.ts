@@ -7,7 +7,7 @@
  * One object per stream serves as the underlying source (methods on the prototype): per stream
  * there are two bound callbacks and no other closure, which matters at many requests per second.
  */
-import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
+import type { DeadlineTracker, GuardedSource } from "../engine/tracker.ts";
 import {
   type BodyReader,
   type GuardOptions,
@@ -16,7 +16,7 @@ import {
   ignore,
   isByteChunk,
   nonByteChunkError,
-} from "./guard-common.ts";
+} from "./common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };

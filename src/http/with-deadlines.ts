@@ -10,21 +10,21 @@ import {
   MAX_TIMER_DELAY,
   systemClock,
   TIMERS_BELONG_TO_REQUESTS,
-} from "./clock.ts";
-import { type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
+} from "../engine/clock.ts";
+import { type ScheduledEntry, schedulerFor } from "../engine/scheduler.ts";
 import {
   type DeadlineController,
   DeadlineTracker,
   type DeadlineStats,
   type GuardState,
   type TrackerOwner,
-} from "./deadline-tracker.ts";
-import { liveCounts } from "./debug-counters.ts";
-import type { BodyReader } from "./guard-common.ts";
-import { attachInboundGuardToReader } from "./guard-inbound.ts";
-import { attachOutboundGuardToReader, type ReadResult } from "./guard-outbound.ts";
-import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
-import { TimeoutError, formatRate, isTimeoutError } from "./timeout-error.ts";
+} from "../engine/tracker.ts";
+import { liveCounts } from "../engine/debug-counters.ts";
+import type { BodyReader } from "../guards/common.ts";
+import { attachInboundGuardToReader } from "../guards/inbound.ts";
+import { attachOutboundGuardToReader, type ReadResult } from "../guards/outbound.ts";
+import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "../engine/limits.ts";
+import { TimeoutError, formatRate, isTimeoutError } from "../engine/timeout-error.ts";
 
 /** Per-request limits, as returned by `policy` or given as defaults. */
 export interface RequestPolicy {

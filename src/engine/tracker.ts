@@ -23,7 +23,7 @@ export const BURST_GAP_MS = 50;
 export const OUTBOUND_BURST_CREDIT_MAX = 4 * 1024 * 1024;
 
 import { type Clock, defaultClock } from "./clock.ts";
-import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./deadline-scheduler.ts";
+import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./scheduler.ts";
 import { liveCounts } from "./debug-counters.ts";
 import type { EventLoopTurns, Turn } from "./event-loop-turns.ts";
 import { type DeadlineLimits, type ResolvedLimits, applyLimits, emptyLimits, parseLimits } from "./limits.ts";

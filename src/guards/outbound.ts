@@ -7,8 +7,8 @@
  * source once the consumer has asked for the first one. Chunks over 64 KiB are handed out as
  * 64 KiB views (no copy), so one huge chunk cannot hide a slow client behind a single "take".
  */
-import type { Clock } from "./clock.ts";
-import type { DeadlineTracker, GuardedSource } from "./deadline-tracker.ts";
+import type { Clock } from "../engine/clock.ts";
+import type { DeadlineTracker, GuardedSource } from "../engine/tracker.ts";
 import {
   type BodyReader,
   type GuardOptions,
@@ -17,7 +17,7 @@ import {
   ignore,
   isByteChunk,
   nonByteChunkError,
-} from "./guard-common.ts";
+} from "./common.ts";
 
 /** A read result as every runtime types it (@types/bun narrows the done case differently). */
 export type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };

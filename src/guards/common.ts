@@ -1,8 +1,8 @@
 /** What both stream guards share: their options, their result, and input checks. */
-import { type Clock, checkClock } from "./clock.ts";
-import { type DeadlineController, DeadlineTracker } from "./deadline-tracker.ts";
-import type { DeadlineLimits } from "./limits.ts";
-import type { TimeoutError } from "./timeout-error.ts";
+import { type Clock, checkClock } from "../engine/clock.ts";
+import { type DeadlineController, DeadlineTracker } from "../engine/tracker.ts";
+import type { DeadlineLimits } from "../engine/limits.ts";
+import type { TimeoutError } from "../engine/timeout-error.ts";
 
 export interface GuardOptions extends DeadlineLimits {
   /** Words for messages and reports, e.g. "request body". */
