@@ -3,7 +3,7 @@
  * policy also gets the client's address (each runtime finds it its own way).
  */
 import type { RequestPolicy, WithDeadlinesOptions } from "../src/index.ts";
-import { OPTION_KEYS } from "../src/http/with-deadlines.ts";
+import { OPTION_KEYS, checkKeys, checkObject } from "../src/http/adapter-contract.ts";
 
 export type RuntimeName = "node" | "deno" | "bun" | "workers";
 
@@ -29,16 +29,8 @@ export interface AdapterOptions<Args extends unknown[] = unknown[]> extends Omit
  * once with a TypeError naming the key: the adapter's own keys (`ownKeys`) and withDeadlines'.
  */
 export function checkAdapterOptions(where: string, options: unknown, ownKeys: readonly string[] = []): void {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(
-      `${where}: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
-    );
-  }
-  for (const key of Object.keys(options)) {
-    if (!ownKeys.includes(key) && !OPTION_KEYS.has(key)) {
-      throw new TypeError(`${where}: unknown option "${key}" (expected ${[...ownKeys, ...OPTION_KEYS].join(", ")})`);
-    }
-  }
+  checkObject(where, options);
+  checkKeys(where, options, [...ownKeys, ...OPTION_KEYS]);
 }
 
 /** The `port` and `hostname` of a serve() helper: a whole port number 0-65535, a non-empty host name. */

@@ -28,15 +28,8 @@
  * Only structural types here: published sources must not depend on @types/bun (the project's own
  * checks type this file against it: tsconfig.check-bun.json).
  */
-import { withDeadlines } from "../src/index.ts";
-import { findDeadlines } from "../src/http/with-deadlines.ts";
-import {
-  type AdapterOptions,
-  type AdapterPolicy,
-  checkAdapterOptions,
-  checkListenOptions,
-  policyWithClient,
-} from "./adapter-options.ts";
+import { type AdapterHooks, adapterDeadlines, findDeadlines } from "../src/http/adapter-contract.ts";
+import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
 
@@ -69,12 +62,25 @@ export const BUN_DEFAULT_IDLE_TIMEOUT = 10;
 /** The largest `idleTimeout` Bun.serve accepts, in seconds. */
 const BUN_MAX_IDLE_TIMEOUT = 255;
 
-/** One exchange, passed to withDeadlines as an extra argument (the user's handler never sees it). */
-interface Exchange {
+/** The core's hooks for one exchange. */
+class BunExchange implements AdapterHooks {
+  /** The core guards the body of its answer: the library bounds it until its end. */
+  guardedBody = false;
+
   /** The Request Bun passed in: the one `server.timeout` and `server.requestIP` know. */
-  readonly original: Request;
-  /** What the user's handler returned, once it did. */
-  result: unknown;
+  constructor(private readonly original: Request) {}
+
+  /** The handler of a copied Request gets a server whose request-keyed methods accept the copy. */
+  handlerArgs(handlerRequest: Request, args: unknown[]): unknown[] {
+    const server = args[0] as BunServerLike | undefined;
+    return server === undefined || handlerRequest === this.original
+      ? args
+      : [serverFor(server, handlerRequest, this.original)];
+  }
+
+  answered(guarded: boolean): void {
+    this.guardedBody = guarded;
+  }
 }
 
 function checkIdleTimeout(value: unknown): number {
@@ -133,28 +139,6 @@ function restoringBody(body: ReadableStream<Uint8Array>, restore: () => void): R
 }
 
 /**
- * Marks the small bodies withDeadlines found already in memory and hands on as bytes: they go out
- * in one write, nothing bounds them, so the exchange is Bun's again at once (no restoring wrapper,
- * which would cost a stream and a Response more per request). A symbol-keyed property, not a
- * WeakSet: a WeakSet entry per request slows every garbage collection.
- */
-const IN_MEMORY = Symbol("stream-deadlines/bun: in-memory body");
-type Marked = { [IN_MEMORY]?: true };
-type InMemoryResponse = NonNullable<AdapterOptions["inMemoryResponse"]>;
-
-function markingInMemory(make: unknown): InMemoryResponse {
-  // Anything but a function (or nothing) goes to withDeadlines as it is, to be refused there.
-  if (make !== undefined && typeof make !== "function") return make as InMemoryResponse;
-  const build =
-    (make as InMemoryResponse | undefined) ?? ((body, init) => new Response(body as Uint8Array<ArrayBuffer>, init));
-  return (body, init) => {
-    const response = build(body, init);
-    if (typeof response === "object" && response !== null) (response as Marked)[IN_MEMORY] = true;
-    return response;
-  };
-}
-
-/**
  * A `fetch(request, server)` for `Bun.serve` that runs `handler` under deadlines, with Bun's idle
  * timer off while the library's limits govern the exchange.
  */
@@ -165,29 +149,11 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
   if (typeof handler !== "function")
     throw new TypeError(`stream-deadlines/bun: handler must be a function, got ${typeof handler}`);
   checkAdapterOptions("stream-deadlines/bun", options, ["idleTimeout"]);
-  const { idleTimeout: idleOption, policy, ...deadlineOptions } = options;
+  const { idleTimeout: idleOption, ...deadlineOptions } = options;
   const idleTimeout = checkIdleTimeout(idleOption);
-  // The user's policy sees (request, client, server), not the adapter's exchange.
-  const adapterPolicy: AdapterPolicy<[Server, Exchange]> | undefined =
-    typeof policy === "function" ? (request, client, server) => policy(request, client, server) : policy;
-  const underDeadlines = withDeadlines(
-    (request: Request, server: Server, exchange: Exchange): Result | Promise<Result> => {
-      const serverSeen =
-        server === undefined || request === exchange.original ? server : serverFor(server, request, exchange.original);
-      const result = handler(request, serverSeen);
-      if (result instanceof Promise) return result.then((value) => (exchange.result = value));
-      exchange.result = result;
-      return result;
-    },
-    policyWithClient<[Server, Exchange]>(
-      {
-        ...deadlineOptions,
-        inMemoryResponse: markingInMemory(deadlineOptions.inMemoryResponse),
-        policy: adapterPolicy,
-      },
-      "bun",
-      (request, server) => server?.requestIP(request)?.address,
-    ),
+  const underDeadlines = adapterDeadlines(
+    handler,
+    policyWithClient<[Server]>(deadlineOptions, "bun", (request, server) => server?.requestIP(request)?.address),
   );
 
   return async function fetchWithDeadlines(request: Request, server: Server): Promise<Result | Response> {
@@ -195,23 +161,19 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
     // (Without a server, as when a test calls the handler directly, there is no timer to manage.)
     server?.timeout(request, 0);
     const restore = () => server?.timeout(request, idleTimeout);
-    const exchange: Exchange = { original: request, result: undefined };
+    const exchange = new BunExchange(request);
     let response: Result | Response;
     try {
-      response = await underDeadlines(request, server, exchange);
+      response = await underDeadlines(request, [server], exchange);
     } catch (error) {
       restore();
       throw error;
     }
     // After server.upgrade() the connection is a WebSocket with its own idleTimeout: leave it be.
     if (response === undefined || response === null) return response;
-    // withDeadlines answers with a new Response when it guards the handler's body: the library
-    // bounds that body until its end. Anything else (no body, passed through) is Bun's again now.
-    // A small body withDeadlines found in memory and handed on as bytes is not guarded either.
-    const guarded =
-      response !== exchange.result && exchange.result != null && !(response as Marked)[IN_MEMORY]
-        ? (response as Response)
-        : undefined;
+    // A body withDeadlines guards is bounded by the library until its end. Anything else (no body,
+    // passed through, found in memory, a timeout answer) is Bun's again now.
+    const guarded = exchange.guardedBody ? (response as Response) : undefined;
     const body = guarded?.body ?? null;
     if (guarded === undefined || body === null || server === undefined) {
       restore();

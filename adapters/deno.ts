@@ -23,16 +23,7 @@
  * Only structural types here: published sources must not depend on @types/deno (the project's own
  * checks type this file against it: tsconfig.check-deno.json).
  */
-import { type TimeoutEvent, defaultTimeoutResponse, withDeadlines } from "../src/index.ts";
-import {
-  type AdapterInternals,
-  type BodyReader,
-  REQUEST_BODY_READER,
-  RESPONSE_BODY_OBSERVER,
-  type ResponseBodyObserver,
-  guardsResponseBody,
-} from "../src/http/with-deadlines.ts";
-import type { GuardState } from "../src/engine/tracker.ts";
+import { type AdapterHooks, type BodyReader, type GuardState, adapterDeadlines } from "../src/http/adapter-contract.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -71,14 +62,17 @@ const DONE = 2;
 type Phase = typeof HANDLER | typeof BODY | typeof DONE;
 
 /**
- * One exchange's client signal. Lazy: Deno's signal is touched (and its AbortController made) only
- * when somebody asks for `request.signal`, which withDeadlines does for bodies it guards.
+ * One exchange's client signal, and the core's hooks for the exchange. Lazy: Deno's signal is touched
+ * (and its AbortController made) only when somebody asks for `request.signal`, which withDeadlines
+ * does for bodies it guards.
  */
-class ClientSignal implements ResponseBodyObserver {
+class ClientSignal implements AdapterHooks {
   private phase: Phase = HANDLER;
   private controller: AbortController | undefined;
   private runtimeSignal: AbortSignal | undefined;
   private listening = false;
+  /** The core guards the body of the Response it handed back (it then tells its end). */
+  guardedBody = false;
 
   constructor(private readonly request: Request) {}
 
@@ -128,19 +122,29 @@ class ClientSignal implements ResponseBodyObserver {
     this.phase = DONE;
   }
 
+  /** Hook: whether the core guards the body of its answer. */
+  answered(guarded: boolean): void {
+    this.guardedBody = guarded;
+  }
+
   /**
-   * RESPONSE_BODY_OBSERVER: withDeadlines' guard of the response body ended. Deno cancels a body only
-   * when the client went away: abort the signal before the producer is cancelled (withDeadlines then
-   * cancels the producer with this AbortError, not Deno's string "resource closed").
+   * Hook: withDeadlines' guard of the response body ended. Deno cancels a body only when the client
+   * went away: abort the signal before the producer is cancelled (withDeadlines then cancels the
+   * producer with this AbortError, not Deno's string "resource closed").
    */
-  responseBodySettled(state: GuardState): void {
+  responseBodyEnded(state: GuardState): void {
     if (state === "cancelled") this.clientLeft();
     else this.bodyDone();
+  }
+
+  /** Hook: the upload, watched for Deno's read errors. */
+  requestBodyReader(body: ReadableStream<Uint8Array>): BodyReader {
+    return new UploadWatchReader(body, this);
   }
 }
 
 /**
- * Reads the request body for withDeadlines' guard (REQUEST_BODY_READER), and tells the client signal
+ * Reads the request body for withDeadlines' guard (the `requestBodyReader` hook), and tells the client signal
  * when Deno fails a read, before the error reaches the handler: Deno's own signal does not abort
  * then. A reader, not a watching stream: one stream fewer per upload.
  */
@@ -169,41 +173,6 @@ class UploadWatchReader implements BodyReader {
   };
 }
 
-/** REQUEST_BODY_READER: the upload of a request this adapter saw, watched for Deno's read errors. */
-function watchedUploadReader(request: Request, body: ReadableStream<Uint8Array>): BodyReader | undefined {
-  const client = (request as WithClient)[CLIENT];
-  return client === undefined ? undefined : new UploadWatchReader(body, client);
-}
-
-/** Marks the responses withDeadlines sends for a deadline (the exchange is over for it: nothing to watch). */
-const TIMEOUT_RESPONSE = Symbol("stream-deadlines/deno: timeout response");
-
-function markTimeoutResponses<Args extends unknown[]>(options: AdapterOptions<Args>): AdapterOptions<Args> {
-  const make = options.timeoutResponse === undefined ? defaultTimeoutResponse : options.timeoutResponse; // null is refused below, not a default
-  if (typeof make !== "function") return options; // withDeadlines refuses it with its own message
-  return {
-    ...options,
-    timeoutResponse: (event: TimeoutEvent) => {
-      const response = make(event);
-      if (typeof response === "object" && response !== null)
-        (response as { [TIMEOUT_RESPONSE]?: true })[TIMEOUT_RESPONSE] = true;
-      return response;
-    },
-  };
-}
-
-/**
- * Marks small bodies withDeadlines found already in memory and handed on as bytes: nothing to watch.
- * A symbol-keyed property, not a WeakSet: one short-lived WeakSet entry per request makes every
- * garbage collection slower (ephemerons; measured: bench/run-cpu-per-request.ts).
- */
-const IN_MEMORY = Symbol("stream-deadlines/deno: in-memory body");
-const inMemoryResponse = (body: Uint8Array, init: ResponseInit): Response => {
-  const response = new Response(body as Uint8Array<ArrayBuffer>, init);
-  (response as { [IN_MEMORY]?: true })[IN_MEMORY] = true;
-  return response;
-};
-
 /** Where a Request keeps its ClientSignal, for the one shared `signal` getter below. */
 const CLIENT = Symbol("stream-deadlines/deno: client signal");
 type WithClient = Request & { [CLIENT]?: ClientSignal };
@@ -223,21 +192,6 @@ const SIGNAL_PROPERTY: PropertyDescriptor = {
 };
 
 /**
- * Whether withDeadlines guards this response's body: not a timeout response's, not one found in
- * memory, not what it passes through untouched (its own rule, asked rather than copied).
- */
-function bodyIsGuarded(request: Request, response: Response): boolean {
-  const marks = response as { [TIMEOUT_RESPONSE]?: true; [IN_MEMORY]?: true };
-  if (marks[TIMEOUT_RESPONSE] || marks[IN_MEMORY]) return false;
-  return guardsResponseBody(request, response);
-}
-
-/** RESPONSE_BODY_OBSERVER: the client signal of a request this adapter saw. */
-function clientSignalOf(request: Request): ResponseBodyObserver | undefined {
-  return (request as WithClient)[CLIENT];
-}
-
-/**
  * Wraps a `Deno.serve` handler so every request runs under deadlines. The returned handler has the
  * same `(request, info)` signature; `info` is passed through untouched.
  */
@@ -248,13 +202,10 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
   if (typeof handler !== "function")
     throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
   checkAdapterOptions("stream-deadlines/deno", options);
-  const deadlineOptions = {
-    inMemoryResponse,
-    ...policyWithClient(markTimeoutResponses(options), "deno", (_request, info) => clientAddress(info)),
-    [REQUEST_BODY_READER]: watchedUploadReader,
-    [RESPONSE_BODY_OBSERVER]: clientSignalOf,
-  } satisfies AdapterInternals;
-  const guarded = withDeadlines(handler, deadlineOptions);
+  const guarded = adapterDeadlines(
+    handler,
+    policyWithClient(options, "deno", (_request, info) => clientAddress(info)),
+  );
 
   return async function handleOnDeno(request: Request, info: Info): Promise<Response> {
     const client = new ClientSignal(request);
@@ -264,13 +215,13 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
     Object.defineProperty(request, "signal", SIGNAL_PROPERTY);
     let response: Response;
     try {
-      response = await guarded(request, info);
+      response = await guarded(request, [info], client);
     } finally {
       client.handedOver();
     }
-    // A body withDeadlines guards reports its end to the client signal (responseBodySettled); any
+    // A body withDeadlines guards reports its end to the client signal (responseBodyEnded); any
     // other has nothing more to report.
-    if (response instanceof Response && !bodyIsGuarded(request, response)) client.bodyDone();
+    if (!client.guardedBody) client.bodyDone();
     return response;
   };
 }

@@ -37,7 +37,14 @@ import {
   type WithDeadlinesOptions,
   withDeadlines,
 } from "../src/index.ts";
-import { OPTION_KEYS, findDeadlines, requestTimeoutResponse } from "../src/http/with-deadlines.ts";
+import {
+  OPTION_KEYS,
+  checkKeys,
+  checkObject,
+  fail,
+  findDeadlines,
+  requestTimeoutResponse,
+} from "../src/http/adapter-contract.ts";
 
 export type { RequestDeadlines, RequestPolicy, TimeoutEvent } from "../src/index.ts";
 
@@ -112,19 +119,14 @@ function armGetResponse(error: TimeoutError, respond: () => Response): void {
   });
 }
 
-const POLICY_FIELDS = new Set(["request", "response", "handler", "sseHeartbeat"]);
+const POLICY_FIELDS = ["request", "response", "handler", "sseHeartbeat"];
 
 function checkPolicyResult(value: unknown): RequestPolicy | undefined {
   if (value === undefined || value === null) return undefined;
   const where = "stream-deadlines/hono: policy(c)";
   if (typeof value !== "object" || Array.isArray(value))
-    throw new TypeError(
-      `${where} must return an object like { request, response, handler } or undefined, got ${typeof value}`,
-    );
-  for (const key of Object.keys(value)) {
-    if (!POLICY_FIELDS.has(key))
-      throw new TypeError(`${where} returned an unknown field "${key}" (expected request, response or handler)`);
-  }
+    fail(where, `must return an object like { request, response, handler } or undefined, got ${typeof value}`, " ");
+  checkKeys(where, value, POLICY_FIELDS, "request, response or handler", "field", " returned an ");
   return value as RequestPolicy;
 }
 
@@ -143,15 +145,8 @@ function adjust(controls: RequestDeadlines, fields: RequestPolicy): void {
  * `deadlines()`'s (an adapter keeps its own); `clock`, `timerScope` and `sseHeartbeat` are the owner's.
  */
 export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler<DeadlinesEnv> {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(
-      `stream-deadlines/hono: options must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
-    );
-  }
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key))
-      throw new TypeError(`stream-deadlines/hono: unknown option "${key}" (expected ${[...OPTION_KEYS].join(", ")})`);
-  }
+  checkObject("stream-deadlines/hono", options);
+  checkKeys("stream-deadlines/hono", options, OPTION_KEYS);
   const { policy, onTimeout, timeoutResponse, ...rest } = options;
   if (policy !== undefined && typeof policy !== "function")
     throw new TypeError("stream-deadlines/hono: policy must be a function of the context");
@@ -186,12 +181,8 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
   // The request's path through withDeadlines when this middleware owns it: everything after it in
   // Hono's chain is the "handler".
   const guarded = withDeadlines(
-    async (
-      request: Request,
-      c: Context<DeadlinesEnv>,
-      next: Next,
-      record: HonoRequestDeadlines,
-    ): Promise<Response | undefined> => {
+    async (request: Request, c: Context<DeadlinesEnv>, next: Next): Promise<Response | undefined> => {
+      const record = recordOf(c)!;
       record.controls = findDeadlines(request)!;
       record.keyRequest = request;
       keepRecord(request, record);
@@ -243,7 +234,7 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
     keepRecord(c, record);
     let response: Response | undefined;
     try {
-      response = await guarded(c.req.raw, c, next, record);
+      response = await guarded(c.req.raw, c, next);
     } finally {
       record.settled = true;
     }

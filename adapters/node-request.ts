@@ -1,6 +1,6 @@
 /**
  * The Node adapter's Request: srvx's lazy NodeRequest, whose body the core guards in place
- * (REQUEST_BODY_IN_PLACE), read straight from Node's IncomingMessage (or Http2ServerRequest).
+ * (the `guardRequestBodyInPlace` hook), read straight from Node's IncomingMessage (or Http2ServerRequest).
  *
  * Why not srvx's body wrapped by the core: srvx turns the IncomingMessage into a web stream
  * (`Readable.toWeb`, which also copies every chunk), the core wraps that in a guarded stream and
@@ -12,7 +12,7 @@ import { Readable } from "node:stream";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { NodeRequest } from "srvx/node";
-import type { BodyReader, InboundBodyGuard } from "../src/http/with-deadlines.ts";
+import type { BodyReader, InboundBodyGuard } from "../src/http/adapter-contract.ts";
 
 type NodeBodySource = IncomingMessage | Http2ServerRequest;
 type ReadResult = { done: false; value: Uint8Array } | { done: true; value: undefined };
@@ -158,7 +158,7 @@ export class GuardableNodeRequest extends NodeRequest {
     }
   }
 
-  /** REQUEST_BODY_IN_PLACE: the core's deadlines go on the IncomingMessage itself. */
+  /** The `guardRequestBodyInPlace` hook: the core's deadlines go on the IncomingMessage itself. */
   guardBodyInPlace(guard: InboundBodyGuard): boolean {
     if (this.rawBodyTaken || super.bodyUsed) return false;
     const source = (this.runtime as { node: { req: NodeBodySource } }).node.req;
@@ -170,7 +170,7 @@ export class GuardableNodeRequest extends NodeRequest {
   }
 }
 
-/** The hook the core calls (REQUEST_BODY_IN_PLACE). */
+/** The `guardRequestBodyInPlace` hook of the Node adapter. */
 export function guardNodeBodyInPlace(request: Request, guard: InboundBodyGuard): boolean {
   return typeof (request as Partial<GuardableNodeRequest>).guardBodyInPlace === "function"
     ? (request as unknown as GuardableNodeRequest).guardBodyInPlace(guard)

@@ -20,8 +20,8 @@ import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:h
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { FastResponse, sendNodeResponse } from "srvx/node";
-import { type TimeoutEvent, withDeadlines } from "../src/index.ts";
-import { type AdapterInternals, REQUEST_BODY_IN_PLACE, defaultTimeoutAnswer } from "../src/http/with-deadlines.ts";
+import type { TimeoutEvent } from "../src/index.ts";
+import { type AdapterHooks, adapterDeadlines, defaultTimeoutAnswer } from "../src/http/adapter-contract.ts";
 import { GuardableNodeRequest, guardNodeBodyInPlace } from "./node-request.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
@@ -53,42 +53,47 @@ export function createNodeListener(
 ): NodeRequestListener {
   if (typeof handler !== "function")
     throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
-  const deadlineOptions = {
-    // A small body already in memory is written by srvx in one go (no stream, no undici Response).
-    // (An empty statusText would be written as an empty reason phrase: leave it to Node then.)
-    inMemoryResponse: (
-      body: Uint8Array,
-      { status, statusText, headers }: { status: number; statusText: string; headers: Headers },
-    ) =>
-      new FastResponse(
-        body as Uint8Array<ArrayBuffer>,
-        statusText ? { status, statusText, headers } : { status, headers },
-      ) as unknown as Response,
-    ...policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
-    // The upload is guarded inside srvx's request, read from the IncomingMessage (see node-request.ts).
-    [REQUEST_BODY_IN_PLACE]: guardNodeBodyInPlace,
-  } satisfies AdapterInternals;
-  const userResponse = options.timeoutResponse;
-  const guarded = withDeadlines(
+  const guarded = adapterDeadlines(
     handler,
-    userResponse === undefined ? { ...deadlineOptions, timeoutResponse: fastTimeoutResponse(true) } : deadlineOptions,
+    policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
   );
+  const userResponse = options.timeoutResponse;
+  const http1: AdapterHooks = {
+    inMemoryResponse: fastBytesResponse,
+    // The upload is guarded inside srvx's request, read from the IncomingMessage (see node-request.ts).
+    guardRequestBodyInPlace: guardNodeBodyInPlace,
+    timeoutResponse: userResponse ?? fastTimeoutResponse(true),
+  };
   // HTTP/2 has no Connection header (Node drops it with a warning): its timeout responses go without.
-  const guardedHttp2 = withDeadlines(handler, {
-    ...deadlineOptions,
+  const http2Hooks: AdapterHooks = {
+    ...http1,
     timeoutResponse: userResponse === undefined ? fastTimeoutResponse(false) : withoutConnectionHeader(userResponse),
-  });
+  };
   // srvx's toNodeHandler, with its request class swapped for one whose body the core can guard in place.
   return (req, res) => {
     const http2Request = "stream" in req;
     if (http2Request) req.stream.once("finish", () => endUnreadUpload(req));
     const request = new GuardableNodeRequest({ req, res } as ConstructorParameters<typeof GuardableNodeRequest>[0]);
     const context = contextOf(request as unknown as Request);
-    (http2Request ? guardedHttp2 : guarded)(request as unknown as Request, context)
+    guarded(request as unknown as Request, [context], http2Request ? http2Hooks : http1)
       .catch((error: unknown) => handlerFailed(error, context))
       .then((response) => sendNodeResponse(res as never, response))
       .catch((error: unknown) => sendFailed(res, error));
   };
+}
+
+/**
+ * A small body already in memory is written by srvx in one go (no stream, no undici Response). (An
+ * empty statusText would be written as an empty reason phrase: leave it to Node then.)
+ */
+function fastBytesResponse(
+  body: Uint8Array,
+  { status, statusText, headers }: { status: number; statusText: string; headers: Headers },
+): Response {
+  return new FastResponse(
+    body as Uint8Array<ArrayBuffer>,
+    statusText ? { status, statusText, headers } : { status, headers },
+  ) as unknown as Response;
 }
 
 /** As srvx does when writing a response fails: log, then a bare 500, or a cut if the headers went out. */

@@ -23,18 +23,13 @@
  * Only structural types here: published sources must not depend on @cloudflare/workers-types
  * (the project's own checks type this file against it: tsconfig.check-workers.json).
  */
+import { UNGUARDED_DECLARED_LENGTH } from "../src/index.ts";
 import {
-  type RequestPolicy,
-  type WithDeadlinesOptions,
-  UNGUARDED_DECLARED_LENGTH,
-  withDeadlines,
-} from "../src/index.ts";
-import {
-  type AdapterInternals,
+  type AdapterHooks,
   type BodyReader,
-  RESPONSE_BODY_READER,
+  adapterDeadlines,
   declaredContentLength,
-} from "../src/http/with-deadlines.ts";
+} from "../src/http/adapter-contract.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -218,19 +213,20 @@ function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
 }
 
 /**
- * Marks small bodies withDeadlines found already in memory and handed on unguarded: nothing to pipe.
- * A symbol-keyed property, not a WeakSet: a WeakSet entry per request slows every garbage collection.
+ * The core's hooks for one exchange: response bodies read in large chunks, and whether the core
+ * guards the body of its answer (only such a body is piped). Methods on the prototype: one small
+ * object per request, no closures.
  */
-const UNGUARDED = Symbol("stream-deadlines/workers: in-memory body");
-const unguardedBytes = (body: Uint8Array, init: ResponseInit): Response => {
-  const response = new Response(body as Uint8Array<ArrayBuffer>, init);
-  (response as { [UNGUARDED]?: true })[UNGUARDED] = true;
-  return response;
-};
+class WorkersExchange implements AdapterHooks {
+  guardedBody = false;
 
-/** Per request: what the handler returned, so only bodies withDeadlines guarded are re-piped. */
-interface Slot {
-  response: unknown;
+  responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader | undefined {
+    return largeChunkReader(body);
+  }
+
+  answered(guarded: boolean): void {
+    this.guardedBody = guarded;
+  }
 }
 
 /** The address Cloudflare's edge puts on every request it forwards to a Worker. */
@@ -281,47 +277,23 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
 ): (request: R, env: Env, ctx: Ctx) => Promise<Response> {
   if (typeof handler !== "function")
     throw new TypeError(`stream-deadlines/workers: handler must be a function, got ${typeof handler}`);
-  const { policy, ...rest } = policyWithClient<[Env, Ctx]>(options, "workers", clientAddress);
-  // The slot rides along as a fourth argument; the user's policy sees only (request, client, env, ctx).
-  const coreOptions: WithDeadlinesOptions<[Env, Ctx, Slot]> & AdapterInternals = {
-    inMemoryResponse: unguardedBytes,
-    [RESPONSE_BODY_READER]: largeChunkReader,
-    ...(policy === undefined
-      ? rest
-      : {
-          ...rest,
-          policy: (request: Request, env: Env, ctx: Ctx): RequestPolicy | undefined | null | void =>
-            policy(request, env, ctx),
-        }),
-  };
-
-  const guarded = withDeadlines(async (request: Request, env: Env, ctx: Ctx, slot: Slot): Promise<Response> => {
-    // A native body (a proxied fetch()) read in 4 KiB chunks costs far more CPU than passing it on:
-    // withDeadlines reads the bodies it guards through largeChunkReader.
-    const response = await handler(request as R, env, ctx);
-    slot.response = response;
-    return response;
-  }, coreOptions);
+  // A native body (a proxied fetch()) read in 4 KiB chunks costs far more CPU than passing it on:
+  // withDeadlines reads the bodies it guards through largeChunkReader.
+  const guarded = adapterDeadlines(
+    handler as WorkersFetchHandler<Request, Env, Ctx>,
+    policyWithClient<[Env, Ctx]>(options, "workers", clientAddress),
+  );
 
   return async function fetchWithDeadlines(request: R, env: Env, ctx: Ctx): Promise<Response> {
-    const slot: Slot = { response: undefined };
+    const exchange = new WorkersExchange();
     const response = await guarded(
       (inWorkerd ? requestWithLargeChunks(request) : undefined) ?? request,
-      env,
-      ctx,
-      slot,
+      [env, ctx],
+      exchange,
     );
-    if ((response as { [UNGUARDED]?: true })[UNGUARDED]) return response;
     // Only a body withDeadlines guarded is piped: not one it passed through (the handler's own
-    // Response), nor a timeout answer (given before the handler returned, or instead of its throw).
-    const handlerResponse = slot.response as Response | undefined;
-    if (
-      response === handlerResponse ||
-      handlerResponse === undefined ||
-      response.status !== handlerResponse.status ||
-      response.body === null
-    )
-      return response;
+    // Response), found in memory, nor a timeout answer.
+    if (!exchange.guardedBody || response.body === null) return response;
     return pipedBody(response, ctx);
   };
 }

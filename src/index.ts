@@ -15,15 +15,13 @@ export { guardInboundStream } from "./guards/inbound.ts";
 export { guardOutboundStream, OUTBOUND_SLICE_BYTES } from "./guards/outbound.ts";
 export { deadlineDebugCounters } from "./engine/debug-counters.ts";
 export type { DeadlineDebugCounters } from "./engine/debug-counters.ts";
-export {
-  withDeadlines,
-  deadlines,
-  defaultTimeoutResponse,
-  defaultTimeoutReporter,
-  DEFAULT_REQUEST_LIMITS,
-  DEFAULT_RESPONSE_LIMITS,
-  UNGUARDED_DECLARED_LENGTH,
-} from "./http/with-deadlines.ts";
-export type { WithDeadlinesOptions, RequestDeadlines, RequestPolicy, TimeoutEvent } from "./http/with-deadlines.ts";
+export { withDeadlines } from "./http/with-deadlines.ts";
+export { deadlines } from "./http/controls.ts";
+export type { RequestDeadlines } from "./http/controls.ts";
+export { DEFAULT_REQUEST_LIMITS, DEFAULT_RESPONSE_LIMITS } from "./http/options.ts";
+export type { WithDeadlinesOptions, RequestPolicy } from "./http/options.ts";
+export { defaultTimeoutResponse, defaultTimeoutReporter } from "./http/timeout-answer.ts";
+export type { TimeoutEvent } from "./http/timeout-answer.ts";
+export { UNGUARDED_DECLARED_LENGTH } from "./http/pass-through.ts";
 export { fetchWithDeadlines, upstreamDeadlines } from "./guards/fetch.ts";
 export type { FetchWithDeadlinesInit, UpstreamDeadlineOptions } from "./guards/fetch.ts";

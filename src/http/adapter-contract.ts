@@ -1,0 +1,104 @@
+/**
+ * The one contract between the core and the runtime adapters (adapters/*). For adapters only: the
+ * package's index does not export it, and a lint rule keeps adapters to the public API and this file.
+ *
+ * An adapter runs its handler with `adapterDeadlines(handler, options)` and passes, with every
+ * request, one object of optional hooks (AdapterHooks). In the spirit of Go's ResponseController,
+ * which finds the optional interfaces a ResponseWriter implements, each hook is a capability: an
+ * adapter implements those its runtime needs, the core uses those it finds, and an empty object (or
+ * a shared one, for hooks that keep nothing per request) is always valid. Hooks are called as
+ * methods of the object, so per-request state lives on it. Besides the hooks, nothing passes
+ * between them: no marker on a Request or a Response, no extra handler argument.
+ *
+ * What the core tells the adapter back: `answered(guarded)` says whether the Response handed back
+ * carries a body the core guards (and bounds until its end), and `responseBodyEnded(state)` how that
+ * body ended.
+ */
+import type { GuardState } from "../engine/tracker.ts";
+import type { BodyReader } from "../guards/common.ts";
+import type { InMemoryResponse, WithDeadlinesOptions } from "./options.ts";
+import type { TimeoutEvent } from "./timeout-answer.ts";
+import { createDeadlinesHandler } from "./with-deadlines.ts";
+
+/** What the core gives `guardRequestBodyInPlace`: puts the request's deadlines on a reader of its body. */
+export interface InboundBodyGuard {
+  /** Returns the stream the handler is to read (the guarded body). */
+  guardRequestBody(reader: BodyReader): ReadableStream<Uint8Array>;
+}
+
+/** The optional capabilities an adapter gives the core, per request. */
+export interface AdapterHooks {
+  /**
+   * How a small body found already in memory is handed on (Node: srvx's FastResponse, written in one
+   * go). The user's `inMemoryResponse` option, when given, comes first. Default: `new Response(bytes)`.
+   */
+  inMemoryResponse?: InMemoryResponse;
+  /**
+   * The answer to a deadline that fires before the headers, in place of the `timeoutResponse` option
+   * (the adapter applies the user's own itself: Node drops `Connection` from it on HTTP/2). A throw or
+   * a non-Response is reported, and the default answer goes out.
+   */
+  timeoutResponse?(event: TimeoutEvent): Response;
+  /**
+   * Guards the request body inside the adapter's own Request instead of a copy of the Request with a
+   * wrapped body. Called first, before anything reads `request.body`; returns false to let the core
+   * copy. When it returns true, it has called `guard.guardRequestBody` with a reader of the raw body
+   * (and made the stream it returns the request's body), or found no body to guard. Node: the body is
+   * read straight from the IncomingMessage (a web stream and a Request copy less per upload).
+   */
+  guardRequestBodyInPlace?(request: Request, guard: InboundBodyGuard): boolean;
+  /**
+   * How the request body is read when the core copies the Request; undefined: `getReader()`. Deno
+   * watches its read errors here (a broken upload aborts the request's signal).
+   */
+  requestBodyReader?(body: ReadableStream<Uint8Array>): BodyReader | undefined;
+  /**
+   * How the response body is read, for the in-memory peek and the guard; undefined: `getReader()`.
+   * Workers reads workerd's native bodies with large BYOB reads here.
+   */
+  responseBodyReader?(body: ReadableStream<Uint8Array>): BodyReader | undefined;
+  /**
+   * The handler's extra arguments, once the Request the handler gets is known (it is a copy when the
+   * core guards its body). Bun gives the handler a server whose request-keyed methods know the copy.
+   */
+  handlerArgs?(handlerRequest: Request, args: unknown[]): unknown[];
+  /**
+   * Told once, just before the answer is handed back: `guarded` is true when its body is the core's
+   * guarded stream (`responseBodyEnded` follows when it ends), false for anything else (passed
+   * through, found in memory, a timeout answer, no Response at all). Not called when the handler's
+   * own error is rethrown.
+   */
+  answered?(guarded: boolean): void;
+  /**
+   * How the guarded response body ended, told inside the guard's end (a runtime's cancel is told
+   * before the producer is cancelled): "closed" (all taken), "timedOut", "errored" (the producer
+   * failed), "cancelled" (the runtime cancelled it: the client went away). With this hook, a producer
+   * cancelled because the client left gets the exchange's AbortError, not the runtime's reason.
+   */
+  responseBodyEnded?(state: GuardState): void;
+}
+
+/** A handler under deadlines, for an adapter: the handler's extra arguments as an array, and the hooks. */
+export type AdapterHandler<Args extends unknown[], Result> = (
+  request: Request,
+  args: Args,
+  hooks: AdapterHooks,
+) => Promise<Result | Response>;
+
+/**
+ * withDeadlines for an adapter: the same options, checked the same way (errors read "withDeadlines:
+ * ..."), and a handler that takes the hooks of each request.
+ */
+export function adapterDeadlines<Args extends unknown[], Result>(
+  handler: (request: Request, ...args: Args) => Result | Promise<Result>,
+  options: WithDeadlinesOptions<Args>,
+): AdapterHandler<Args, Result> {
+  return createDeadlinesHandler(handler, options);
+}
+
+export type { BodyReader, GuardState, InMemoryResponse, TimeoutEvent };
+export { findDeadlines, requestTimeoutResponse } from "./controls.ts";
+export { OPTION_KEYS } from "./options.ts";
+export { defaultTimeoutAnswer } from "./timeout-answer.ts";
+export { declaredContentLength } from "./pass-through.ts";
+export { checkKeys, checkObject, fail, fieldError, kind, listOr } from "../engine/validate.ts";

@@ -1,0 +1,449 @@
+/**
+ * One exchange (a request and its answer) under deadlines: its trackers, its signal, its handler
+ * deadline, and its answer. Built lazily: most requests need little of it.
+ *
+ * Its lifecycle is one phase value, which only moves forward:
+ *
+ *   HANDLING ──handler returned──▶ ANSWERED ──guarded body out──▶ STREAMING ──body ended──▶ DONE
+ *       │                              └───────body passed on or found in memory──────────▶ DONE
+ *       └──────────handler threw, or a deadline answered first (timeout answer)────────────▶ DONE
+ *
+ * A handler that settles in any phase but HANDLING is late: a deadline answered first, and a late
+ * Response has its body cancelled.
+ */
+import { type Clock, isolatedClock } from "../engine/clock.ts";
+import { liveCounts } from "../engine/debug-counters.ts";
+import { type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
+import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
+import type { BodyReader } from "../guards/common.ts";
+import { attachInboundGuardToReader } from "../guards/inbound.ts";
+import { attachOutboundGuardToReader } from "../guards/outbound.ts";
+import type { AdapterHooks, InboundBodyGuard } from "./adapter-contract.ts";
+import { type ExchangeControls, inertController } from "./controls.ts";
+import { HandlerDeadline } from "./handler-deadline.ts";
+import { checkHandlerMs, type InMemoryResponse, type ResolvedPolicy } from "./options.ts";
+import {
+  UNGUARDED_DECLARED_LENGTH,
+  cancelLateBody,
+  ignore,
+  isEventStream,
+  isResponse,
+  isThenable,
+  passThroughUntouched,
+} from "./pass-through.ts";
+import { type BodyPeek, concatBytes, peekBodyInMemory } from "./peek.ts";
+import { type TimeoutEvent, report, timeoutAnswer, timeoutEvent } from "./timeout-answer.ts";
+
+/** The handler runs; no answer is chosen yet. */
+const HANDLING = 0;
+/** The handler's value is the answer; its body is being looked at (the peek). */
+const ANSWERED = 1;
+/** The guarded response body is out: the exchange ends with it. */
+const STREAMING = 2;
+/** Over: the disconnect listener and every deadline are freed. */
+const DONE = 3;
+type Phase = typeof HANDLING | typeof ANSWERED | typeof STREAMING | typeof DONE;
+
+/** What an instance of withDeadlines resolved from its options, once. */
+export interface ResolvedConfig {
+  onTimeout: ((event: TimeoutEvent) => void) | false;
+  timeoutResponse: (event: TimeoutEvent) => Response;
+  clock: Clock;
+  timerScope: "shared" | "request";
+  /** The user's option, when given (it comes before an adapter's). */
+  inMemoryResponse: InMemoryResponse | undefined;
+}
+
+const bytesResponse: InMemoryResponse = (body, init) => new Response(body as Uint8Array<ArrayBuffer>, init);
+const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
+
+/**
+ * The same request (method, URL, headers, signal, and Workers' `cf`) with another body. Built from
+ * its fields rather than `new Request(original, init)`: adapters' lazy Request classes (srvx,
+ * @hono/node-server) are not the runtime's own Request, which `new Request(request)` needs.
+ */
+function requestWithBody(
+  original: Request,
+  signal: AbortSignal | undefined | null,
+  body: ReadableStream<Uint8Array>,
+): Request {
+  const init: RequestInit & { duplex: "half" } = {
+    method: original.method,
+    headers: original.headers,
+    body,
+    duplex: "half",
+    signal,
+  };
+  const cf = (original as { cf?: unknown }).cf;
+  if (cf !== undefined) (init as { cf?: unknown }).cf = cf;
+  return new Request(original.url, init);
+}
+
+export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard {
+  private phase: Phase = HANDLING;
+  readonly startedAt: number;
+  /** This request's own clock when timers are per request, made at its first use (most requests never arm a timer). */
+  private ownClock: Clock | undefined;
+  requestTracker: DeadlineTracker | undefined;
+  readonly handlerRequest: Request;
+  handlerError: TimeoutError | undefined;
+  private responseTracker: DeadlineTracker | undefined;
+  /** The answer a deadline gave before the handler settled. */
+  private earlyAnswer: Response | undefined;
+  /** Settles the exchange's answer while the handler runs (see answer()). */
+  private settle: ((value: Response) => void) | undefined;
+  private abortController: AbortController | undefined;
+  /** Why the exchange's signal aborted; undefined until it does (a reason is never undefined). */
+  private abortReason: unknown;
+  private handlerDeadline: HandlerDeadline | undefined;
+  /** The client's signal, while the exchange listens to it for a disconnect. */
+  private listeningTo: AbortSignal | undefined;
+  private inertRequest: DeadlineController | undefined;
+  /**
+   * Where the client's signal is read: the handler's Request, or, when that is a copy (a guarded
+   * body), the original's signal. The original Request itself is not kept: an adapter's (srvx's)
+   * holds its own URL, headers and context objects, about 1 KB a request that nothing needs once the
+   * copy exists.
+   */
+  private readonly signalSource: { readonly signal: AbortSignal | undefined | null };
+
+  constructor(
+    original: Request,
+    private readonly config: ResolvedConfig,
+    private readonly policy: ResolvedPolicy,
+    private readonly hooks: AdapterHooks,
+  ) {
+    this.startedAt = config.clock.now(); // an isolated clock reads the same time
+    this.handlerRequest = original;
+    this.signalSource = original;
+    if (hooks.guardRequestBodyInPlace?.(original, this) !== true) {
+      const body = original.body;
+      if (body !== null && !original.bodyUsed && !body.locked) {
+        const signal = original.signal as AbortSignal | undefined | null;
+        this.signalSource = { signal };
+        const reader = hooks.requestBodyReader?.(body) ?? body.getReader();
+        this.handlerRequest = requestWithBody(
+          original,
+          signal,
+          attachInboundGuardToReader(reader, this.newRequestTracker()),
+        );
+      }
+    }
+    // A response total runs from the request's arrival, and can fire before the handler returns.
+    if (policy.response.total != null || policy.response.totalAt != null) this.ensureResponseTracker();
+    if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
+  }
+
+  private newRequestTracker(): DeadlineTracker {
+    return (this.requestTracker = new DeadlineTracker({
+      direction: "inbound",
+      subject: "request body",
+      parsedLimits: this.policy.request,
+      clock: this.clock,
+      owner: this,
+      startedAt: this.startedAt,
+    }));
+  }
+
+  /** InboundBodyGuard, for an adapter that guards the body inside its own Request. */
+  guardRequestBody(reader: BodyReader): ReadableStream<Uint8Array> {
+    if (this.requestTracker !== undefined) throw new Error("stream-deadlines: the request body is guarded already");
+    return attachInboundGuardToReader(reader, this.newRequestTracker());
+  }
+
+  /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
+  private get clock(): Clock {
+    return this.config.timerScope === "request"
+      ? (this.ownClock ??= isolatedClock(this.config.clock))
+      : this.config.clock;
+  }
+
+  get request(): DeadlineController {
+    return this.requestTracker ?? (this.inertRequest ??= inertController("request body"));
+  }
+
+  get response(): DeadlineController {
+    return this.ensureResponseTracker();
+  }
+
+  get signal(): AbortSignal {
+    if (this.abortController === undefined) {
+      this.abortController = new AbortController();
+      if (this.abortReason !== undefined) this.abortController.abort(this.abortReason);
+      else this.listenForDisconnect();
+    }
+    return this.abortController.signal;
+  }
+
+  setHandlerTimeout(ms: number | null): void {
+    const value = checkHandlerMs("setHandlerTimeout", ms);
+    if (this.phase !== HANDLING) return;
+    this.handlerDeadline ??= new HandlerDeadline(this.handlerDeadlinePassed, this.clock);
+    this.handlerDeadline.set(value, this.startedAt);
+  }
+
+  private ensureResponseTracker(): DeadlineTracker {
+    return (this.responseTracker ??= new DeadlineTracker({
+      direction: "outbound",
+      subject: "response body",
+      parsedLimits: this.policy.response,
+      clock: this.clock,
+      owner: this,
+      startedAt: this.startedAt,
+    }));
+  }
+
+  /** Listens for the client going away (only once something would react to it). */
+  private listenForDisconnect(): void {
+    if (this.listeningTo !== undefined || this.abortReason !== undefined) return;
+    const clientSignal = this.signalSource.signal;
+    if (clientSignal == null) return;
+    if (clientSignal.aborted) {
+      this.clientWentAway();
+      return;
+    }
+    this.listeningTo = clientSignal;
+    liveCounts.listeners++;
+    clientSignal.addEventListener("abort", this, { once: true });
+  }
+
+  private stopListening(): void {
+    if (this.listeningTo === undefined) return;
+    liveCounts.listeners--;
+    this.listeningTo.removeEventListener("abort", this);
+    this.listeningTo = undefined;
+  }
+
+  /** EventListener interface: the client's signal aborted (an object listener needs no closure). */
+  handleEvent(): void {
+    this.stopListening();
+    this.clientWentAway();
+  }
+
+  /**
+   * The exchange's answer: the handler's, unless a deadline answers first (a late Response then has
+   * its body cancelled). One promise and two reactions per request, and no async function: at
+   * 10,000 stalled uploads every object a pending request keeps counts.
+   */
+  answer<T>(pending: T | PromiseLike<T>): Promise<T | Response> {
+    if (this.phase !== HANDLING) {
+      // Answered while the handler's synchronous part ran (a `set()` or `setHandlerTimeout()` already
+      // past): nothing to wait for; whatever the handler returns is late.
+      const reason = this.lateReason();
+      if (isThenable(pending)) Promise.resolve(pending).then((value) => cancelLateBody(value, reason), ignore);
+      else cancelLateBody(pending, reason);
+      return Promise.resolve(this.earlyAnswer!);
+    }
+    if (!isThenable(pending)) return this.settled(() => this.handlerReturned(pending));
+    return new Promise<T | Response>((resolve, reject) => {
+      this.settle = resolve;
+      Promise.resolve(pending).then(
+        (value) => {
+          if (this.phase !== HANDLING) return cancelLateBody(value, this.lateReason());
+          try {
+            resolve(this.handlerReturned(value));
+          } catch (error) {
+            reject(error);
+          }
+        },
+        (error: unknown) => {
+          if (this.phase !== HANDLING) return;
+          try {
+            resolve(this.handlerThrew(error));
+          } catch (rethrown) {
+            reject(rethrown);
+          }
+        },
+      );
+    });
+  }
+
+  /** A promise of what `run` returns, or of its throw. */
+  settled<T>(run: () => T | Promise<T>): Promise<T> {
+    try {
+      return Promise.resolve(run());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private lateReason(): unknown {
+    return this.handlerError ?? this.responseTracker?.error;
+  }
+
+  /** The answer to a firing before headers: the adapter's, or the option's. */
+  private timeoutAnswer(event: TimeoutEvent): Response {
+    const hooks = this.hooks;
+    return timeoutAnswer(
+      hooks.timeoutResponse === undefined ? this.config.timeoutResponse : (e) => hooks.timeoutResponse!(e),
+      event,
+    );
+  }
+
+  /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
+  timeoutResponseFor(error: unknown): Response | undefined {
+    if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error)
+      return undefined;
+    return this.timeoutAnswer(this.event(error, "request"));
+  }
+
+  /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
+  handlerThrew(error: unknown): Response {
+    if (this.phase !== HANDLING) return this.earlyAnswer!; // answered already: the throw is late
+    this.finish();
+    if (isTimeoutError(error) && this.requestTracker !== undefined && error === this.requestTracker.error) {
+      this.hooks.answered?.(false);
+      return this.timeoutAnswer(this.event(error, "request"));
+    }
+    throw error;
+  }
+
+  /** The handler returned: pass the value on, with its body guarded when it has one to guard. */
+  private handlerReturned<T>(result: T): T | Response | Promise<Response> {
+    this.moveTo(ANSWERED);
+    if (!isResponse(result) || passThroughUntouched(this.handlerRequest, result)) return this.passOn(result);
+    return this.guardResponseBody(result);
+  }
+
+  /** The answer goes out with a body the core does not guard: the exchange is over. */
+  private passOn<T>(response: T): T {
+    this.finish();
+    this.hooks.answered?.(false);
+    return response;
+  }
+
+  private async guardResponseBody(result: Response): Promise<Response> {
+    const init = { status: result.status, statusText: result.statusText, headers: result.headers };
+    const hooks = this.hooks;
+    const reader = hooks.responseBodyReader?.(result.body!) ?? result.body!.getReader();
+    // A body already in memory (a string, bytes) and small needs no guard: it fits the socket's
+    // buffer. Hand it on as bytes, which every runtime sends on its fast path, instead of paying a
+    // stream and a Response more per request.
+    let peek: BodyPeek;
+    try {
+      peek = await peekBodyInMemory(reader, UNGUARDED_DECLARED_LENGTH);
+    } catch (error) {
+      // The body failed at once: the client gets the status and headers, and a failed body, as it
+      // would have without the peek; nothing of this request stays behind.
+      return this.passOn(new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), init));
+    }
+    if (peek.done) {
+      const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);
+      const own = this.config.inMemoryResponse;
+      return this.passOn(
+        own !== undefined
+          ? own(bytes, init)
+          : hooks.inMemoryResponse !== undefined
+            ? hooks.inMemoryResponse(bytes, init)
+            : bytesResponse(bytes, init),
+      );
+    }
+    if (this.signalSource.signal?.aborted) this.clientWentAway();
+    const tracker = this.ensureResponseTracker();
+    if (tracker.ended) {
+      // The client went away before the handler returned: free the producer, send no body.
+      reader.cancel(this.abortReason).catch(ignore);
+      return this.passOn(new Response(null, init));
+    }
+    this.moveTo(STREAMING);
+    const every = this.policy.sseHeartbeat;
+    const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.clock } : undefined;
+    const guarded = new Response(
+      attachOutboundGuardToReader(reader, tracker, peek.chunks, peek.pending, heartbeat),
+      init,
+    );
+    this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
+    hooks.answered?.(true);
+    return guarded;
+  }
+
+  /** The one place the phase changes: forward only (DONE is final). */
+  private moveTo(phase: Phase): void {
+    if (phase > this.phase) this.phase = phase;
+    this.handlerDeadline?.stop(); // the handler is done (or late) in every phase but HANDLING
+  }
+
+  private abortAll(reason: unknown): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.abortController?.abort(reason);
+  }
+
+  private event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
+    return timeoutEvent(error, this.handlerRequest, direction, direction === "response" && this.phase !== HANDLING);
+  }
+
+  /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
+  private answerEarly(event: TimeoutEvent): void {
+    this.finish();
+    const response = (this.earlyAnswer = this.timeoutAnswer(event));
+    this.hooks.answered?.(false);
+    this.settle?.(response);
+  }
+
+  trackerFired(tracker: DeadlineTracker, error: TimeoutError): void {
+    const direction = tracker === this.requestTracker ? "request" : "response";
+    const event = this.event(error, direction);
+    this.abortAll(error);
+    report(this.config.onTimeout, event);
+    // The response's total ran out before the handler returned: answer now, as a handler deadline would.
+    if (direction === "response" && this.phase === HANDLING) {
+      this.requestTracker?.abort(error);
+      this.answerEarly(event);
+    }
+  }
+
+  trackerSettled(tracker: DeadlineTracker): void {
+    if (tracker !== this.responseTracker || this.phase !== STREAMING) return;
+    this.hooks.responseBodyEnded?.(tracker.state);
+    // The runtime cancels a response body only when the client went away: say so on the signal.
+    if (tracker.state === "cancelled") this.abortAll(clientWentAwayError());
+    this.finish();
+  }
+
+  /** TrackerOwner: for an adapter told of the body's end, the producer of a body the client left learns why as an AbortError. */
+  cancelReason(tracker: DeadlineTracker, reason: unknown): unknown {
+    return tracker === this.responseTracker &&
+      this.hooks.responseBodyEnded !== undefined &&
+      this.abortReason !== undefined
+      ? this.abortReason
+      : reason;
+  }
+
+  private readonly handlerDeadlinePassed = (now: number, limit: number): void => {
+    if (this.phase !== HANDLING) return;
+    const error = new TimeoutError({
+      subject: "handler",
+      direction: null,
+      limit: "handler",
+      limitValue: limit,
+      bytes: this.requestTracker?.stats.bytes ?? 0,
+      elapsed: now - this.startedAt,
+      waited: 0,
+      idleFor: 0,
+      rate: 0,
+    });
+    this.handlerError = error;
+    const event = this.event(error, "handler");
+    this.abortAll(error);
+    // A handler stuck reading its upload gets the same error, and the upload is freed.
+    this.requestTracker?.abort(error);
+    this.ensureResponseTracker().abort(error);
+    report(this.config.onTimeout, event);
+    this.answerEarly(event);
+  };
+
+  private clientWentAway(): void {
+    const why: unknown = this.signalSource.signal?.reason ?? clientWentAwayError();
+    this.abortAll(why);
+    this.ensureResponseTracker().abort(why);
+  }
+
+  /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
+  private finish(): void {
+    this.moveTo(DONE);
+    this.stopListening();
+    this.requestTracker?.retire();
+    this.responseTracker?.retire();
+  }
+}
