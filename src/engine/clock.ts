@@ -23,6 +23,8 @@ export interface Clock {
 /** Largest delay setTimeout accepts before it overflows and fires at once (2^31 - 1 ms, ~24.8 days). */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
+import { checkKeys, checkObject, fieldError, kind } from "./validate.ts";
+
 const CLOCK_METHODS = ["now", "wallNow", "setTimer", "clearTimer"] as const;
 
 /** Refuses anything that is not a Clock at once, naming the field (a missing method would only crash later, in a timer). */
@@ -36,23 +38,21 @@ export function checkClock(where: string, field: string, value: unknown): assert
     (value as Clock).afterTurn !== undefined &&
     typeof (value as Clock).afterTurn !== "function";
   if (missing.length > 0 || badAfterTurn) {
-    const got = value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
     const detail = badAfterTurn
       ? "afterTurn is not a function"
       : typeof value === "object" && value !== null
         ? `an object without ${missing.join(", ")}`
-        : got;
-    throw new TypeError(`${where}: ${field} must be a Clock ({ now, wallNow, setTimer, clearTimer }), got ${detail}`);
+        : kind(value);
+    throw fieldError(where, field, "a Clock ({ now, wallNow, setTimer, clearTimer })", detail);
   }
 }
 
 /** A finite number of milliseconds, for the virtual clock's own calls (`max`: largest magnitude). */
 function checkMs(where: string, field: string, value: unknown, { min = -Infinity, max = Infinity } = {}): number {
-  if (typeof value !== "number")
-    throw new TypeError(`${where}: ${field} must be a number of milliseconds, got ${typeof value}`);
+  if (typeof value !== "number") throw fieldError(where, field, "a number of milliseconds", typeof value);
   if (!Number.isFinite(value) || value < min || Math.abs(value) > max) {
     const range = `${min === 0 ? ", 0 or more" : ""}${max < Infinity ? ", at most Number.MAX_SAFE_INTEGER in size" : ""}`;
-    throw new RangeError(`${where}: ${field} must be a finite number of milliseconds${range}, got ${value}`);
+    throw fieldError(where, field, `a finite number of milliseconds${range}`, value, RangeError);
   }
   return value;
 }
@@ -177,15 +177,8 @@ interface VirtualTimer {
  * `wallStart` is the epoch time that virtual time 0 maps to (for `Date` deadlines).
  */
 export function createVirtualClock(options: { start?: number; wallStart?: number } = {}): VirtualClock {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(
-      `createVirtualClock: options must be an object like { start, wallStart }, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`,
-    );
-  }
-  for (const key of Object.keys(options)) {
-    if (key !== "start" && key !== "wallStart")
-      throw new TypeError(`createVirtualClock: unknown option "${key}" (expected start or wallStart)`);
-  }
+  checkObject("createVirtualClock", options, "options must be an object like { start, wallStart }");
+  checkKeys("createVirtualClock", options, ["start", "wallStart"], "start or wallStart");
   let now = options.start === undefined ? 0 : checkMs("createVirtualClock", "start", options.start, SAFE);
   const wallOffset =
     (options.wallStart === undefined

@@ -26,9 +26,11 @@ export interface ResolvedLimits {
   totalAt: number | null;
 }
 
+import { checkKeys, checkObject, fail, fieldError, kind } from "./validate.ts";
+
 export const DEFAULT_GRACE_MS = 5000;
 
-const LIMIT_KEYS = new Set(["idle", "minRate", "grace", "total"]);
+const LIMIT_KEYS = ["idle", "minRate", "grace", "total"];
 
 /**
  * The largest value of any limit. Far beyond any real deadline or rate (2^53 - 1 ms is 285,000
@@ -46,30 +48,20 @@ function describe(value: unknown): string {
   if (typeof value === "bigint") return `bigint ${value}n`;
   if (typeof value === "number") return String(value);
   if (value instanceof Date) return `Invalid Date`;
-  if (Array.isArray(value)) return "an array";
-  if (value === null) return "null";
-  return typeof value;
+  return kind(value);
 }
+
+const OFF = " (or 0/null to turn it off)";
 
 /** A positive finite number, or 0/null (off). `undefined` means "not given". */
 function checkOptionalPositive(where: string, field: string, value: unknown, unit: string): number | null | undefined {
   if (value === undefined) return undefined;
   if (value === null || value === 0) return null;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `${where}: ${field} must be a number of ${unit} (or 0/null to turn it off), got ${describe(value)}`,
-    );
-  }
-  if (!Number.isFinite(value) || value < 0) {
-    throw new RangeError(
-      `${where}: ${field} must be a positive finite number of ${unit} (or 0/null to turn it off), got ${describe(value)}`,
-    );
-  }
-  if (value > MAX_LIMIT) {
-    throw new RangeError(
-      `${where}: ${field} must be at most Number.MAX_SAFE_INTEGER ${unit} (or 0/null to turn it off), got ${describe(value)}`,
-    );
-  }
+  if (typeof value !== "number") throw fieldError(where, field, `a number of ${unit}${OFF}`, describe(value));
+  if (!Number.isFinite(value) || value < 0)
+    throw fieldError(where, field, `a positive finite number of ${unit}${OFF}`, describe(value), RangeError);
+  if (value > MAX_LIMIT)
+    throw fieldError(where, field, `at most Number.MAX_SAFE_INTEGER ${unit}${OFF}`, describe(value), RangeError);
   return value;
 }
 
@@ -79,17 +71,9 @@ function checkOptionalPositive(where: string, field: string, value: unknown, uni
  */
 export function parseLimits(input: unknown, where = "stream-deadlines"): Partial<ResolvedLimits> {
   if (input === undefined || input === null) return {};
-  if (typeof input !== "object" || Array.isArray(input)) {
-    throw new TypeError(
-      `${where}: limits must be an object like { idle, minRate, grace, total }, got ${describe(input)}`,
-    );
-  }
+  checkObject(where, input, "limits must be an object like { idle, minRate, grace, total }", describe);
   const record = input as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    if (!LIMIT_KEYS.has(key)) {
-      throw new TypeError(`${where}: unknown limit "${key}" (expected idle, minRate, grace or total)`);
-    }
-  }
+  checkKeys(where, record, LIMIT_KEYS, "idle, minRate, grace or total", "limit");
   const out: Partial<ResolvedLimits> = {};
   const idle = checkOptionalPositive(where, "idle", record.idle, "milliseconds");
   if (idle !== undefined) out.idle = idle;
@@ -97,19 +81,18 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
   if (minRate !== undefined) out.minRate = minRate;
   if (record.grace !== undefined && record.grace !== null) {
     const grace = record.grace;
-    if (typeof grace !== "number") {
-      throw new TypeError(`${where}: grace must be a number of milliseconds, got ${describe(grace)}`);
-    }
+    if (typeof grace !== "number") throw fieldError(where, "grace", "a number of milliseconds", describe(grace));
     if (!Number.isFinite(grace) || grace <= 0 || grace > MAX_LIMIT) {
-      throw new RangeError(
-        `${where}: grace must be a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER, got ${describe(grace)}`,
-      );
+      const expected = "a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER";
+      throw fieldError(where, "grace", expected, describe(grace), RangeError);
     }
-    if (record.minRate === 0 || record.minRate === null) {
-      throw new RangeError(
-        `${where}: grace is ${grace} but minRate is ${record.minRate}: a grace period needs a minimum rate`,
+    if (record.minRate === 0 || record.minRate === null)
+      fail(
+        where,
+        `grace is ${grace} but minRate is ${record.minRate}: a grace period needs a minimum rate`,
+        ": ",
+        RangeError,
       );
-    }
     out.grace = grace;
   } else if (record.grace === null) {
     out.grace = DEFAULT_GRACE_MS;
@@ -118,7 +101,7 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
   if (total instanceof Date) {
     const at = total.getTime();
     if (Number.isNaN(at))
-      throw new RangeError(`${where}: total must be a valid Date or a number of milliseconds, got Invalid Date`);
+      throw fieldError(where, "total", "a valid Date or a number of milliseconds", "Invalid Date", RangeError);
     out.total = null;
     out.totalAt = at;
   } else {

@@ -42,6 +42,8 @@ export interface TimeoutErrorDetails {
   rate: number;
 }
 
+import { fail, fieldError } from "./validate.ts";
+
 const BRAND = Symbol.for("stream-deadlines.TimeoutError");
 
 export class TimeoutError extends Error implements TimeoutErrorDetails {
@@ -127,26 +129,19 @@ const FIGURES = ["limitValue", "bytes", "elapsed", "waited", "idleFor", "rate"] 
 /** Bad details throw at once, naming the field, instead of a message reading "undefined". */
 function checkDetails(details: unknown): asserts details is TimeoutErrorDetails {
   const where = "new TimeoutError(details)";
-  if (typeof details !== "object" || details === null) {
-    throw new TypeError(
-      `${where}: details must be an object of TimeoutErrorDetails, got ${details === null ? "null" : typeof details}`,
-    );
-  }
+  if (typeof details !== "object" || details === null)
+    fail(where, `details must be an object of TimeoutErrorDetails, got ${details === null ? "null" : typeof details}`);
   const d = details as Record<string, unknown>;
-  if (typeof d.subject !== "string") throw new TypeError(`${where}: subject must be a string, got ${typeof d.subject}`);
+  const quoted = (value: unknown) => (typeof value === "string" ? JSON.stringify(value) : typeof value);
+  if (typeof d.subject !== "string") throw fieldError(where, "subject", "a string", typeof d.subject);
   if (!DIRECTIONS.includes(d.direction))
-    throw new TypeError(
-      `${where}: direction must be "inbound", "outbound" or null, got ${typeof d.direction === "string" ? JSON.stringify(d.direction) : typeof d.direction}`,
-    );
-  if (typeof d.limit !== "string" || !Object.hasOwn(TIMEOUT_ERROR_CODES, d.limit)) {
-    throw new TypeError(
-      `${where}: limit must be "idle", "minRate", "total" or "handler", got ${typeof d.limit === "string" ? JSON.stringify(d.limit) : typeof d.limit}`,
-    );
-  }
+    throw fieldError(where, "direction", '"inbound", "outbound" or null', quoted(d.direction));
+  if (typeof d.limit !== "string" || !Object.hasOwn(TIMEOUT_ERROR_CODES, d.limit))
+    throw fieldError(where, "limit", '"idle", "minRate", "total" or "handler"', quoted(d.limit));
   const check = (field: string, value: unknown) => {
-    if (typeof value !== "number") throw new TypeError(`${where}: ${field} must be a number, got ${typeof value}`);
+    if (typeof value !== "number") throw fieldError(where, field, "a number", typeof value);
     if (!Number.isFinite(value) || value < 0)
-      throw new RangeError(`${where}: ${field} must be a finite number, 0 or more, got ${value}`);
+      throw fieldError(where, field, "a finite number, 0 or more", value, RangeError);
   };
   for (const field of FIGURES) check(field, d[field]);
   if (d.grace !== undefined) check("grace", d.grace);

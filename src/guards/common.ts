@@ -3,6 +3,7 @@ import { type Clock, checkClock } from "../engine/clock.ts";
 import { type DeadlineController, DeadlineTracker } from "../engine/tracker.ts";
 import type { DeadlineLimits } from "../engine/limits.ts";
 import type { TimeoutError } from "../engine/timeout-error.ts";
+import { checkOptions, fail, fieldError } from "../engine/validate.ts";
 
 export interface GuardOptions extends DeadlineLimits {
   /** Words for messages and reports, e.g. "request body". */
@@ -20,7 +21,7 @@ export interface GuardedStream {
   controller: DeadlineController;
 }
 
-const OPTION_KEYS = new Set(["idle", "minRate", "grace", "total", "subject", "clock", "onTimeout"]);
+const OPTION_KEYS = ["idle", "minRate", "grace", "total", "subject", "clock", "onTimeout"];
 
 export function splitGuardOptions(
   where: string,
@@ -33,33 +34,21 @@ export function splitGuardOptions(
 } {
   if (options === undefined || options === null)
     return { limits: {}, subject: undefined, clock: undefined, onTimeout: undefined };
-  if (typeof options !== "object" || Array.isArray(options))
-    throw new TypeError(
-      `${where}: options must be an object, got ${Array.isArray(options) ? "an array" : typeof options}`,
-    );
-  for (const key of Object.keys(options)) {
-    if (!OPTION_KEYS.has(key)) {
-      throw new TypeError(
-        `${where}: unknown option "${key}" (expected idle, minRate, grace, total, subject, clock or onTimeout)`,
-      );
-    }
-  }
+  checkOptions(where, options, OPTION_KEYS, "idle, minRate, grace, total, subject, clock or onTimeout");
   const { subject, clock, onTimeout, ...limits } = options;
   if (subject !== undefined && typeof subject !== "string")
-    throw new TypeError(`${where}: subject must be a string, got ${typeof subject}`);
+    throw fieldError(where, "subject", "a string", typeof subject);
   if (onTimeout !== undefined && typeof onTimeout !== "function")
-    throw new TypeError(`${where}: onTimeout must be a function, got ${typeof onTimeout}`);
+    throw fieldError(where, "onTimeout", "a function", typeof onTimeout);
   if (clock !== undefined) checkClock(where, "clock", clock);
   return { limits, subject, clock, onTimeout };
 }
 
 export function checkSourceStream(where: string, source: unknown): asserts source is ReadableStream<Uint8Array> {
-  if (typeof source !== "object" || source === null || typeof (source as ReadableStream).getReader !== "function") {
-    throw new TypeError(`${where}: expected a ReadableStream, got ${source === null ? "null" : typeof source}`);
-  }
-  if ((source as ReadableStream).locked) {
-    throw new TypeError(`${where}: the stream is already locked to a reader (it is being read elsewhere)`);
-  }
+  if (typeof source !== "object" || source === null || typeof (source as ReadableStream).getReader !== "function")
+    fail(where, `expected a ReadableStream, got ${source === null ? "null" : typeof source}`);
+  if ((source as ReadableStream).locked)
+    fail(where, "the stream is already locked to a reader (it is being read elsewhere)");
 }
 
 /** What a guard needs of its source: a reader of the body (a stream's own, or an adapter's). */
