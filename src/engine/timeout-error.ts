@@ -46,19 +46,34 @@ import { fail, fieldError } from "./validate.ts";
 
 const BRAND = Symbol.for("stream-deadlines.TimeoutError");
 
+/** The details' fields, in the order of `toJSON()` (grace only when given). */
+const DETAIL_FIELDS = [
+  "subject",
+  "direction",
+  "limit",
+  "limitValue",
+  "grace",
+  "bytes",
+  "elapsed",
+  "waited",
+  "idleFor",
+  "rate",
+] as const satisfies readonly (keyof TimeoutErrorDetails)[];
+
 export class TimeoutError extends Error implements TimeoutErrorDetails {
   override readonly name = "TimeoutError";
-  readonly code: TimeoutErrorCode;
-  readonly subject: string;
-  readonly direction: DeadlineDirection | null;
-  readonly limit: DeadlineLimitName;
-  readonly limitValue: number;
-  readonly grace?: number;
-  readonly bytes: number;
-  readonly elapsed: number;
-  readonly waited: number;
-  readonly idleFor: number;
-  readonly rate: number;
+  // Set by the constructor from the details (declared only: no field initializers to emit).
+  declare readonly code: TimeoutErrorCode;
+  declare readonly subject: string;
+  declare readonly direction: DeadlineDirection | null;
+  declare readonly limit: DeadlineLimitName;
+  declare readonly limitValue: number;
+  declare readonly grace?: number;
+  declare readonly bytes: number;
+  declare readonly elapsed: number;
+  declare readonly waited: number;
+  declare readonly idleFor: number;
+  declare readonly rate: number;
 
   constructor(details: TimeoutErrorDetails, options?: { cause?: unknown }) {
     // No stack: a deadline fires from the scheduler, so the trace would only show the scheduler,
@@ -66,36 +81,17 @@ export class TimeoutError extends Error implements TimeoutErrorDetails {
     // `super` is called plainly (JSR's type check of the public API wants a direct super call).
     super(messageWithoutStack(details), options);
     restoreStackTraceLimit();
-    this.code = TIMEOUT_ERROR_CODES[details.limit];
-    this.subject = details.subject;
-    this.direction = details.direction;
-    this.limit = details.limit;
-    this.limitValue = details.limitValue;
-    if (details.grace !== undefined) this.grace = details.grace;
-    this.bytes = details.bytes;
-    this.elapsed = details.elapsed;
-    this.waited = details.waited;
-    this.idleFor = details.idleFor;
-    this.rate = details.rate;
+    const self = this as unknown as Record<string, unknown>;
+    self.code = TIMEOUT_ERROR_CODES[details.limit];
+    // Every field is an own property, grace too (undefined when not given), as class fields were.
+    for (const field of DETAIL_FIELDS) self[field] = details[field];
   }
 
   /** Structured fields for logs (`JSON.stringify(err)` gives them too). */
   toJSON(): TimeoutErrorDetails & { name: string; code: string; message: string } {
-    return {
-      name: this.name,
-      code: this.code,
-      message: this.message,
-      subject: this.subject,
-      direction: this.direction,
-      limit: this.limit,
-      limitValue: this.limitValue,
-      ...(this.grace !== undefined ? { grace: this.grace } : {}),
-      bytes: this.bytes,
-      elapsed: this.elapsed,
-      waited: this.waited,
-      idleFor: this.idleFor,
-      rate: this.rate,
-    };
+    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message };
+    for (const field of DETAIL_FIELDS) if (this[field] !== undefined) json[field] = this[field];
+    return json as unknown as TimeoutErrorDetails & { name: string; code: string; message: string };
   }
 
   /** `err instanceof TimeoutError` is true for errors made by any copy of this package. */

@@ -108,22 +108,22 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   heapIndex = -1;
   scheduledAt = Infinity;
 
-  readonly direction: DeadlineDirection;
-  readonly subject: string;
-  private readonly clock: Clock;
-  private readonly scheduler: DeadlineScheduler;
-  private readonly turns: EventLoopTurns;
+  declare readonly direction: DeadlineDirection;
+  declare readonly subject: string;
+  declare private readonly clock: Clock;
+  declare private readonly scheduler: DeadlineScheduler;
+  declare private readonly turns: EventLoopTurns;
   private readonly current: ResolvedLimits = emptyLimits();
-  private readonly startedAt: number;
+  declare private readonly startedAt: number;
   private totalDue = Infinity;
   private _state: GuardState = "active";
   private _error: TimeoutError | undefined;
   private abortController: AbortController | undefined;
-  private readonly userOnTimeout: ((error: TimeoutError) => void) | undefined;
+  declare private readonly userOnTimeout: ((error: TimeoutError) => void) | undefined;
   /** Set by the stream guard once it is attached. */
   source: GuardedSource | undefined = undefined;
   /** Told once of a firing and once of the end, however the stream ends. */
-  owner: TrackerOwner | undefined;
+  declare owner: TrackerOwner | undefined;
   private retired = false;
 
   private waiting = false;
