@@ -181,7 +181,9 @@ describe("the packed tarball", () => {
     // One built module (JS, declarations, source map) per source module, and no other file.
     const expected: string[] = [];
     for (const dir of ["src", "adapters"]) {
-      for (const name of readdirSync(join(root, dir)).filter((n) => n.endsWith(".ts") && !n.endsWith(".d.ts"))) {
+      // src/ has layer folders (engine, guards, http): every module, at any depth.
+      const names = readdirSync(join(root, dir), { recursive: true, encoding: "utf8" });
+      for (const name of names.filter((n) => n.endsWith(".ts") && !n.endsWith(".d.ts"))) {
         const base = `dist/${dir}/${name.replace(/\.ts$/, "")}`;
         expected.push(`${base}.js`, `${base}.d.ts`, `${base}.js.map`);
       }
