@@ -21,7 +21,7 @@ import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, InboundBodyGuard } from "./adapter-contract.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline } from "./handler-deadline.ts";
-import { checkHandlerMs, type InMemoryResponse, type ResolvedPolicy } from "./options.ts";
+import { checkHandlerMs, type InMemoryResponse, type ResolvedConfig, type ResolvedPolicy } from "./options.ts";
 import {
   UNGUARDED_DECLARED_LENGTH,
   cancelLateBody,
@@ -32,6 +32,7 @@ import {
   passThroughUntouched,
 } from "./pass-through.ts";
 import { type BodyPeek, concatBytes, peekBodyInMemory } from "./peek.ts";
+import { requestWithBody } from "./request-copy.ts";
 import { type TimeoutEvent, report, timeoutAnswer, timeoutEvent } from "./timeout-answer.ts";
 
 /** The handler runs; no answer is chosen yet. */
@@ -44,40 +45,8 @@ const STREAMING = 2;
 const DONE = 3;
 type Phase = typeof HANDLING | typeof ANSWERED | typeof STREAMING | typeof DONE;
 
-/** What an instance of withDeadlines resolved from its options, once. */
-export interface ResolvedConfig {
-  onTimeout: ((event: TimeoutEvent) => void) | false;
-  timeoutResponse: (event: TimeoutEvent) => Response;
-  clock: Clock;
-  timerScope: "shared" | "request";
-  /** The user's option, when given (it comes before an adapter's). */
-  inMemoryResponse: InMemoryResponse | undefined;
-}
-
 const bytesResponse: InMemoryResponse = (body, init) => new Response(body as Uint8Array<ArrayBuffer>, init);
 const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
-
-/**
- * The same request (method, URL, headers, signal, and Workers' `cf`) with another body. Built from
- * its fields rather than `new Request(original, init)`: adapters' lazy Request classes (srvx,
- * @hono/node-server) are not the runtime's own Request, which `new Request(request)` needs.
- */
-function requestWithBody(
-  original: Request,
-  signal: AbortSignal | undefined | null,
-  body: ReadableStream<Uint8Array>,
-): Request {
-  const init: RequestInit & { duplex: "half" } = {
-    method: original.method,
-    headers: original.headers,
-    body,
-    duplex: "half",
-    signal,
-  };
-  const cf = (original as { cf?: unknown }).cf;
-  if (cf !== undefined) (init as { cf?: unknown }).cf = cf;
-  return new Request(original.url, init);
-}
 
 export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard {
   private phase: Phase = HANDLING;

@@ -196,6 +196,16 @@ export function resolvePolicy(base: ResolvedPolicy, override: RequestPolicy | un
   };
 }
 
+/** What an instance of withDeadlines resolved from its options, once. */
+export interface ResolvedConfig {
+  onTimeout: ((event: TimeoutEvent) => void) | false;
+  timeoutResponse: (event: TimeoutEvent) => Response;
+  clock: Clock;
+  timerScope: "shared" | "request";
+  /** The user's option, when given (it comes before an adapter's). */
+  inMemoryResponse: InMemoryResponse | undefined;
+}
+
 /** Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere. */
 export function defaultTimerScope(): "shared" | "request" {
   return TIMERS_BELONG_TO_REQUESTS ? "request" : "shared";

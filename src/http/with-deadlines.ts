@@ -7,8 +7,15 @@ import { checkClock, systemClock } from "../engine/clock.ts";
 import { checkOptions, fail, kind } from "../engine/validate.ts";
 import type { AdapterHandler, AdapterHooks } from "./adapter-contract.ts";
 import { keepControls } from "./controls.ts";
-import { Exchange, type ResolvedConfig } from "./exchange.ts";
-import { OPTION_KEYS, type WithDeadlinesOptions, defaultPolicy, defaultTimerScope, resolvePolicy } from "./options.ts";
+import { Exchange } from "./exchange.ts";
+import {
+  OPTION_KEYS,
+  type ResolvedConfig,
+  type WithDeadlinesOptions,
+  defaultPolicy,
+  defaultTimerScope,
+  resolvePolicy,
+} from "./options.ts";
 import { defaultTimeoutReporter, defaultTimeoutResponse } from "./timeout-answer.ts";
 
 /** The public API uses no adapter capability. */
