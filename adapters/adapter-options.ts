@@ -3,7 +3,7 @@
  * policy also gets the client's address (each runtime finds it its own way).
  */
 import type { RequestPolicy, WithDeadlinesOptions } from "../src/index.ts";
-import { OPTION_KEYS, checkKeys, checkObject } from "../src/http/adapter-contract.ts";
+import { OPTION_KEYS, checkKeys, checkObject, fail, fieldError, typeOf } from "../src/http/adapter-contract.ts";
 
 export type RuntimeName = "node" | "deno" | "bun" | "workers";
 
@@ -35,15 +35,11 @@ export function checkAdapterOptions(where: string, options: unknown, ownKeys: re
 
 /** The `port` and `hostname` of a serve() helper: a whole port number 0-65535, a non-empty host name. */
 export function checkListenOptions(where: string, port: unknown, hostname: unknown): void {
-  if (typeof port !== "number")
-    throw new TypeError(`${where}: port must be a number, got ${port === null ? "null" : typeof port}`);
+  if (typeof port !== "number") throw fieldError(where, "port", "a number", typeOf(port));
   if (!Number.isInteger(port) || port < 0 || port > 65535)
-    throw new RangeError(`${where}: port must be a whole number from 0 to 65535, got ${port}`);
-  if (typeof hostname !== "string" || hostname === "") {
-    throw new TypeError(
-      `${where}: hostname must be a non-empty string, got ${typeof hostname === "string" ? '""' : hostname === null ? "null" : typeof hostname}`,
-    );
-  }
+    throw fieldError(where, "port", "a whole number from 0 to 65535", port, RangeError);
+  if (typeof hostname !== "string" || hostname === "")
+    throw fieldError(where, "hostname", "a non-empty string", typeof hostname === "string" ? '""' : typeOf(hostname));
 }
 
 /** Turns an adapter policy into withDeadlines' policy, looking the client address up only when asked. */
@@ -55,7 +51,7 @@ export function policyWithClient<Args extends unknown[]>(
   checkAdapterOptions(`stream-deadlines/${runtime}`, options);
   const { policy, ...rest } = options;
   if (policy === undefined) return rest;
-  if (typeof policy !== "function") throw new TypeError(`stream-deadlines/${runtime}: policy must be a function`);
+  if (typeof policy !== "function") fail(`stream-deadlines/${runtime}`, "policy must be a function");
   return {
     ...rest,
     policy: (request, ...args) => policy(request, { address: addressOf(request, ...args), runtime }, ...args),

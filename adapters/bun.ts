@@ -28,7 +28,16 @@
  * Only structural types here: published sources must not depend on @types/bun (the project's own
  * checks type this file against it: tsconfig.check-bun.json).
  */
-import { type AdapterHooks, adapterDeadlines, findDeadlines } from "../src/http/adapter-contract.ts";
+import {
+  type AdapterHooks,
+  adapterDeadlines,
+  checkFunction,
+  checkObject,
+  fail,
+  fieldError,
+  findDeadlines,
+  typeOf,
+} from "../src/http/adapter-contract.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -85,14 +94,11 @@ class BunExchange implements AdapterHooks {
 
 function checkIdleTimeout(value: unknown): number {
   if (value === undefined) return BUN_DEFAULT_IDLE_TIMEOUT;
-  if (typeof value !== "number")
-    throw new TypeError(
-      `stream-deadlines/bun: idleTimeout must be a number of seconds, got ${value === null ? "null" : typeof value}`,
-    );
+  const where = "stream-deadlines/bun";
+  if (typeof value !== "number") throw fieldError(where, "idleTimeout", "a number of seconds", typeOf(value));
   if (!Number.isInteger(value) || value < 0 || value > BUN_MAX_IDLE_TIMEOUT) {
-    throw new RangeError(
-      `stream-deadlines/bun: idleTimeout must be a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve), got ${String(value)}`,
-    );
+    const expected = `a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve)`;
+    throw fieldError(where, "idleTimeout", expected, value, RangeError);
   }
   return value;
 }
@@ -146,8 +152,7 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
   handler: BunFetchHandler<Server, Result>,
   options: BunAdapterOptions<Server> = {},
 ): (request: Request, server: Server) => Promise<Result | Response> {
-  if (typeof handler !== "function")
-    throw new TypeError(`stream-deadlines/bun: handler must be a function, got ${typeof handler}`);
+  checkFunction("stream-deadlines/bun", handler);
   checkAdapterOptions("stream-deadlines/bun", options, ["idleTimeout"]);
   const { idleTimeout: idleOption, ...deadlineOptions } = options;
   const idleTimeout = checkIdleTimeout(idleOption);
@@ -224,16 +229,11 @@ export async function serve<Server extends BunServerLike = BunServerLike>(
   checkAdapterOptions(where, options, ["port", "hostname", "bunOptions", "idleTimeout"]);
   const { port = 8787, hostname = "127.0.0.1", bunOptions = {}, ...adapterOptions } = options;
   checkListenOptions(where, port, hostname);
-  if (typeof bunOptions !== "object" || bunOptions === null || Array.isArray(bunOptions)) {
-    throw new TypeError(
-      `${where}: bunOptions must be an object of Bun.serve options, got ${bunOptions === null ? "null" : Array.isArray(bunOptions) ? "an array" : typeof bunOptions}`,
-    );
-  }
+  checkObject(where, bunOptions, "bunOptions must be an object of Bun.serve options");
   const idleTimeout = checkIdleTimeout(adapterOptions.idleTimeout);
   const fetch = withBunDeadlines(handler, { ...adapterOptions, idleTimeout });
   const bun = (globalThis as unknown as { Bun?: BunGlobalLike }).Bun;
-  if (bun === undefined)
-    throw new TypeError("stream-deadlines/bun: serve() runs on Bun only; elsewhere use your runtime's adapter");
+  if (bun === undefined) fail("stream-deadlines/bun", "serve() runs on Bun only; elsewhere use your runtime's adapter");
   const server = bun.serve({ ...bunOptions, port, hostname, idleTimeout, fetch });
   const actualPort = server.port ?? port;
   return {

@@ -23,7 +23,16 @@
  * Only structural types here: published sources must not depend on @types/deno (the project's own
  * checks type this file against it: tsconfig.check-deno.json).
  */
-import { type AdapterHooks, type BodyReader, type GuardState, adapterDeadlines } from "../src/http/adapter-contract.ts";
+import {
+  type AdapterHooks,
+  type BodyReader,
+  type GuardState,
+  adapterDeadlines,
+  checkFunction,
+  fail,
+  fieldError,
+  typeOf,
+} from "../src/http/adapter-contract.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -199,8 +208,7 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
   handler: DenoFetchHandler<Info>,
   options: AdapterOptions<[Info]> = {},
 ): (request: Request, info: Info) => Promise<Response> {
-  if (typeof handler !== "function")
-    throw new TypeError(`stream-deadlines/deno: handler must be a function, got ${typeof handler}`);
+  checkFunction("stream-deadlines/deno", handler);
   checkAdapterOptions("stream-deadlines/deno", options);
   const guarded = adapterDeadlines(
     handler,
@@ -272,11 +280,10 @@ export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(
   const where = "stream-deadlines/deno: serve";
   checkListenOptions(where, port, hostname);
   if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw new TypeError(`${where}: signal must be an AbortSignal, got ${signal === null ? "null" : typeof signal}`);
+    throw fieldError(where, "signal", "an AbortSignal", typeOf(signal));
   const guarded = withDenoDeadlines(handler, deadlineOptions);
   const deno = (globalThis as { Deno?: DenoServeLike }).Deno;
-  if (typeof deno?.serve !== "function")
-    throw new TypeError("stream-deadlines/deno: serve() needs the Deno runtime (Deno.serve)");
+  if (typeof deno?.serve !== "function") fail("stream-deadlines/deno", "serve() needs the Deno runtime (Deno.serve)");
   let server!: DenoHttpServerLike;
   const addr = await new Promise<{ hostname: string; port: number }>((resolve, reject) => {
     try {

@@ -149,11 +149,11 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
   checkKeys("stream-deadlines/hono", options, OPTION_KEYS);
   const { policy, onTimeout, timeoutResponse, ...rest } = options;
   if (policy !== undefined && typeof policy !== "function")
-    throw new TypeError("stream-deadlines/hono: policy must be a function of the context");
+    fail("stream-deadlines/hono", "policy must be a function of the context");
   if (onTimeout !== undefined && onTimeout !== false && typeof onTimeout !== "function")
-    throw new TypeError("stream-deadlines/hono: onTimeout must be a function or false");
+    fail("stream-deadlines/hono", "onTimeout must be a function or false");
   if (timeoutResponse !== undefined && typeof timeoutResponse !== "function")
-    throw new TypeError("stream-deadlines/hono: timeoutResponse must be a function");
+    fail("stream-deadlines/hono", "timeoutResponse must be a function");
   const baseReport: Reporter = onTimeout === undefined ? defaultTimeoutReporter : onTimeout;
   const baseRespond: Responder = timeoutResponse ?? defaultTimeoutResponse;
   const given: RequestPolicy = { request: options.request, response: options.response, handler: options.handler };
@@ -282,9 +282,8 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
 export function deadlinesOf(c: Context): RequestDeadlines {
   const controls = recordOf(c)?.controls ?? findDeadlines(c.req.raw);
   if (controls === undefined) {
-    throw new TypeError(
-      "deadlinesOf(c): this request is not under deadlines (add app.use(deadlines()) before this route, or wrap app.fetch in a stream-deadlines adapter)",
-    );
+    const fix = "add app.use(deadlines()) before this route, or wrap app.fetch in a stream-deadlines adapter";
+    fail("deadlinesOf(c)", `this request is not under deadlines (${fix})`);
   }
   return controls;
 }

@@ -21,7 +21,15 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import { FastResponse, sendNodeResponse } from "srvx/node";
 import type { TimeoutEvent } from "../src/index.ts";
-import { type AdapterHooks, adapterDeadlines, defaultTimeoutAnswer } from "../src/http/adapter-contract.ts";
+import {
+  type AdapterHooks,
+  adapterDeadlines,
+  checkFunction,
+  defaultTimeoutAnswer,
+  fail,
+  fieldError,
+  typeOf,
+} from "../src/http/adapter-contract.ts";
 import { GuardableNodeRequest, guardNodeBodyInPlace } from "./node-request.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
@@ -51,8 +59,7 @@ export function createNodeListener(
   handler: NodeFetchHandler,
   options: AdapterOptions<[NodeContext]> = {},
 ): NodeRequestListener {
-  if (typeof handler !== "function")
-    throw new TypeError(`stream-deadlines/node: handler must be a function, got ${typeof handler}`);
+  checkFunction("stream-deadlines/node", handler);
   const guarded = adapterDeadlines(
     handler,
     policyWithClient(options, "node", (_request, context) => context.req.socket?.remoteAddress),
@@ -180,17 +187,12 @@ export interface NodeServerHandle {
  * check interval is 30 s, which makes a short headersTimeout meaningless).
  */
 export function nodeServerLimits(headersTimeout = 10_000): http.ServerOptions {
-  if (typeof headersTimeout !== "number") {
-    throw new TypeError(
-      `stream-deadlines/node: headersTimeout must be a number of milliseconds, got ${headersTimeout === null ? "null" : typeof headersTimeout}`,
-    );
-  }
+  const where = "stream-deadlines/node";
+  if (typeof headersTimeout !== "number")
+    throw fieldError(where, "headersTimeout", "a number of milliseconds", typeOf(headersTimeout));
   // Node itself takes only whole milliseconds up to 2^53 - 1.
-  if (!Number.isInteger(headersTimeout) || headersTimeout <= 0 || headersTimeout > Number.MAX_SAFE_INTEGER) {
-    throw new RangeError(
-      `stream-deadlines/node: headersTimeout must be a positive whole number of milliseconds, got ${headersTimeout}`,
-    );
-  }
+  if (!Number.isInteger(headersTimeout) || headersTimeout <= 0 || headersTimeout > Number.MAX_SAFE_INTEGER)
+    throw fieldError(where, "headersTimeout", "a positive whole number of milliseconds", headersTimeout, RangeError);
   return {
     requestTimeout: 0,
     headersTimeout,
@@ -204,8 +206,11 @@ function checkServeOptions(port: unknown, hostname: unknown, useHttp2: unknown, 
   const where = "stream-deadlines/node: serve";
   checkListenOptions(where, port, hostname);
   if (typeof useHttp2 !== "boolean" && useHttp2 !== "h2c")
-    throw new TypeError(
-      `${where}: http2 must be true, false or "h2c", got ${typeof useHttp2 === "string" ? JSON.stringify(useHttp2) : useHttp2 === null ? "null" : typeof useHttp2}`,
+    throw fieldError(
+      where,
+      "http2",
+      'true, false or "h2c"',
+      typeof useHttp2 === "string" ? JSON.stringify(useHttp2) : typeOf(useHttp2),
     );
   if (tls === undefined) return;
   const pem = (value: unknown) =>
@@ -216,9 +221,12 @@ function checkServeOptions(port: unknown, hostname: unknown, useHttp2: unknown, 
     !pem((tls as { key?: unknown }).key) ||
     !pem((tls as { cert?: unknown }).cert)
   ) {
-    throw new TypeError(
-      `${where}: tls must be { key, cert } (PEM strings or Buffers), got ${tls === null ? "null" : typeof tls !== "object" ? typeof tls : `an object with key ${typeof (tls as { key?: unknown }).key} and cert ${typeof (tls as { cert?: unknown }).cert}`}`,
-    );
+    const { key, cert } = (typeof tls === "object" && tls !== null ? tls : {}) as { key?: unknown; cert?: unknown };
+    const got =
+      typeof tls !== "object" || tls === null
+        ? typeOf(tls)
+        : `an object with key ${typeof key} and cert ${typeof cert}`;
+    throw fieldError(where, "tls", "{ key, cert } (PEM strings or Buffers)", got);
   }
 }
 
@@ -240,8 +248,9 @@ export async function serve(handler: NodeFetchHandler, options: NodeServeOptions
   if (useHttp2 === "h2c") server = http2.createServer(listener as never);
   else if (useHttp2) {
     if (tls === undefined)
-      throw new TypeError(
-        'stream-deadlines/node: http2 over TLS needs the tls option ({ key, cert }); use http2: "h2c" for cleartext',
+      fail(
+        "stream-deadlines/node",
+        'http2 over TLS needs the tls option ({ key, cert }); use http2: "h2c" for cleartext',
       );
     server = http2.createSecureServer({ ...tls, allowHTTP1: true }, listener as never);
   } else if (tls !== undefined) server = https.createServer({ ...limits, ...tls }, listener as never);

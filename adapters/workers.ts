@@ -28,6 +28,7 @@ import {
   type AdapterHooks,
   type BodyReader,
   adapterDeadlines,
+  checkFunction,
   declaredContentLength,
 } from "../src/http/adapter-contract.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
@@ -275,8 +276,7 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
   handler: WorkersFetchHandler<R, Env, Ctx>,
   options: AdapterOptions<[Env, Ctx]> = {},
 ): (request: R, env: Env, ctx: Ctx) => Promise<Response> {
-  if (typeof handler !== "function")
-    throw new TypeError(`stream-deadlines/workers: handler must be a function, got ${typeof handler}`);
+  checkFunction("stream-deadlines/workers", handler);
   // A native body (a proxied fetch()) read in 4 KiB chunks costs far more CPU than passing it on:
   // withDeadlines reads the bodies it guards through largeChunkReader.
   const guarded = adapterDeadlines(

@@ -23,7 +23,7 @@ export interface Clock {
 /** Largest delay setTimeout accepts before it overflows and fires at once (2^31 - 1 ms, ~24.8 days). */
 export const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
-import { checkKeys, checkObject, fieldError, kind } from "./validate.ts";
+import { checkKeys, checkObject, fail, fieldError, kind } from "./validate.ts";
 
 const CLOCK_METHODS = ["now", "wallNow", "setTimer", "clearTimer"] as const;
 
@@ -209,7 +209,7 @@ export function createVirtualClock(options: { start?: number; wallStart?: number
 
   async function advanceTo(target: number): Promise<void> {
     checkMs("virtual clock advanceTo", "time", target);
-    if (!(target >= now)) throw new RangeError(`virtual clock: cannot move back from ${now} to ${target}`);
+    if (!(target >= now)) fail("virtual clock", `cannot move back from ${now} to ${target}`, ": ", RangeError);
     await settle();
     for (;;) {
       const timer = nextDue(target);

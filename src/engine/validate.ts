@@ -11,6 +11,16 @@ export function kind(value: unknown): string {
   return value === null ? "null" : Array.isArray(value) ? "an array" : typeof value;
 }
 
+/** A value's typeof, with null named "null". */
+export function typeOf(value: unknown): string {
+  return value === null ? "null" : typeof value;
+}
+
+/** A handler (or any callback) must be a function: `${where}: ${field} must be a function, got ${typeof}`. */
+export function checkFunction(where: string, value: unknown, field = "handler"): void {
+  if (typeof value !== "function") throw fieldError(where, field, "a function", typeof value);
+}
+
 /** `a, b, c or d`. */
 export function listOr(words: readonly string[]): string {
   return words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} or ${words[words.length - 1]}`;

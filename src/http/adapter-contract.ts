@@ -101,4 +101,4 @@ export { findDeadlines, requestTimeoutResponse } from "./controls.ts";
 export { OPTION_KEYS } from "./options.ts";
 export { defaultTimeoutAnswer } from "./timeout-answer.ts";
 export { declaredContentLength } from "./pass-through.ts";
-export { checkKeys, checkObject, fail, fieldError, kind, listOr } from "../engine/validate.ts";
+export { checkFunction, checkKeys, checkObject, fail, fieldError, kind, typeOf } from "../engine/validate.ts";

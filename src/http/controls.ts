@@ -5,6 +5,7 @@
 import { type ResolvedLimits, emptyLimits, parseLimits } from "../engine/limits.ts";
 import type { DeadlineController, DeadlineStats } from "../engine/tracker.ts";
 import type { TimeoutError } from "../engine/timeout-error.ts";
+import { fail } from "../engine/validate.ts";
 
 /** The live controls of one request. */
 export interface RequestDeadlines {
@@ -49,11 +50,8 @@ export function findDeadlines(request: Request): RequestDeadlines | undefined {
 /** The live controls of a request handled by `withDeadlines`. Throws for any other request. */
 export function deadlines(request: Request): RequestDeadlines {
   const controls = findDeadlines(request);
-  if (controls === undefined) {
-    throw new TypeError(
-      "deadlines(request): this Request is not handled by withDeadlines (pass the Request your handler received)",
-    );
-  }
+  if (controls === undefined)
+    fail("deadlines(request)", "this Request is not handled by withDeadlines (pass the Request your handler received)");
   return controls;
 }
 

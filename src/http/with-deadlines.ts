@@ -4,7 +4,7 @@
  * that holds the Request (so frameworks need no new parameter).
  */
 import { checkClock, systemClock } from "../engine/clock.ts";
-import { checkOptions, fail, kind } from "../engine/validate.ts";
+import { checkFunction, checkOptions, fail, kind, typeOf } from "../engine/validate.ts";
 import type { AdapterHandler, AdapterHooks } from "./adapter-contract.ts";
 import { keepControls } from "./controls.ts";
 import { Exchange } from "./exchange.ts";
@@ -27,7 +27,7 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
   options: WithDeadlinesOptions<Args>,
 ): AdapterHandler<Args, Result> {
   const where = "withDeadlines";
-  if (typeof handler !== "function") fail(where, `handler must be a function, got ${typeof handler}`);
+  checkFunction(where, handler);
   checkOptions(where, options, OPTION_KEYS);
   const {
     policy,
@@ -40,7 +40,7 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
   if (timerScope !== "shared" && timerScope !== "request")
     fail(
       where,
-      `timerScope must be "shared" or "request", got ${typeof timerScope === "string" ? JSON.stringify(timerScope) : kind(timerScope)}`,
+      `timerScope must be "shared" or "request", got ${typeof timerScope === "string" ? JSON.stringify(timerScope) : typeOf(timerScope)}`,
     );
   if (policy !== undefined && typeof policy !== "function") fail(where, "policy must be a function");
   if (onTimeout !== false && typeof onTimeout !== "function") fail(where, "onTimeout must be a function or false");
