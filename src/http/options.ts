@@ -64,7 +64,11 @@ export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
   minRate: 240,
   grace: 5_000,
 });
-export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = DEFAULT_REQUEST_LIMITS;
+export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
+  idle: 30_000,
+  minRate: 240,
+  grace: 5_000,
+});
 
 /** Every option withDeadlines knows (adapters check their options against it too). */
 export const OPTION_KEYS: readonly string[] = [
