@@ -20,7 +20,7 @@ import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, InboundBodyGuard } from "./adapter-contract.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
-import { HandlerDeadline } from "./handler-deadline.ts";
+import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
 import { checkHandlerMs, type InMemoryResponse, type ResolvedConfig, type ResolvedPolicy } from "./options.ts";
 import {
   UNGUARDED_DECLARED_LENGTH,
@@ -48,7 +48,7 @@ type Phase = typeof HANDLING | typeof ANSWERED | typeof STREAMING | typeof DONE;
 const bytesResponse: InMemoryResponse = (body, init) => new Response(body as Uint8Array<ArrayBuffer>, init);
 const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
 
-export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard {
+export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard, HandlerDeadlineOwner {
   private phase: Phase = HANDLING;
   readonly startedAt: number;
   /** This request's own clock when timers are per request, made at its first use (most requests never arm a timer). */
@@ -147,7 +147,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   setHandlerTimeout(ms: number | null): void {
     const value = checkHandlerMs("setHandlerTimeout", ms);
     if (this.phase !== HANDLING) return;
-    this.handlerDeadline ??= new HandlerDeadline(this.handlerDeadlinePassed, this.clock);
+    this.handlerDeadline ??= new HandlerDeadline(this, this.clock);
     this.handlerDeadline.set(value, this.startedAt);
   }
 
@@ -203,7 +203,14 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       else cancelLateBody(pending, reason);
       return Promise.resolve(this.earlyAnswer!);
     }
-    if (!isThenable(pending)) return this.settled(() => this.handlerReturned(pending));
+    if (!isThenable(pending)) {
+      // A synchronous handler: nothing to race.
+      try {
+        return Promise.resolve(this.handlerReturned(pending));
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     return new Promise<T | Response>((resolve, reject) => {
       this.settle = resolve;
       Promise.resolve(pending).then(
@@ -227,12 +234,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     });
   }
 
-  /** A promise of what `run` returns, or of its throw. */
-  settled<T>(run: () => T | Promise<T>): Promise<T> {
+  /** The handler threw synchronously: the same as a rejection, as a promise. */
+  handlerThrewNow(error: unknown): Promise<Response> {
     try {
-      return Promise.resolve(run());
-    } catch (error) {
-      return Promise.reject(error);
+      return Promise.resolve(this.handlerThrew(error));
+    } catch (rethrown) {
+      return Promise.reject(rethrown);
     }
   }
 
@@ -379,7 +386,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       : reason;
   }
 
-  private readonly handlerDeadlinePassed = (now: number, limit: number): void => {
+  handlerDeadlinePassed(now: number, limit: number): void {
     if (this.phase !== HANDLING) return;
     const error = new TimeoutError({
       subject: "handler",
@@ -400,7 +407,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.ensureResponseTracker().abort(error);
     report(this.config.onTimeout, event);
     this.answerEarly(event);
-  };
+  }
 
   private clientWentAway(): void {
     const why: unknown = this.signalSource.signal?.reason ?? clientWentAwayError();

@@ -2,20 +2,25 @@
 import type { Clock } from "../engine/clock.ts";
 import { type ScheduledEntry, schedulerFor } from "../engine/scheduler.ts";
 
+/** Told when the handler deadline passes. */
+export interface HandlerDeadlineOwner {
+  handlerDeadlinePassed(now: number, limit: number): void;
+}
+
 export class HandlerDeadline implements ScheduledEntry {
   heapIndex = -1;
   scheduledAt = Infinity;
   due = Infinity;
   limit = 0;
   constructor(
-    private readonly passed: (now: number, limit: number) => void,
+    private readonly owner: HandlerDeadlineOwner,
     private readonly clock: Clock,
   ) {}
   checkDue(now: number): number {
     if (this.due === Infinity) return Infinity;
     if (now >= this.due) {
       this.due = Infinity;
-      this.passed(now, this.limit);
+      this.owner.handlerDeadlinePassed(now, this.limit);
       return Infinity;
     }
     return this.due;

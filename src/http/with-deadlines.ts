@@ -77,7 +77,7 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     try {
       pending = handler(exchange.handlerRequest, ...handlerArgs);
     } catch (error) {
-      return exchange.settled(() => exchange.handlerThrew(error));
+      return exchange.handlerThrewNow(error);
     }
     return exchange.answer(pending);
   };
