@@ -19,7 +19,7 @@ export interface UpstreamDeadlineOptions extends DeadlineLimits {
   clock?: Clock;
   onTimeout?: (error: TimeoutError) => void;
   /** The fetch to call. Default: the global `fetch`. */
-  fetch?: (input: RequestInfo | URL, init?: RequestInit) => Promise<Response>;
+  fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 }
 
 export interface FetchWithDeadlinesInit extends RequestInit {
@@ -43,7 +43,7 @@ export function upstreamDeadlines(response: Response): DeadlineController | unde
  * The result is a Response with the same status, statusText and headers, whose body is guarded.
  */
 export async function fetchWithDeadlines(
-  input: RequestInfo | URL,
+  input: string | URL | Request,
   init: FetchWithDeadlinesInit = {},
 ): Promise<Response> {
   const where = "fetchWithDeadlines";
