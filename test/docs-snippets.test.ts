@@ -2,8 +2,8 @@
  * Every TypeScript block of README.md, CONTRIBUTING.md and docs/*.md type-checks as written, with its
  * runtime's types (see test/support/doc-snippets.ts for the markers), against this repository's sources.
  */
-import { describe, expect, it } from "vitest";
-import { allSnippets, extractSnippets, typeCheckSnippets } from "./support/doc-snippets.ts";
+import { describe, expect, it, vi } from "vitest";
+import { allSnippets, extractSnippets, snippetModule, typeCheckSnippets } from "./support/doc-snippets.ts";
 
 describe("the docs' TypeScript blocks", () => {
   it("are found in README.md and docs/, with a runtime for each", () => {
@@ -73,5 +73,29 @@ describe("the docs' TypeScript blocks", () => {
     expect(() => extractSnippets("t.md", "<!-- check: python -->\n```ts\n```\n")).toThrow(/t\.md:1: bad check/);
     expect(() => extractSnippets("t.md", "<!-- check: bun -->\ntext\n```ts\n```\n")).toThrow(/right before/);
     expect(() => extractSnippets("t.md", "```ts\nconst a = 1;\n")).toThrow(/unclosed/);
+  });
+});
+
+describe("the docs' whole-program blocks run as written", () => {
+  it("withDeadlines' example counts an upload's bytes, for an authenticated caller and for any other", async () => {
+    const block = (await import(snippetModule("with-deadlines-example"))) as {
+      default: { fetch: (request: Request) => Promise<Response> };
+    };
+    const upload = (headers: Record<string, string>) =>
+      block.default.fetch(new Request("http://localhost/upload", { method: "POST", body: "hello", headers }));
+    const authenticated = await upload({ authorization: "Bearer demo" });
+    expect([authenticated.status, await authenticated.json()]).toEqual([200, { bytes: 5 }]);
+    const anonymous = await upload({});
+    expect([anonymous.status, await anonymous.json()]).toEqual([200, { bytes: 5 }]);
+  });
+
+  it("the virtual-time example prints the state and code it says", async () => {
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    try {
+      await import(snippetModule("virtual-clock-example"));
+      expect(log.mock.calls).toEqual([["timedOut", "ERR_DEADLINE_IDLE"]]);
+    } finally {
+      log.mockRestore();
+    }
   });
 });

@@ -9,8 +9,8 @@
  * is checked as Node code. Each block is its own module (`export {}` is appended), so blocks never
  * see each other's names.
  */
-import { readdirSync, readFileSync } from "node:fs";
-import { join, relative, resolve } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 import ts from "typescript";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
@@ -225,4 +225,24 @@ export function typeCheckSnippets(snippets: Snippet[]): SnippetDiagnostic[] {
     }
   }
   return out.sort((a, b) => a.at[0].localeCompare(b.at[0]) || a.at[1] - b.at[1] || a.at[2] - b.at[2]);
+}
+
+/**
+ * The block named `id` (`<!-- check: node id: … -->`) as a module file a test can import and run: the
+ * block as written, with its "stream-deadlines" and "stream-deadlines/<name>" imports pointed at
+ * src/index.ts and adapters/<name>.ts. Written under .scratch/ (git-ignored); returns its path.
+ */
+export function snippetModule(id: string, snippets: Snippet[] = allSnippets()): string {
+  const found = snippets.filter((s) => s.id === id);
+  if (found.length !== 1) throw new Error(`expected one block with id ${id}, found ${found.length}`);
+  const snippet = found[0] as Snippet;
+  const code = snippet.code.replace(
+    /from "stream-deadlines(?:\/(\w+))?"/g,
+    (_, name: string | undefined) =>
+      `from ${JSON.stringify(name === undefined ? join(ROOT, "src/index.ts") : join(ROOT, "adapters", `${name}.ts`))}`,
+  );
+  const path = join(ROOT, ".scratch/doc-snippets", snippetFileName(snippet));
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, code);
+  return path;
 }
