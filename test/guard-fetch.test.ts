@@ -238,13 +238,14 @@ describe("fetchWithDeadlines: the clock runs on the upstream only while the upst
     const clock = createVirtualClock();
     const producer = scriptedSource(clock, nine());
     const origin = fakeOrigin(clock, { answerAfter: 10, takeChunks: 3 }); // takes 3 chunks (up to 300 ms), then stops
+    const timeouts: TimeoutError[] = [];
     const result = settled(
       clock,
       fetchWithDeadlines(UPLOAD_URL, {
         method: "POST",
         body: producer.stream,
         duplex: "half",
-        deadlines: { idle: 300, clock, fetch: origin.fetch },
+        deadlines: { idle: 300, clock, fetch: origin.fetch, onTimeout: (e: TimeoutError) => void timeouts.push(e) },
       } as RequestInit),
     );
     await clock.advance(5000);
@@ -262,6 +263,7 @@ describe("fetchWithDeadlines: the clock runs on the upstream only while the upst
     );
     expect(origin.seen.request?.signal.reason).toBe(error); // the upstream call is aborted
     expect(producer.cancelReason).toBe(error); // and our producer cancelled
+    expect(timeouts).toEqual([error]); // reported once
     expect(deadlineDebugCounters(clock).scheduledDeadlines).toBe(0);
   });
 
@@ -349,6 +351,56 @@ describe("fetchWithDeadlines: the clock runs on the upstream only while the upst
         else expect([kind, result.at, (result.error as TimeoutError).limit]).toEqual([kind, 300, "idle"]);
       }
     }
+  });
+
+  it("a Request's body is a stream whatever it was made from: it is timed and sent as a stream", async () => {
+    for (const answerAfter of [290, 310]) {
+      const clock = createVirtualClock();
+      const origin = fakeOrigin(clock, { answerAfter });
+      const request = new Request(UPLOAD_URL, { method: "POST", body: "hello" });
+      const result = settled(
+        clock,
+        fetchWithDeadlines(request, { deadlines: { idle: 300, clock, fetch: origin.fetch } }),
+      );
+      await clock.advance(5000);
+      expect(origin.seen.initBody).toBeInstanceOf(ReadableStream);
+      expect(origin.seen.bytes).toBe(5);
+      // Taken at once (at 0 ms): the header wait starts then.
+      if (answerAfter === 290) expect([result.at, result.error]).toEqual([290, undefined]);
+      else expect([result.at, (result.error as TimeoutError).limit]).toEqual([300, "idle"]);
+    }
+  });
+
+  it("total counts from the call over the whole exchange: the upload, the header wait and the body", async () => {
+    const run = async (total: number) => {
+      const clock = createVirtualClock();
+      const producer = scriptedSource(clock, nine()); // taken by 900 ms
+      const body = trackedProducer(clock, drip(10_000, 1000, 100, 910)); // from 1010 ms to 1910 ms
+      const origin = fakeOrigin(clock, { answerAfter: 10, body: () => body.stream });
+      const timeouts: TimeoutError[] = [];
+      const result = settled(
+        clock,
+        fetchWithDeadlines(UPLOAD_URL, {
+          method: "POST",
+          body: producer.stream,
+          duplex: "half",
+          deadlines: { total, clock, fetch: origin.fetch, onTimeout: (e: TimeoutError) => void timeouts.push(e) },
+        } as RequestInit),
+      );
+      await clock.advance(910);
+      const consumer = result.value ? scriptedConsumer(clock, result.value.body!) : undefined;
+      await clock.advance(5000);
+      return { result, consumer, producer, body, timeouts };
+    };
+    const duringUpload = await run(500);
+    expect([duringUpload.result.at, duringUpload.result.error]).toEqual([500, duringUpload.timeouts[0]]);
+    expect(duringUpload.timeouts).toMatchObject([{ limit: "total", elapsed: 500 }]);
+    expect(duringUpload.producer.cancelReason).toBe(duringUpload.timeouts[0]);
+    const duringBody = await run(1500);
+    expect(duringBody.consumer?.endedAt).toBe(1500);
+    expect(duringBody.consumer?.error).toBe(duringBody.timeouts[0]);
+    expect(duringBody.timeouts).toMatchObject([{ limit: "total", elapsed: 1500, subject: "upstream body" }]);
+    expect(duringBody.body.cancelReason).toBe(duringBody.timeouts[0]);
   });
 
   it("minRate runs on our upload while a chunk waits for the upstream, never on our producer's time", async () => {
