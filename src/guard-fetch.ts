@@ -37,7 +37,7 @@ export interface FetchWithDeadlinesInit extends RequestInit {
 }
 
 /** The subject of our upload's deadlines (its idle message then says "the upstream took no data"). */
-export const UPLOAD_SUBJECT = "upstream request body";
+const UPLOAD_SUBJECT = "upstream request body";
 
 const UPSTREAM = Symbol.for("stream-deadlines.upstreamDeadlines");
 const UPSTREAM_OPTION_KEYS = new Set(["idle", "minRate", "grace", "total", "subject", "clock", "onTimeout", "fetch"]);

@@ -553,7 +553,7 @@ describe("fetchWithDeadlines: the clock runs on the upstream only while the upst
 });
 
 describe("fetchWithDeadlines over a real socket (node:http on 127.0.0.1, real time)", () => {
-  it("a streamed upload under idle 300 ms, a slow origin under minRate, a Request aborted at 100 ms", async () => {
+  it("a streamed upload under idle 300 ms, a whole body redirected, a slow origin under minRate, a Request aborted at 100 ms", async () => {
     const closedEarly: string[] = [];
     const server = createServer((req, res) => {
       let bytes = 0;
@@ -562,6 +562,7 @@ describe("fetchWithDeadlines over a real socket (node:http on 127.0.0.1, real ti
         if (!res.writableFinished) closedEarly.push(req.url ?? "");
       });
       if (req.url === "/upload") req.on("end", () => res.end(JSON.stringify({ bytes })));
+      if (req.url === "/moved") req.on("end", () => res.writeHead(307, { location: "/upload" }).end());
       if (req.url === "/slow") setTimeout(() => res.end("x".repeat(64 * 1024)), 800);
       // "/never": no answer at all.
     });
@@ -590,6 +591,17 @@ describe("fetchWithDeadlines over a real socket (node:http on 127.0.0.1, real ti
       } as RequestInit);
       expect(await uploaded.json()).toEqual({ bytes: 9000 });
       expect(performance.now() - started).toBeGreaterThanOrEqual(850);
+
+      // A body given whole keeps what fetch() does with it (a known length, redirects followed); a
+      // Request's body is a stream whatever it was made from, and fetch() follows no 307 with a stream.
+      const whole = await fetchWithDeadlines(`${origin}/moved`, {
+        method: "POST",
+        body: "hello",
+        deadlines: { idle: 300 },
+      });
+      expect(await whole.json()).toEqual({ bytes: 5 });
+      const fromString = new Request(`${origin}/moved`, { method: "POST", body: "hello" });
+      await expect(fetchWithDeadlines(fromString, { deadlines: { idle: 300 } })).rejects.toThrow(TypeError);
 
       // Headers after 800 ms under { idle: 1500, minRate: 4096, grace: 300 }: was cut at ~350 ms, "0 B/s".
       started = performance.now();
