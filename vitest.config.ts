@@ -12,6 +12,7 @@ const SOCKET_TESTS = [
   "test/faults.test.ts",
   "test/honest-peers.test.ts",
   "test/bad-input-http.test.ts",
+  "test/guard-fetch-http.test.ts",
   "test/hono-middleware.test.ts",
   "test/package-tarball.test.ts",
   "test/fresh-clone.test.ts",

@@ -268,3 +268,4 @@ export async function serve(handler: NodeFetchHandler, options: NodeServeOptions
       }),
   };
 }
+export { applyNodeServerLimits, type NodeServerLimitsOptions } from "./node-server.ts";
