@@ -1,11 +1,41 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Tests that open sockets or start runtimes: real servers, raw TCP clients, child processes of Deno,
+ * Bun and workerd. They run one file at a time (they measure real timing on a 2-core machine).
+ * Everything else is the unit project: no socket (test/support/no-sockets.ts enforces it), files in
+ * parallel, `npm run test:unit`.
+ */
+const SOCKET_TESTS = [
+  "test/adapter-*.test.ts",
+  "test/conformance.test.ts",
+  "test/faults.test.ts",
+  "test/honest-peers.test.ts",
+  "test/bad-input-http.test.ts",
+  "test/guard-fetch-http.test.ts",
+  "test/hono-middleware.test.ts",
+  "test/package-tarball.test.ts",
+  "test/fresh-clone.test.ts",
+];
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
-    // One file at a time: the conformance suite measures real timing on a 2-core machine.
-    fileParallelism: false,
     reporters: ["default", "./test/support/ci-summary-reporter.ts"],
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["test/**/*.test.ts"],
+          exclude: SOCKET_TESTS,
+          setupFiles: ["./test/support/no-sockets.ts"],
+        },
+      },
+      {
+        extends: true,
+        test: { name: "sockets", include: SOCKET_TESTS, fileParallelism: false },
+      },
+    ],
   },
 });

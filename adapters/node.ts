@@ -282,3 +282,4 @@ export async function serve(handler: NodeFetchHandler, options: NodeServeOptions
       }),
   };
 }
+export { applyNodeServerLimits, type NodeServerLimitsOptions } from "./node-server.ts";

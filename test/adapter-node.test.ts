@@ -150,6 +150,12 @@ describe("stream-deadlines/node", () => {
     session.close();
   });
 
+  it("listens on 127.0.0.1 unless given a hostname", async () => {
+    server = await serve(() => new Response("ok"), { port: 0, onTimeout: false });
+    expect(server.server.address()).toMatchObject({ address: "127.0.0.1" });
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}`);
+  });
+
   it("refuses HTTP/2 over TLS without a certificate", async () => {
     await expect(serve(() => new Response(), { port: 0, http2: true })).rejects.toThrow(/needs the tls option/);
   });

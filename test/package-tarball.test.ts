@@ -15,7 +15,9 @@
  *   in package.json's exports (read at test time) is imported on each runtime;
  * - a TypeScript consumer importing every subpath type-checks (strict, skipLibCheck off) under
  *   moduleResolution "bundler" and "node16", and the subpaths whose declarations name no node:*
- *   module also type-check without @types/node.
+ *   module also type-check without @types/node; and with lib ES2022 (no DOM lib) and only one
+ *   runtime's types: @types/node, @types/bun, @cloudflare/workers-types (each installed alone), or
+ *   Deno's own (`deno check --all`).
  *
  * The import matrix (✓ loads with the expected exports; ✗ fails as stated):
  *
@@ -364,5 +366,76 @@ describe("a TypeScript consumer of the installed package", () => {
       Boolean,
     );
     expect(failures.join("\n")).toBe("");
+  });
+
+  it("type-checks with lib es2022 and one runtime's own types only (no DOM lib, skipLibCheck off): @types/node, @types/bun, @cloudflare/workers-types, Deno", async () => {
+    const names: Record<string, string[]> = {};
+    for (const sub of SUBPATHS) {
+      const r = reference[sub];
+      if (!r?.ok) throw new Error(`${sub} does not load on node20`);
+      names[sub] = r.exports;
+    }
+    const pick = (...subs: string[]) => Object.fromEntries(subs.filter((s) => s in names).map((s) => [s, names[s]!]));
+    writeFileSync(join(projectDir, "consumer-node.ts"), consumerSource(pkg.name, names));
+    // What a project on each runtime imports: the core, its runtime's adapter, and the Hono middleware.
+    writeFileSync(join(projectDir, "consumer-bun.ts"), consumerSource(pkg.name, pick(".", "./bun", "./hono")));
+    writeFileSync(join(projectDir, "consumer-workers.ts"), consumerSource(pkg.name, pick(".", "./workers", "./hono")));
+    writeFileSync(join(projectDir, "consumer-deno.ts"), consumerSource(pkg.name, pick(".", "./deno", "./hono")));
+    // Each runtime's types installed alone, as a project of that runtime has them: @types/bun brings the
+    // @types/node its bun-types asks for, not the repository's.
+    const installed = (name: string) =>
+      (JSON.parse(readFileSync(join(root, "node_modules", name, "package.json"), "utf8")) as { version: string })
+        .version;
+    const envs = { bun: "@types/bun", workers: "@cloudflare/workers-types" } as const;
+    for (const [env, types] of Object.entries(envs)) {
+      const dir = join(work, `types-${env}`);
+      mkdirSync(dir);
+      writeFileSync(join(dir, "package.json"), JSON.stringify({ name: `sd-types-${env}`, private: true }));
+      await run(
+        "npm",
+        [
+          "install",
+          "--no-audit",
+          "--no-fund",
+          "--prefer-offline",
+          "--loglevel",
+          "error",
+          `${types}@${installed(types)}`,
+        ],
+        { cwd: dir, env: childEnv(), maxBuffer: 16 << 20 },
+      );
+    }
+    const es2022 = { module: "preserve", moduleResolution: "bundler", lib: ["ES2022"] };
+    const configs: ConsumerConfig[] = [
+      { name: "es2022-node", ...es2022, types: ["node"], files: ["consumer-node.ts"] },
+      {
+        name: "es2022-bun",
+        ...es2022,
+        types: ["bun"],
+        dir: join(work, "types-bun"),
+        files: [join(projectDir, "consumer-bun.ts")],
+      },
+      {
+        name: "es2022-workers",
+        ...es2022,
+        types: ["@cloudflare/workers-types"],
+        dir: join(work, "types-workers"),
+        files: [join(projectDir, "consumer-workers.ts")],
+      },
+    ];
+    const failures = (await Promise.all(configs.map((config) => typecheckConsumer(root, projectDir, config)))).filter(
+      Boolean,
+    );
+    // Deno type-checks with its own lib (no DOM), resolving the package from the project's node_modules;
+    // --all includes the package's declarations.
+    const deno = await run(
+      join(root, "node_modules/.bin/deno"),
+      ["check", "--all", "--no-lock", "--node-modules-dir=manual", "consumer-deno.ts"],
+      { cwd: projectDir, env: childEnv({ DENO_NO_UPDATE_CHECK: "1" }), maxBuffer: 16 << 20 },
+    ).then(
+      () => "",
+      (error: { stdout?: string; stderr?: string; message: string }) => `deno: ${error.stderr || error.message}`,
+    );
+    expect([...failures, deno].filter(Boolean).join("\n")).toBe("");
   });
 });

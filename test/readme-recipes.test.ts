@@ -108,6 +108,8 @@ describe("README recipes", () => {
       const proxy = withDeadlines(
         (request: Request) =>
           fetchWithDeadlines(new URL(new URL(request.url).pathname, ORIGIN), {
+            method: request.method,
+            body: request.body,
             signal: deadlines(request).signal,
             deadlines: { idle: 15_000, minRate: 4_096, clock, fetch },
           }),
@@ -129,6 +131,39 @@ describe("README recipes", () => {
     expect([stalled.upstreamSignal?.aborted, stalled.origin.cancelled]).toEqual([true, true]);
     const left = await run("client leaves");
     expect([left.upstreamSignal?.aborted, left.origin.cancelled, left.events]).toEqual([true, true, []]);
+  });
+
+  it("the same proxy forwards a client upload that keeps moving for minutes: the client's pace is not the origin's fault", async () => {
+    const { clock, events, onTimeout } = setup();
+    // The client uploads 180 KiB at 1 KiB/s (3 minutes); the origin takes each chunk as it comes,
+    // then answers after 8 s of work (longer than minRate's 5 s grace, shorter than idle).
+    const client = scriptedUpload(clock, drip(180 * KiB, KiB, 1000));
+    let received = 0;
+    const fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
+      const upstreamRequest = new Request(input, init);
+      for await (const chunk of upstreamRequest.body as unknown as AsyncIterable<Uint8Array>)
+        received += chunk.byteLength;
+      await clock.sleep(8000);
+      return new Response(`stored ${received}`);
+    };
+    const ORIGIN = "http://origin.internal/";
+    const proxy = withDeadlines(
+      (request: Request) =>
+        fetchWithDeadlines(new URL(new URL(request.url).pathname, ORIGIN), {
+          method: request.method,
+          body: request.body,
+          signal: deadlines(request).signal,
+          deadlines: { idle: 15_000, minRate: 4_096, clock, fetch },
+        }),
+      { clock, onTimeout, response: { idle: 30_000, minRate: 1_024 } },
+    );
+    const pending = proxy(client.request);
+    let answeredAt: number | undefined;
+    void Promise.resolve(pending).then(() => (answeredAt = clock.now()));
+    await clock.advance(200_000);
+    expect(answeredAt).toBe(188_000);
+    const response = (await pending) as Response;
+    expect([response.status, await response.text(), events]).toEqual([200, `stored ${180 * KiB}`, []]);
   });
 
   it("per-route policy: /api/ gets a handler deadline and tight upload limits, /download a minimum rate", async () => {

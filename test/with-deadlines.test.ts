@@ -209,7 +209,7 @@ describe("withDeadlines: the request body", () => {
 });
 
 describe("withDeadlines: the handler deadline", () => {
-  it("answers 503 at once, aborts the signal, and cancels the body of a Response returned late", async () => {
+  it("answers 503 with Connection: close at once, aborts the signal, and cancels the body of a Response returned late", async () => {
     const { clock, events, onTimeout } = setup();
     const producer = trackedProducer(clock, drip(1000, 100, 10, 10_000));
     let signal!: AbortSignal;
@@ -225,6 +225,8 @@ describe("withDeadlines: the handler deadline", () => {
     await clock.advance(1000);
     const response = (await pending) as Response;
     expect(response.status).toBe(503);
+    expect(response.headers.get("connection")).toBe("close");
+    expect(await response.text()).toBe("Service Unavailable\n");
     expect(signal.aborted).toBe(true);
     expect(signal.reason).toMatchObject({
       name: "TimeoutError",

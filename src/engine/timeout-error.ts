@@ -174,12 +174,20 @@ function round1(x: number): string {
   return String(Math.round(x * 10) / 10);
 }
 
+/**
+ * Who takes an outbound body: the client, except for a body we send upstream (fetchWithDeadlines'
+ * upload, subject "upstream request body"), which the upstream takes.
+ */
+function receiverOf(subject: string): string {
+  return subject.startsWith("upstream ") ? "the upstream" : "the client";
+}
+
 function describeTimeout(d: TimeoutErrorDetails): string {
   const moved = d.direction === "outbound" ? "sent" : "received";
   switch (d.limit) {
     case "idle":
       return d.direction === "outbound"
-        ? `${d.subject} stalled: the client took no data for ${formatDuration(d.idleFor)} (idle limit ${formatLimitMs(d.limitValue)}, ${formatBytes(d.bytes)} ${moved})`
+        ? `${d.subject} stalled: ${receiverOf(d.subject)} took no data for ${formatDuration(d.idleFor)} (idle limit ${formatLimitMs(d.limitValue)}, ${formatBytes(d.bytes)} ${moved})`
         : `${d.subject} stalled: no data for ${formatDuration(d.idleFor)} (idle limit ${formatLimitMs(d.limitValue)}, ${formatBytes(d.bytes)} ${moved})`;
     case "minRate":
       return `${d.subject} too slow: ${formatRate(d.rate)} over ${formatDuration(d.waited)}, below the minimum ${formatRate(d.limitValue)} (grace ${formatLimitMs(d.grace ?? 0)}, ${formatBytes(d.bytes)} ${moved})`;

@@ -18,8 +18,11 @@ import {
   nonByteChunkError,
 } from "./common.ts";
 
-/** A read result as every runtime types it (@types/bun narrows the done case differently). */
-type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
+/**
+ * A read result as every runtime types it (@types/bun narrows the done case differently), spelled out
+ * rather than named: `ReadableStreamReadResult` is a DOM lib name that @types/node does not declare.
+ */
+type ReadResult = { done: false; value: Uint8Array } | { done: true; value?: Uint8Array | undefined };
 
 export function guardInboundStream(source: ReadableStream<Uint8Array>, options?: GuardOptions): GuardedStream {
   return createGuardedStream("guardInboundStream", "inbound", source, options, attachInboundGuard);

@@ -19,8 +19,11 @@ import {
   nonByteChunkError,
 } from "./common.ts";
 
-/** A read result as every runtime types it (@types/bun narrows the done case differently). */
-export type ReadResult = ReadableStreamReadResult<Uint8Array> | { done: true; value?: undefined };
+/**
+ * A read result as every runtime types it (@types/bun narrows the done case differently), spelled out
+ * rather than named: `ReadableStreamReadResult` is a DOM lib name that @types/node does not declare.
+ */
+export type ReadResult = { done: false; value: Uint8Array } | { done: true; value?: Uint8Array | undefined };
 
 /**
  * Keep-alive for server-sent events: when the consumer has waited `every` ms on a quiet producer,

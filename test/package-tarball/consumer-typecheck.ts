@@ -62,33 +62,41 @@ export interface ConsumerConfig {
   name: string;
   module: string;
   moduleResolution: string;
-  /** `["node"]` (taken from the repository's @types) or `[]`. */
+  /** Type packages to include: `["node"]`, `["bun"]`, `["@cloudflare/workers-types"]` or `[]`. */
   types: string[];
-  /** Files to check (relative to the project). */
+  /** Files to check (relative to `dir`, or absolute). */
   files: string[];
+  /** The `lib` setting. Default: ES2022 with the DOM libs. */
+  lib?: string[];
+  /**
+   * Where the tsconfig is written, and so where `types` are looked up (its node_modules). Default: the
+   * consumer project, with the repository's node_modules/@types as the type root.
+   */
+  dir?: string;
 }
 
 /** Writes tsconfig.<name>.json into `projectDir` and runs tsc on it; resolves with tsc's output on failure, "" on success. */
 export async function typecheckConsumer(root: string, projectDir: string, config: ConsumerConfig): Promise<string> {
+  const dir = config.dir ?? projectDir;
   const tsconfig = {
     compilerOptions: {
       module: config.module,
       moduleResolution: config.moduleResolution,
       target: "ES2022",
-      lib: ["ES2022", "DOM", "DOM.Iterable"],
+      lib: config.lib ?? ["ES2022", "DOM", "DOM.Iterable"],
       strict: true,
       noEmit: true,
       skipLibCheck: false,
       types: config.types,
-      typeRoots: [join(root, "node_modules/@types")],
+      ...(config.dir === undefined ? { typeRoots: [join(root, "node_modules/@types")] } : {}),
     },
     files: config.files,
   };
-  const file = join(projectDir, `tsconfig.${config.name}.json`);
+  const file = join(dir, `tsconfig.${config.name}.json`);
   writeFileSync(file, JSON.stringify(tsconfig, null, 2));
   try {
     await run(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", file, "--pretty", "false"], {
-      cwd: projectDir,
+      cwd: dir,
       env: childEnv(),
       maxBuffer: 16 << 20,
     });
