@@ -20,7 +20,7 @@ describe("README recipes", () => {
     const app = withDeadlines(handler, {
       clock,
       onTimeout,
-      response: { idle: 30_000 },
+      response: { idle: 30_000, minRate: null },
       policy: (request) => (new URL(request.url).pathname === "/events" ? { sseHeartbeat: 15_000 } : undefined),
     });
     const response = (await app(new Request("http://x/events"))) as Response;

@@ -57,6 +57,29 @@ describe("withDeadlines: shape", () => {
     expect(await ((await pending) as Response).json()).toEqual({ bytes: 3000 });
   });
 
+  it("the request and response options merge field by field over the defaults; null turns a field off", async () => {
+    const { clock, onTimeout } = setup();
+    const limitsOf = async (options: Parameters<typeof withDeadlines>[1]) => {
+      let seen: unknown;
+      const wrapped = withDeadlines(
+        (request: Request) => {
+          seen = [deadlines(request).request.limits, deadlines(request).response.limits];
+          return new Response(null);
+        },
+        { clock, onTimeout, ...options },
+      );
+      await wrapped(scriptedUpload(clock, drip(10, 10, 1)).request);
+      return seen as { idle: number | null; minRate: number | null; grace: number | null }[];
+    };
+    const [partial] = await limitsOf({ request: { idle: 10_000 } });
+    expect(partial).toMatchObject({ idle: 10_000, minRate: 240, grace: 5_000 });
+    const [noRate, response] = await limitsOf({ request: { minRate: null }, response: { total: 60_000 } });
+    expect(noRate).toMatchObject({ idle: 30_000, minRate: null });
+    expect(response).toMatchObject({ idle: 30_000, minRate: 240, grace: 5_000, total: 60_000 });
+    const [none] = await limitsOf({ request: { idle: null, minRate: null } });
+    expect(none).toMatchObject({ idle: null, minRate: null, total: null });
+  });
+
   it("deadlines() names the mistake for a request it does not know", () => {
     expect(() => deadlines(new Request("http://x/"))).toThrow(/not handled by withDeadlines/);
   });

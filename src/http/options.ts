@@ -134,7 +134,7 @@ function mergeLimits(
 ): [DeadlineLimits, Partial<ResolvedLimits>] {
   if (override === undefined) return [base, parsedBase];
   if (override === null)
-    fail(where, "limits must be an object like { idle, minRate, grace, total } ({} for none), got null");
+    fail(where, "limits must be an object like { idle, minRate, grace, total } (a field null turns that limit off), got null");
   const patch = parseLimits(override, where);
   const merged: DeadlineLimits = { ...base };
   const parsed = { ...parsedBase, ...patch };
@@ -158,17 +158,17 @@ function mergeLimits(
 
 /** The instance's defaults, validated once. */
 export function defaultPolicy(options: WithDeadlinesOptions<never>): ResolvedPolicy {
+  // The options' limits are merged field by field over the library's defaults, as a policy's are over
+  // the options' (null turns a field off): `request: { idle: 10_000 }` keeps the default minRate.
   const [rawRequest, request] = mergeLimits(
     "withDeadlines: request",
-    {},
-    {},
-    options.request === undefined ? DEFAULT_REQUEST_LIMITS : options.request,
+    ...mergeLimits("withDeadlines: request", {}, {}, DEFAULT_REQUEST_LIMITS),
+    options.request,
   );
   const [rawResponse, response] = mergeLimits(
     "withDeadlines: response",
-    {},
-    {},
-    options.response === undefined ? DEFAULT_RESPONSE_LIMITS : options.response,
+    ...mergeLimits("withDeadlines: response", {}, {}, DEFAULT_RESPONSE_LIMITS),
+    options.response,
   );
   return {
     rawRequest,
