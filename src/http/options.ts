@@ -134,7 +134,10 @@ function mergeLimits(
 ): [DeadlineLimits, Partial<ResolvedLimits>] {
   if (override === undefined) return [base, parsedBase];
   if (override === null)
-    fail(where, "limits must be an object like { idle, minRate, grace, total } (a field null turns that limit off), got null");
+    fail(
+      where,
+      "limits must be an object like { idle, minRate, grace, total } (a field null turns that limit off), got null",
+    );
   const patch = parseLimits(override, where);
   const merged: DeadlineLimits = { ...base };
   const parsed = { ...parsedBase, ...patch };
