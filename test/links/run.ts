@@ -301,7 +301,10 @@ async function runRuntime(runtime: Runtime, port: number): Promise<void> {
   } catch {}
 
   judge(runtime, expected, loopJobs, results, events);
-  if (serverErr.trim()) info(`${runtime} server stderr: ${serverErr.trim().split("\n").slice(0, 5).join(" | ")}`);
+  // Deno, Bun and workerd log a body that errors (each cut) on their own: shown shortened, for the record.
+  const errLines = serverErr.trim() ? serverErr.trim().split("\n") : [];
+  if (errLines.length > 0)
+    info(`${runtime} server stderr (${errLines.length} lines), first: ${errLines[0]!.slice(0, 160)}`);
 }
 
 // ---- judging -------------------------------------------------------------------------------------------------
