@@ -14,6 +14,8 @@ export interface LinkSpec {
   name: string;
   /** kbit/s on each direction; null: no shaping (the veth's own speed). */
   rateKbit: number | null;
+  /** tbf's queue, in ms of the rate. */
+  queueMs: number;
 }
 
 export interface Link extends LinkSpec {
@@ -134,7 +136,7 @@ export class Topology {
         [this.serverNs, serverDev],
         [clientNs, clientDev],
       ] as const)
-        run("tc", ["-n", ns, "qdisc", "add", "dev", dev, "root", ...tbfArgs(spec.rateKbit)]);
+        run("tc", ["-n", ns, "qdisc", "add", "dev", dev, "root", ...tbfArgs(spec.rateKbit, spec.queueMs)]);
     }
     const link = { ...spec, index, serverAddress, clientAddress };
     this.links.push(link);
@@ -169,12 +171,13 @@ export class Topology {
 
 /**
  * tbf: `rate` on each direction; a bucket of 4 KiB or 10 ms of the rate (enough for whole packets), and a queue of
- * 16 KiB or 250 ms of the rate, whichever is bigger (2 s at 64 kbit: a slow link's modem queues too).
+ * `queueMs` of the rate, at least 4 KiB. The queue sets the round trip under load, hence TCP's retransmission
+ * timeout, hence how long a lost segment holds up everything behind it (docs/links.md).
  */
-export function tbfArgs(rateKbit: number): string[] {
+export function tbfArgs(rateKbit: number, queueMs: number): string[] {
   const bytesPerSecond = (rateKbit * 1000) / 8;
   const burst = Math.max(4096, Math.round(bytesPerSecond * 0.01));
-  const limit = Math.max(16384, Math.round(bytesPerSecond * 0.25));
+  const limit = Math.max(4096, Math.round((bytesPerSecond * queueMs) / 1000));
   return ["tbf", "rate", `${rateKbit}kbit`, "burst", String(burst), "limit", String(limit)];
 }
 

@@ -1,5 +1,5 @@
 /**
- * `npm run test:links [-- --full] [-- --runtimes node,deno,bun,workers] [-- --response-idle MS]`
+ * `npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--queue-ms MS] [--response-idle MS]`
  *
  * Honest and stalled clients over emulated slow links (docs/links.md). It makes two network namespaces joined by one
  * veth pair per link, each shaped by `tc … tbf` (test/links/netns.ts), starts the server of each runtime in one
@@ -27,6 +27,7 @@ const argv = process.argv.slice(2);
 let full = false;
 let runtimes: Runtime[] = ["node", "deno", "bun", "workers"];
 let responseIdleOverride: number | undefined;
+let queueMs = 500;
 for (let i = 0; i < argv.length; i++) {
   const flag = argv[i];
   if (flag === "--full") full = true;
@@ -35,12 +36,17 @@ for (let i = 0; i < argv.length; i++) {
     for (const name of list)
       if (!(RUNTIMES as readonly string[]).includes(name)) throw new TypeError(`links: unknown runtime "${name}"`);
     runtimes = list as Runtime[];
+  } else if (flag === "--queue-ms") {
+    queueMs = Number(argv[++i]);
+    if (!Number.isInteger(queueMs) || queueMs <= 0) throw new RangeError("links: --queue-ms takes a positive number");
   } else if (flag === "--response-idle") {
     responseIdleOverride = Number(argv[++i]);
     if (!Number.isInteger(responseIdleOverride) || responseIdleOverride <= 0)
       throw new RangeError("links: --response-idle takes a positive number of ms");
   } else {
-    console.error("usage: npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--response-idle MS]");
+    console.error(
+      "usage: npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--queue-ms MS] [--response-idle MS]",
+    );
     process.exit(2);
   }
 }
@@ -116,7 +122,7 @@ const topo = topology;
 
 console.log(
   `links (${full ? "full" : "CI"} mode): ${runtimes.join(", ")}; limits ${JSON.stringify(LIMITS)}; tbf ${RATES_KBIT.map(
-    (kbit) => `${kbit}kbit [${tbfArgs(kbit).slice(1).join(" ")}]`,
+    (kbit) => `${kbit}kbit [${tbfArgs(kbit, queueMs).slice(1).join(" ")}]`,
   ).join(", ")}`,
 );
 
@@ -162,11 +168,11 @@ async function runRuntime(runtime: Runtime, port: number): Promise<void> {
   const up = new Map<number, Link>();
   const stalled = new Map<number, Link>();
   for (const kbit of RATES_KBIT) {
-    down.set(kbit, topo.addLink({ name: `${runtime}-down-${kbit}`, rateKbit: kbit }));
-    up.set(kbit, topo.addLink({ name: `${runtime}-up-${kbit}`, rateKbit: kbit }));
-    stalled.set(kbit, topo.addLink({ name: `${runtime}-stalled-${kbit}`, rateKbit: kbit }));
+    down.set(kbit, topo.addLink({ name: `${runtime}-down-${kbit}`, rateKbit: kbit, queueMs }));
+    up.set(kbit, topo.addLink({ name: `${runtime}-up-${kbit}`, rateKbit: kbit, queueMs }));
+    stalled.set(kbit, topo.addLink({ name: `${runtime}-stalled-${kbit}`, rateKbit: kbit, queueMs }));
   }
-  const sseLink = topo.addLink({ name: `${runtime}-sse-64`, rateKbit: 64 });
+  const sseLink = topo.addLink({ name: `${runtime}-sse-64`, rateKbit: 64, queueMs });
 
   const [command, args] = serverCommand(runtime, { port, hostname: "0.0.0.0", ...LIMITS });
   const server = spawnIn(topo.serverNs, command, args);
