@@ -9,7 +9,7 @@ describe("the demo", () => {
   it("README's config table states the defaults the demo uses", () => {
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
     const rows = Object.fromEntries(
-      [...readme.matchAll(/^\| `(request|response|handler|authenticated|sseHeartbeat)` \| `([^`]+)`/gm)].map((m) => [
+      [...readme.matchAll(/^\| `(request|response|handler|authenticated|sseHeartbeat)` +\| `([^`]+)`/gm)].map((m) => [
         m[1],
         JSON.parse(m[2]!),
       ]),
