@@ -8,7 +8,7 @@
  * non-zero on any failure, and when it cannot make namespaces (it needs root and iproute2). Every namespace it made
  * is gone when it exits, whichever way it exits.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -160,6 +160,22 @@ interface ServerEvent {
   [key: string]: unknown;
 }
 
+/**
+ * The largest send queue (bytes the server's kernel holds for the client: `ss`'s Send-Q) seen on each server-side
+ * connection, keyed by its local address and port (one link and runtime each). Sampled every 500 ms.
+ */
+const sendQueueMax = new Map<string, number>();
+const sampler = setInterval(() => {
+  execFile("ip", ["netns", "exec", topo.serverNs, "ss", "-tnH", "state", "established"], (error, stdout) => {
+    if (error) return;
+    for (const line of stdout.split("\n")) {
+      const [, sendQ, local] = line.trim().split(/\s+/);
+      if (local === undefined || !local.startsWith("10.200.")) continue;
+      sendQueueMax.set(local, Math.max(sendQueueMax.get(local) ?? 0, Number(sendQ)));
+    }
+  });
+}, 500);
+
 // ---- one runtime ---------------------------------------------------------------------------------------------
 async function runRuntime(runtime: Runtime, port: number): Promise<void> {
   // One link per transfer, so that each has the link to itself (an upload's ACKs queued behind a download's data
@@ -208,10 +224,10 @@ async function runRuntime(runtime: Runtime, port: number): Promise<void> {
   const url = (link: Link | "loopback", path: string) =>
     `http://${link === "loopback" ? "127.0.0.1" : link.serverAddress}:${port}${path}`;
   const jobs: Job[] = [];
-  const expected = new Map<string, { job: Job; kbit: number }>();
-  const add = (job: Job, kbit: number) => {
+  const expected = new Map<string, { job: Job; kbit: number; local?: string }>();
+  const add = (job: Job, kbit: number, link?: Link) => {
     jobs.push(job);
-    expected.set(job.id, { job, kbit });
+    expected.set(job.id, { job, kbit, ...(link ? { local: `${link.serverAddress}:${port}` } : {}) });
   };
   for (const kbit of RATES_KBIT) {
     const bytes = honestBytes(kbit);
@@ -227,6 +243,7 @@ async function runRuntime(runtime: Runtime, port: number): Promise<void> {
         timeoutMs,
       },
       kbit,
+      down.get(kbit),
     );
     add({ kind: "upload", id: `up-${kbit}`, url: url(up.get(kbit)!, `/upload?id=up-${kbit}`), bytes, timeoutMs }, kbit);
     add(
@@ -316,14 +333,14 @@ async function runRuntime(runtime: Runtime, port: number): Promise<void> {
 // ---- judging -------------------------------------------------------------------------------------------------
 function judge(
   runtime: Runtime,
-  expected: Map<string, { job: Job; kbit: number }>,
+  expected: Map<string, { job: Job; kbit: number; local?: string }>,
   loopJobs: Job[],
   results: Map<string, JobResult>,
   events: ServerEvent[],
 ): void {
   const of = (id: string, name: string) => events.find((event) => event.id === id && event.event === name);
   const timeoutOf = (id: string) => of(id, "timeout");
-  for (const [id, { job, kbit }] of expected) {
+  for (const [id, { job, kbit, local }] of expected) {
     const name = `${runtime} ${id.replace(/-\d+$/, "")} over ${kbit} kbit`;
     const result = results.get(id);
     if (result === undefined) {
@@ -341,9 +358,10 @@ function judge(
         job.kind === "upload" ? ((result.answer as { bytes?: number } | undefined)?.bytes ?? -1) : result.bytes;
       const share = bytes / (ms / 1000) / linkBps;
       const done = of(id, job.kind === "download" ? "download-complete" : "upload-complete");
-      const gap = done
-        ? `; longest wait between ${job.kind === "download" ? "takes" : "chunks"} ${s(Number(done.maxGap))}`
-        : "";
+      const queue = local !== undefined ? sendQueueMax.get(local) : undefined;
+      const gap = `${
+        done ? `; longest wait between ${job.kind === "download" ? "takes" : "chunks"} ${s(Number(done.maxGap))}` : ""
+      }${queue !== undefined ? `; server's send queue up to ${(queue / 1000).toFixed(0)} kB` : ""}`;
       const ok =
         result.status === 200 &&
         bytes === job.bytes &&
@@ -454,6 +472,7 @@ try {
 } catch (error) {
   check("links harness", false, (error as Error).stack ?? String(error));
 }
+clearInterval(sampler);
 stopChildren();
 topo.cleanup();
 const left = topo.leftovers();
