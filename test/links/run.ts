@@ -61,7 +61,7 @@ const LIMITS = {
 const ACCURACY = 500;
 const RATES_KBIT = [64, 256, 2000];
 const TEN_MB = 10_000_000;
-/** Honest transfers: the 10 MB (full), or 75 s of the link (2.5 × the response idle), at most 10 MB. */
+/** Honest transfers: 10 MB (full mode), or 75 s of the link (2.5 × the response idle), at most 10 MB. */
 const honestBytes = (kbit: number) => (full ? TEN_MB : Math.min(TEN_MB, Math.round(((kbit * 1000) / 8) * 75)));
 /** A quiet SSE stream on the slowest link: gaps longer than the response idle. */
 const SSE = { every: LIMITS.response.idle + 5_000, count: full ? 5 : 3 };
