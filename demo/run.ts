@@ -51,7 +51,12 @@ if (args.runtime === "node" && args.bare) {
   const { toNodeHandler } = await import("srvx/node");
   const config = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args.configFile, "utf8")) : undefined);
   const app = createDemoApp({ ...config, observe: config.observe || args.observe });
-  const server = http.createServer(toNodeHandler((request: Request) => app.handler(request)) as never);
+  // As a sane bare app does (srvx's and Hono's default error handlers do the same): a handler that throws, such as an
+  // upload whose client left (`Error: aborted`, ECONNRESET), answers 500 instead of an unhandled rejection that ends
+  // the process. No deadline is added.
+  const handler = (request: Request) =>
+    app.handler(request).catch(() => new Response("internal server error\n", { status: 500 }));
+  const server = http.createServer(toNodeHandler(handler) as never);
   await new Promise<void>((resolve) => server.listen(args.port, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as import("node:net").AddressInfo).port}`;
   console.log(`stream-deadlines demo (node ${process.version}, bare: no stream-deadlines) listening on ${url}`);
