@@ -16,6 +16,7 @@ const SOCKET_TESTS = [
   "test/hono-middleware.test.ts",
   "test/package-tarball.test.ts",
   "test/fresh-clone.test.ts",
+  "test/demo-bare.test.ts",
 ];
 
 export default defineConfig({
