@@ -4,8 +4,8 @@
  * response went out, an empty chunk ends no SSE line, nested wrappers report one firing once, and a
  * framework's own error answer to a request-body timeout becomes the timeout answer.
  */
-import { describe, expect, it } from "vitest";
-import { deadlines, isTimeoutError, withDeadlines } from "../src/index.ts";
+import { describe, expect, it, vi } from "vitest";
+import { deadlines, defaultTimeoutReporter, isTimeoutError, withDeadlines } from "../src/index.ts";
 import { drip, scriptedConsumer, scriptedUpload, trackedProducer } from "./support/fetch-peers.ts";
 import { virtualClockAndTimeouts as setup } from "./support/virtual-clock-timeouts.ts";
 
@@ -116,6 +116,15 @@ describe("afterHeaders", () => {
     await clock.advance(1000);
     expect(isTimeoutError(consumer.error)).toBe(true);
     expect(events.map((e) => [e.direction, e.afterHeaders])).toEqual([["request", true]]);
+    // The default log line says so.
+    const lines: string[] = [];
+    const warn = vi.spyOn(console, "warn").mockImplementation((line: string) => void lines.push(line));
+    try {
+      defaultTimeoutReporter(events[0]!);
+    } finally {
+      warn.mockRestore();
+    }
+    expect(lines).toEqual([expect.stringContaining("POST /upload request idle timeout after headers: ")]);
   });
 
   it("is false for a request-body firing before the response (the client gets the 408)", async () => {
