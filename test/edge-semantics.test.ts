@@ -204,6 +204,46 @@ describe("nested withDeadlines", () => {
   });
 });
 
+describe("nested withDeadlines: who reports, which limits", () => {
+  it("the outer layer reports and answers; the inner layer's defaults do not override the outer's limits", async () => {
+    const { clock, events, onTimeout } = setup();
+    const innerEvents: unknown[] = [];
+    const upload = scriptedUpload(clock, [{ at: 10, bytes: 100 }], { endAt: 1e9 });
+    let innerLimits: unknown;
+    // The inner layer gives no request limits: its defaults (idle 30 s) must not replace the outer 400 ms.
+    const inner = withDeadlines(
+      async (request: Request) => {
+        innerLimits = deadlines(request).request.limits;
+        return new Response(await request.arrayBuffer());
+      },
+      {
+        clock,
+        onTimeout: (event) => innerEvents.push(event),
+        timeoutResponse: () => new Response("inner", { status: 418 }),
+        handler: 5000,
+      },
+    );
+    const outer = withDeadlines(inner, { clock, onTimeout, request: { idle: 400 } });
+    const pending = outer(upload.request);
+    await clock.advance(500);
+    const response = (await pending) as Response;
+    expect(response.status).toBe(408);
+    expect(innerLimits).toMatchObject({ idle: 400 });
+    expect(events.map((e) => e.direction)).toEqual(["request"]);
+    expect(innerEvents).toEqual([]);
+  });
+
+  it("the inner layer's handler deadline applies to the shared exchange", async () => {
+    const { clock, events, onTimeout } = setup();
+    const inner = withDeadlines(() => new Promise<Response>(() => {}), { clock, onTimeout, handler: 300 });
+    const outer = withDeadlines(inner, { clock, onTimeout, handler: 5000 });
+    const pending = outer(new Request("http://x/slow"));
+    await clock.advance(350);
+    expect(((await pending) as Response).status).toBe(503);
+    expect(events.map((e) => e.direction)).toEqual(["handler"]);
+  });
+});
+
 describe("a framework's own error answer to a request-body timeout", () => {
   it("becomes the timeout answer (408, Connection: close), so the unread upload does not stay on a kept-alive connection", async () => {
     const { clock, events, onTimeout } = setup();

@@ -65,6 +65,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   private responseTracker: DeadlineTracker | undefined;
   /** The answer a deadline gave before the handler settled. */
   private earlyAnswer: Response | undefined;
+  /** The timeout answer made for a framework that caught the request-body timeout (timeoutResponseFor). */
+  private madeTimeoutAnswer: Response | undefined;
   /** Settles the exchange's answer while the handler runs (see answer()). */
   private settle: ((value: Response) => void) | undefined;
   private abortController: AbortController | undefined;
@@ -296,7 +298,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   timeoutResponseFor(error: unknown): Response | undefined {
     if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error)
       return undefined;
-    return this.timeoutAnswer(this.event(error, "request"));
+    return (this.madeTimeoutAnswer = this.timeoutAnswer(this.event(error, "request")));
   }
 
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
@@ -313,7 +315,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   /** The handler returned: pass the value on, with its body guarded when it has one to guard. */
   private handlerReturned<T>(result: T): T | Response | Promise<Response> {
     const requestError = this.requestTracker?.error;
-    if (requestError !== undefined && isResponse(result) && result.status >= 400) {
+    if (
+      requestError !== undefined &&
+      isResponse(result) &&
+      result.status >= 400 &&
+      result !== this.madeTimeoutAnswer // a framework that asked for the timeout answer (Hono) has it already
+    ) {
       // The request body's deadline fired before the response, and the handler (a framework's error
       // handler) answered with an error of its own, often with keep-alive and the rest of the upload
       // unread on the connection: the client gets the timeout answer instead (408, Connection: close).
