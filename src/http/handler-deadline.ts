@@ -63,12 +63,14 @@ export class HandlerDeadline implements ScheduledEntry {
   }
 
   /**
-   * The client's wait ended: the handler's clock runs again from now. Never fires inside this call
-   * (it runs inside the request body's progress): a deadline already due fires on the scheduler's
-   * next tick.
+   * The client's wait ended: the handler's clock runs again from now. Still scheduled: nothing to do
+   * (a pause only moves the deadline later, and checkDue recomputes it from the figures), so the
+   * per-chunk path writes no heap. Unscheduled because a check found the clock paused: schedule it
+   * again. Never fires inside this call (it runs inside the request body's progress): a deadline
+   * already due fires on the scheduler's next tick.
    */
   resume(): void {
-    if (this.limit === null) return;
+    if (this.limit === null || this.heapIndex >= 0) return;
     const now = this.clock.now();
     this.due = Math.max(now, this.nextDue(now));
     this.reschedule(this.due);
