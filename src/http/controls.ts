@@ -16,7 +16,10 @@ export interface RequestDeadlines {
   readonly response: DeadlineController;
   /** Aborts when any deadline of this request fires (reason: the TimeoutError) or the client goes away. */
   readonly signal: AbortSignal;
-  /** Sets the handler deadline, in ms from the request's arrival; 0/null turns it off. */
+  /**
+   * Sets the handler deadline, in ms of the handler's own time since the request's arrival (paused
+   * while a read of the request body waits on the client); 0/null turns it off.
+   */
   setHandlerTimeout(ms: number | null): void;
   /** The handler deadline's error, once it fired. */
   readonly handlerError: TimeoutError | undefined;
