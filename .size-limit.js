@@ -5,7 +5,8 @@
 // The limits hold today's figures with a few per cent of headroom, so growth is caught. The targets
 // are half the weight of the one-file core (10.4 KB and 5.8 KB): 5 KiB for withDeadlines +
 // deadlines and 2.5 KiB for guardInboundStream; not reached yet (10.1 KiB and 5.7 KiB after the
-// layer split), so they are not the limits.
+// layer split; 10.5 KiB once the edge semantics of issue 15 landed: the handler's own time, nested
+// layers joining, framework error answers), so they are not the limits.
 const build = process.env.SIZE_LIMIT_BUILD ?? "dist";
 const esm = (config) => ({ ...config, format: "esm" });
 
@@ -15,7 +16,7 @@ export default [
     path: `${build}/src/index.js`,
     import: "{ withDeadlines, deadlines }",
     gzip: true,
-    limit: "10.5 KiB",
+    limit: "10.9 KiB",
     modifyEsbuildConfig: esm,
   },
   {

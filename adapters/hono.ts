@@ -166,7 +166,8 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
       if (event.direction === "request") {
         armGetResponse(event.error, () => {
           if (record !== undefined) record.answerTaken = true;
-          return respond(event);
+          // Made by the exchange (with `respond`), so it knows this answer as its own timeout answer.
+          return requestTimeoutResponse(event.request, event.error) ?? respond(event);
         });
       } else {
         // A handler deadline (or response total) already answered: this error can only reach

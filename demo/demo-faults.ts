@@ -200,7 +200,6 @@ async function serveFault(request: Request, url: URL, note: Note, describe: Desc
     case "/fault/upload-set": {
       if (request.method !== "POST") break;
       const controls = deadlines(request);
-      controls.setHandlerTimeout(null); // the body limits govern an upload
       const at = url.searchParams.get("at");
       if (at !== null) controls.request.set({ idle: null, minRate: null, total: new Date(Number(at)) });
       const after = url.searchParams.has("after") ? int(url, "after", 0) : undefined;

@@ -151,7 +151,7 @@ describe("withDeadlines: the request body", () => {
     expect(upload.sourceCancelled).toBe(true);
   });
 
-  it("a handler that catches the timeout and answers itself is obeyed", async () => {
+  it("a handler that catches the timeout and answers a success itself is obeyed (an error status becomes the 408)", async () => {
     const { clock, onTimeout } = setup();
     const upload = scriptedUpload(clock, [{ at: 100_000, bytes: 1 }]);
     const wrapped = withDeadlines(
@@ -160,7 +160,7 @@ describe("withDeadlines: the request body", () => {
           await request.text();
           return new Response("ok");
         } catch (error) {
-          return new Response(`custom: ${(error as TimeoutError).limit}`, { status: 400 });
+          return new Response(`custom: ${(error as TimeoutError).limit}`, { status: 202 });
         }
       },
       { clock, onTimeout, request: { idle: 1000 } },
@@ -168,7 +168,7 @@ describe("withDeadlines: the request body", () => {
     const pending = wrapped(upload.request);
     await clock.advance(2000);
     const response = (await pending) as Response;
-    expect([response.status, await response.text()]).toEqual([400, "custom: idle"]);
+    expect([response.status, await response.text()]).toEqual([202, "custom: idle"]);
   });
 
   it("a busy handler that is not reading never gets its client timed out", async () => {

@@ -87,6 +87,8 @@ export interface GuardedSource {
 export interface TrackerOwner {
   trackerFired(tracker: DeadlineTracker, error: TimeoutError): void;
   trackerSettled(tracker: DeadlineTracker): void;
+  /** A wait on the peer ended with progress (called only after a wait; firings and ends are told above). */
+  trackerWaitEnded?(tracker: DeadlineTracker): void;
   /** The reason to cancel the source with, when the consumer cancelled with `reason` (default: that). */
   cancelReason?(tracker: DeadlineTracker, reason: unknown): unknown;
 }
@@ -213,6 +215,16 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.set({ idle: null, minRate: null, total: null });
   }
 
+  /** Whether the peer is to blame right now (its clock runs). */
+  get waitingNow(): boolean {
+    return this.waiting && !this.ended;
+  }
+
+  /** The time the peer has been to blame in total, as of `now` (the clock idle and minRate run on), ms. */
+  waitedAt(now: number): number {
+    return this.waitedBefore + (this.waiting && !this.ended ? Math.max(0, now - this.waitStartAt(now)) : 0);
+  }
+
   /** The peer is to blame from now on: a read waits on it (inbound) or a chunk waits for it (outbound). */
   startWaiting(): void {
     if (this.waiting || this.ended) return;
@@ -269,6 +281,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
           if (drained > 0) this.credit -= (minRate * drained) / 1000;
         }
       }
+      this.owner?.trackerWaitEnded?.(this);
     }
     if (minRate !== null) {
       let cap = (minRate * this.current.grace) / 1000;

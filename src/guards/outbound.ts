@@ -193,7 +193,9 @@ class OutboundGuard implements GuardedSource {
       this.held = undefined;
     }
     this.tracker.progress(chunk.byteLength);
-    if (this.heartbeat !== undefined) this.atLineStart = chunk[chunk.byteLength - 1] === LINE_FEED;
+    // An empty chunk (one the peek read ahead) ends no line: the line state stays as it was.
+    if (this.heartbeat !== undefined && chunk.byteLength > 0)
+      this.atLineStart = chunk[chunk.byteLength - 1] === LINE_FEED;
     this.controller.enqueue(chunk);
     if (this.held !== undefined) this.tracker.startWaiting();
   }

@@ -6,6 +6,7 @@ import { type ResolvedLimits, emptyLimits, parseLimits } from "../engine/limits.
 import type { DeadlineController, DeadlineStats } from "../engine/tracker.ts";
 import type { TimeoutError } from "../engine/timeout-error.ts";
 import { fail } from "../engine/validate.ts";
+import type { RequestPolicy } from "./options.ts";
 
 /** The live controls of one request. */
 export interface RequestDeadlines {
@@ -15,7 +16,10 @@ export interface RequestDeadlines {
   readonly response: DeadlineController;
   /** Aborts when any deadline of this request fires (reason: the TimeoutError) or the client goes away. */
   readonly signal: AbortSignal;
-  /** Sets the handler deadline, in ms from the request's arrival; 0/null turns it off. */
+  /**
+   * Sets the handler deadline, in ms of the handler's own time since the request's arrival (paused
+   * while a read of the request body waits on the client); 0/null turns it off.
+   */
   setHandlerTimeout(ms: number | null): void;
   /** The handler deadline's error, once it fired. */
   readonly handlerError: TimeoutError | undefined;
@@ -24,6 +28,12 @@ export interface RequestDeadlines {
 /** The controls as the exchange keeps them: also the answer to a request-body timeout a framework caught. */
 export interface ExchangeControls extends RequestDeadlines {
   timeoutResponseFor(error: unknown): Response | undefined;
+  /**
+   * A nested withDeadlines joins this exchange instead of guarding the bodies again: `fields` are
+   * applied field by field (limits through `set`, the handler deadline through `setHandlerTimeout`).
+   * False when the exchange's handler is no longer running (the nested layer then runs on its own).
+   */
+  join(fields: readonly (RequestPolicy | undefined | null | void)[]): boolean;
 }
 
 /**

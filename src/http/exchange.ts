@@ -21,7 +21,13 @@ import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, InboundBodyGuard } from "./adapter-contract.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
-import { checkHandlerMs, type InMemoryResponse, type ResolvedConfig, type ResolvedPolicy } from "./options.ts";
+import {
+  type InMemoryResponse,
+  type RequestPolicy,
+  type ResolvedConfig,
+  type ResolvedPolicy,
+  checkHandlerMs,
+} from "./options.ts";
 import {
   UNGUARDED_DECLARED_LENGTH,
   cancelLateBody,
@@ -59,6 +65,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   private responseTracker: DeadlineTracker | undefined;
   /** The answer a deadline gave before the handler settled. */
   private earlyAnswer: Response | undefined;
+  /** The timeout answer made for a framework that caught the request-body timeout (timeoutResponseFor). */
+  private madeTimeoutAnswer: Response | undefined;
   /** Settles the exchange's answer while the handler runs (see answer()). */
   private settle: ((value: Response) => void) | undefined;
   private abortController: AbortController | undefined;
@@ -96,6 +104,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
           signal,
           attachInboundGuardToReader(reader, this.newRequestTracker()),
         );
+        // A client that leaves fails a pending read of its upload at once (an adapter that guards in
+        // place watches its own connection).
+        this.listenForDisconnect();
       }
     }
     // A response total runs from the request's arrival, and can fire before the handler returns.
@@ -147,8 +158,23 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   setHandlerTimeout(ms: number | null): void {
     const value = checkHandlerMs("setHandlerTimeout", ms);
     if (this.phase !== HANDLING) return;
-    this.handlerDeadline ??= new HandlerDeadline(this, this.clock);
-    this.handlerDeadline.set(value, this.startedAt);
+    this.handlerDeadline ??= new HandlerDeadline(this, this.clock, this.startedAt);
+    this.handlerDeadline.set(value);
+  }
+
+  /** HandlerDeadlineOwner: the time the client kept a read of its upload waiting, which the handler deadline does not count. */
+  clientTime(now: number): number {
+    return this.requestTracker?.waitedAt(now) ?? 0;
+  }
+
+  /** HandlerDeadlineOwner: whether a read of the upload waits on the client now (the handler's clock is paused). */
+  get clientToBlame(): boolean {
+    return this.requestTracker?.waitingNow ?? false;
+  }
+
+  /** TrackerOwner: a read of the upload was satisfied: the handler's own clock runs again. */
+  trackerWaitEnded(tracker: DeadlineTracker): void {
+    if (tracker === this.requestTracker) this.handlerDeadline?.resume();
   }
 
   private ensureResponseTracker(): DeadlineTracker {
@@ -256,11 +282,23 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     );
   }
 
+  /** ExchangeControls: a nested withDeadlines applies its own limits here, field by field. */
+  join(fields: readonly (RequestPolicy | undefined | null | void)[]): boolean {
+    if (this.phase !== HANDLING) return false;
+    for (const patch of fields) {
+      if (patch == null) continue;
+      if (patch.request !== undefined) this.request.set(patch.request);
+      if (patch.response !== undefined) this.response.set(patch.response);
+      if (patch.handler !== undefined) this.setHandlerTimeout(patch.handler);
+    }
+    return true;
+  }
+
   /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
   timeoutResponseFor(error: unknown): Response | undefined {
     if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error)
       return undefined;
-    return this.timeoutAnswer(this.event(error, "request"));
+    return (this.madeTimeoutAnswer = this.timeoutAnswer(this.event(error, "request")));
   }
 
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
@@ -276,6 +314,22 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The handler returned: pass the value on, with its body guarded when it has one to guard. */
   private handlerReturned<T>(result: T): T | Response | Promise<Response> {
+    const requestError = this.requestTracker?.error;
+    if (
+      requestError !== undefined &&
+      isResponse(result) &&
+      result.status >= 400 &&
+      result !== this.madeTimeoutAnswer // a framework that asked for the timeout answer (Hono) has it already
+    ) {
+      // The request body's deadline fired before the response, and the handler (a framework's error
+      // handler) answered with an error of its own, often with keep-alive and the rest of the upload
+      // unread on the connection: the client gets the timeout answer instead (408, Connection: close).
+      const event = this.event(requestError, "request");
+      this.finish();
+      cancelLateBody(result, requestError);
+      this.hooks.answered?.(false);
+      return this.timeoutAnswer(event);
+    }
     this.moveTo(ANSWERED);
     if (!isResponse(result) || passThroughUntouched(this.handlerRequest, result)) return this.passOn(result);
     return this.guardResponseBody(result);
@@ -346,7 +400,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   }
 
   private event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
-    return timeoutEvent(error, this.handlerRequest, direction, direction === "response" && this.phase !== HANDLING);
+    // Once the handler returned, its response's headers are out (or going out): a firing of either
+    // body then reaches the client as an aborted body.
+    return timeoutEvent(error, this.handlerRequest, direction, this.phase !== HANDLING);
   }
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
@@ -360,16 +416,20 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   trackerFired(tracker: DeadlineTracker, error: TimeoutError): void {
     const direction = tracker === this.requestTracker ? "request" : "response";
     const event = this.event(error, direction);
+    // The response's total ran out before the handler returned: answer now, as a handler deadline
+    // would, and first (see handlerDeadlinePassed).
+    const early = direction === "response" && this.phase === HANDLING;
+    if (early) this.answerEarly(event);
     this.abortAll(error);
+    if (early) this.requestTracker?.abort(error);
     report(this.config.onTimeout, event);
-    // The response's total ran out before the handler returned: answer now, as a handler deadline would.
-    if (direction === "response" && this.phase === HANDLING) {
-      this.requestTracker?.abort(error);
-      this.answerEarly(event);
-    }
   }
 
   trackerSettled(tracker: DeadlineTracker): void {
+    if (tracker === this.requestTracker) {
+      this.handlerDeadline?.resume(); // no read waits on the client any more
+      return;
+    }
     if (tracker !== this.responseTracker || this.phase !== STREAMING) return;
     this.hooks.responseBodyEnded?.(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
@@ -401,17 +461,21 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     });
     this.handlerError = error;
     const event = this.event(error, "handler");
+    // The answer is decided first, before anything the handler's signal listeners or the report can
+    // do: on workerd, the first console.warn of an isolate let the handler's late answer win.
+    this.answerEarly(event);
     this.abortAll(error);
     // A handler stuck reading its upload gets the same error, and the upload is freed.
     this.requestTracker?.abort(error);
     this.ensureResponseTracker().abort(error);
     report(this.config.onTimeout, event);
-    this.answerEarly(event);
   }
 
   private clientWentAway(): void {
     const why: unknown = this.signalSource.signal?.reason ?? clientWentAwayError();
     this.abortAll(why);
+    // A pending read of the upload fails at once with the same reason (no deadline fired: no report).
+    this.requestTracker?.abort(why);
     this.ensureResponseTracker().abort(why);
   }
 

@@ -13,7 +13,10 @@ export interface RequestPolicy {
   request?: DeadlineLimits;
   /** Limits of the response body (`total` counts from the request's arrival). */
   response?: DeadlineLimits;
-  /** Time in ms until the handler must return a Response (Go's TimeoutHandler); 0/null: off. */
+  /**
+   * Time in ms until the handler must return a Response (Go's TimeoutHandler), counting the handler's
+   * own time only (paused while a read of the request body waits on the client); 0/null: off.
+   */
   handler?: number | null;
   /**
    * For `text/event-stream` responses: after this many ms of a quiet producer, send an SSE comment

@@ -6,10 +6,11 @@
 import { checkClock, systemClock } from "../engine/clock.ts";
 import { checkFunction, checkOptions, fail, kind, typeOf } from "../engine/validate.ts";
 import type { AdapterHandler, AdapterHooks } from "./adapter-contract.ts";
-import { keepControls } from "./controls.ts";
+import { type ExchangeControls, findDeadlines, keepControls } from "./controls.ts";
 import { Exchange } from "./exchange.ts";
 import {
   OPTION_KEYS,
+  type RequestPolicy,
   type ResolvedConfig,
   type WithDeadlinesOptions,
   defaultPolicy,
@@ -50,6 +51,11 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
   if (inMemoryResponse !== undefined && typeof inMemoryResponse !== "function")
     fail(where, "inMemoryResponse must be a function");
   const config: ResolvedConfig = { onTimeout, timeoutResponse, clock, timerScope, inMemoryResponse };
+  /** The fields this layer gives explicitly: what it changes in an enclosing layer's exchange it joins. */
+  const explicit: RequestPolicy = {};
+  if (options.request !== undefined) explicit.request = options.request;
+  if (options.response !== undefined) explicit.response = options.response;
+  if (options.handler !== undefined) explicit.handler = options.handler;
 
   return function handleWithDeadlines(request, args, hooks) {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
@@ -61,6 +67,27 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
       return Promise.reject(
         new TypeError(`${where}: the wrapped handler must be called with a Request, got ${kind(request)}`),
       );
+    }
+    // Nested (an adapter, a middleware, an app): join the enclosing layer's exchange rather than guard
+    // the bodies twice; this layer's limits apply to it field by field, and its report and answer are
+    // the enclosing layer's (one report per firing).
+    const enclosing = findDeadlines(request) as Partial<ExchangeControls> | undefined;
+    if (enclosing?.join !== undefined) {
+      let joined: boolean;
+      try {
+        const own = policy === undefined ? undefined : policy(request, ...args);
+        if (own != null) resolvePolicy(defaults, own); // checked as for a request of its own
+        joined = enclosing.join([explicit, own]);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (joined) {
+        try {
+          return Promise.resolve(handler(request, ...args));
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
     }
     let exchange: Exchange;
     try {

@@ -395,6 +395,27 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    id: "slow-upload-under-handler-deadline",
+    title: `a slow honest upload (10 chunks 150 ms apart) outlasts the handler deadline (${CONFORMANCE_CONFIG.handler} ms) and gets 200: the handler's clock pauses while a read waits on the client`,
+    async run(server) {
+      const socket = await connect(server.port);
+      const total = 10 * 2 * KiB; // 13.6 KB/s: above minRate; each 150 ms gap well under the idle limit
+      const ex = exchange(socket, requestHead("POST", "/upload", { "Content-Length": total, Connection: "close" }));
+      let answered = false;
+      void ex.headers.then(() => (answered = true));
+      const started = performance.now();
+      await drip(socket, total, 2 * KiB, 150, () => answered);
+      const res = await ex.response;
+      socket.destroy();
+      const after = res.statusAt - started;
+      return verdict([
+        [res.status === 200, `status ${res.status}`],
+        [after > (CONFORMANCE_CONFIG.handler as number), `answered after ${Math.round(after)} ms`],
+        [res.body.toString().startsWith(`{"bytes":${total},`), `body ${res.body.toString().slice(0, 60)}`],
+      ]);
+    },
+  },
+  {
     id: "handler-deadline",
     title: `handler deadline (${CONFORMANCE_CONFIG.handler} ms) answers 503 and the handler's signal fired`,
     async run(server) {
