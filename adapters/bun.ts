@@ -30,6 +30,7 @@
  */
 import {
   type AdapterHooks,
+  type BodyReader,
   adapterDeadlines,
   checkFunction,
   checkObject,
@@ -90,6 +91,23 @@ class BunExchange implements AdapterHooks {
   answered(guarded: boolean): void {
     this.guardedBody = guarded;
   }
+
+  /** Bun sends string chunks of a response body as UTF-8 (Elysia's streams yield strings): so does the guard. */
+  responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader {
+    const reader = body.getReader();
+    const textAware = {
+      read: () => reader.read().then(stringsAsBytes),
+      cancel: (reason?: unknown) => reader.cancel(reason),
+    };
+    return textAware as unknown as BodyReader; // Bun's reader types overload read(): the shape is the same
+  }
+}
+
+const encoder = new TextEncoder();
+
+/** A read result whose string chunk is turned into its UTF-8 bytes, as Bun.serve itself does. */
+function stringsAsBytes<Result extends { done: boolean; value?: unknown }>(result: Result): Result {
+  return typeof result.value === "string" ? { ...result, value: encoder.encode(result.value) } : result;
 }
 
 function checkIdleTimeout(value: unknown): number {
