@@ -17,6 +17,7 @@ const SOCKET_TESTS = [
   "test/package-tarball.test.ts",
   "test/fresh-clone.test.ts",
   "test/demo-bare.test.ts",
+  "test/frameworks.test.ts",
 ];
 
 export default defineConfig({
