@@ -53,7 +53,8 @@ function exchange(port: number, steps: (string | number)[], waitMs = 4_000): Pro
     const timer = setTimeout(finish, waitMs);
     socket.on("data", (chunk: Buffer) => {
       data += chunk.toString("latin1");
-      if (isComplete(data)) finish();
+      // A response that says Connection: close is over when the server closes the connection.
+      if (isComplete(data) && !/\r\nconnection: *close/i.test(data.slice(0, data.indexOf("\r\n\r\n")))) finish();
     });
     socket.on("end", () => {
       closed = true;
