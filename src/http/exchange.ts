@@ -18,7 +18,7 @@ import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
 import type { BodyReader } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
-import type { AdapterHooks, InboundBodyGuard } from "./adapter-contract.ts";
+import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./adapter-contract.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
 import { checkHandlerMs, type InMemoryResponse, type ResolvedConfig, type ResolvedPolicy } from "./options.ts";
@@ -266,11 +266,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
   handlerThrew(error: unknown): Response {
     if (this.phase !== HANDLING) return this.earlyAnswer!; // answered already: the throw is late
-    this.finish();
     if (isTimeoutError(error) && this.requestTracker !== undefined && error === this.requestTracker.error) {
+      this.finish("timedOut");
       this.hooks.answered?.(false);
       return this.timeoutAnswer(this.event(error, "request"));
     }
+    this.finish("threw");
     throw error;
   }
 
@@ -283,7 +284,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The answer goes out with a body the core does not guard: the exchange is over. */
   private passOn<T>(response: T): T {
-    this.finish();
+    this.finish("answered");
     this.hooks.answered?.(false);
     return response;
   }
@@ -351,7 +352,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
   private answerEarly(event: TimeoutEvent): void {
-    this.finish();
+    this.finish("timedOut");
     const response = (this.earlyAnswer = this.timeoutAnswer(event));
     this.hooks.answered?.(false);
     this.settle?.(response);
@@ -361,6 +362,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     const direction = tracker === this.requestTracker ? "request" : "response";
     const event = this.event(error, direction);
     this.abortAll(error);
+    this.hooks.timedOut?.(event);
     report(this.config.onTimeout, event);
     // The response's total ran out before the handler returned: answer now, as a handler deadline would.
     if (direction === "response" && this.phase === HANDLING) {
@@ -374,7 +376,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.hooks.responseBodyEnded?.(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
     if (tracker.state === "cancelled") this.abortAll(clientWentAwayError());
-    this.finish();
+    this.finish(tracker.state as ExchangeOutcome);
   }
 
   /** TrackerOwner: for an adapter told of the body's end, the producer of a body the client left learns why as an AbortError. */
@@ -405,6 +407,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     // A handler stuck reading its upload gets the same error, and the upload is freed.
     this.requestTracker?.abort(error);
     this.ensureResponseTracker().abort(error);
+    this.hooks.timedOut?.(event);
     report(this.config.onTimeout, event);
     this.answerEarly(event);
   }
@@ -416,10 +419,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   }
 
   /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
-  private finish(): void {
+  private finish(outcome: ExchangeOutcome): void {
+    const first = this.phase !== DONE;
     this.moveTo(DONE);
     this.stopListening();
     this.requestTracker?.retire();
     this.responseTracker?.retire();
+    if (first) this.hooks.ended?.(this.handlerRequest, outcome);
   }
 }
