@@ -340,6 +340,24 @@ describe("structured logs", () => {
     expect(lines[0]).not.toContain("secret");
   });
 
+  it("with nothing configured, one console.warn line per firing, as before", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    for (const scenario of Object.values(SCENARIOS)) {
+      const clock = createVirtualClock();
+      const { onTimeout: _, ...options } = scenario.options;
+      const response = RUNNERS.deno!(scenario.handler, { ...options, clock })(scenario.request(clock));
+      await clock.advance(5000);
+      if (scenario.afterHeaders) await (await response).body!.getReader().read();
+      await clock.advance(5000);
+      expect((await response).status).toBe(scenario.status);
+    }
+    expect(warn.mock.calls.map((call) => call[0])).toEqual([
+      expect.stringMatching(/^\[stream-deadlines\] POST \/up request idle timeout: .* bytes=0 /),
+      expect.stringMatching(/^\[stream-deadlines\] GET \/slow handler handler timeout: /),
+      expect.stringMatching(/^\[stream-deadlines\] GET \/download response idle timeout after headers: /),
+    ]);
+  });
+
   it("the pino recipe: logger.warn({ deadline: event }, ...) writes one JSON line with the event's fields", async () => {
     const lines: string[] = [];
     const sink = new Writable({
