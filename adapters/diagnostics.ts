@@ -52,15 +52,19 @@ export function diagnosticsChannelModule(): DiagnosticsChannelModule | undefined
   return host.getBuiltinModule("node:diagnostics_channel") as DiagnosticsChannelModule | undefined;
 }
 
+/** Held here, so a channel with subscribers is never collected whatever the runtime's own bookkeeping. */
+let channels: DeadlineChannels | undefined;
+
 /** The library's channels (the same objects every time), or undefined where diagnostics_channel is missing. */
 export function deadlineChannels(): DeadlineChannels | undefined {
   const dc = diagnosticsChannelModule();
   if (dc === undefined) return undefined;
-  return {
+  if (channels !== undefined) return channels;
+  return (channels = {
     timeout: dc.channel(TIMEOUT_CHANNEL),
     start: dc.channel(REQUEST_START_CHANNEL),
     end: dc.channel(REQUEST_END_CHANNEL),
-  };
+  });
 }
 
 /** Never has a subscriber: where diagnostics_channel is missing. */
