@@ -1,16 +1,22 @@
 /**
  * stream-deadlines/otel with the real OpenTelemetry SDK (in-memory span and metric exporters), over
  * real sockets: on Node through the Node adapter, and on Bun through the Bun adapter (a Bun process
- * running the same scenarios, test/otel/otel-scenarios.ts). Each of a request idle timeout (408), a
+ * running the same scenarios, test/otel/otel-scenarios.ts), and on workerd with nodejs_compat (the
+ * Worker calls its own handler: test/otel/worker-otel.ts). Each of a request idle timeout (408), a
  * handler deadline (503) and a response idle timeout after the headers is seen as a span event,
  * `error.type`, an error status and the counter. Short real limits (300 ms), generous margins.
  */
 import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import { tmpdir } from "node:os";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
+import { afterAll, describe, expect, it } from "vitest";
+import { WORKERS_COMPATIBILITY_DATE } from "../demo/serve-workers-config.ts";
 import { createNodeListener } from "../adapters/node.ts";
 import { type OtelResults, runOtelScenarios } from "./otel/otel-scenarios.ts";
 
@@ -112,5 +118,74 @@ describe("stream-deadlines/otel with the OpenTelemetry SDK", () => {
       timeout: 60_000,
     });
     expectEveryFiring(JSON.parse(stdout.trim().split("\n").at(-1)!) as OtelResults);
+  });
+});
+
+describe("stream-deadlines/otel on workerd", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sd-otel-worker-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Bundles `entry` for workerd (node:* left to workerd) and answers one request with it. */
+  async function runWorker(entry: string, flags: string[]): Promise<Response> {
+    // The OTel packages' CommonJS require("async_hooks") / require("events"): workerd's own modules.
+    writeFileSync(join(dir, "async_hooks.mjs"), 'export * from "node:async_hooks";\n');
+    writeFileSync(join(dir, "events.mjs"), 'export * from "node:events";\n');
+    const script = join(dir, `${flags.join("-") || "plain"}.mjs`);
+    await build({
+      entryPoints: [entry],
+      outfile: script,
+      bundle: true,
+      format: "esm",
+      platform: "browser",
+      target: "es2022",
+      alias: { async_hooks: join(dir, "async_hooks.mjs"), events: join(dir, "events.mjs") },
+      external: ["node:*"],
+      logLevel: "warning",
+    });
+    const mf = new Miniflare({
+      modules: true,
+      scriptPath: script,
+      modulesRoot: dir,
+      compatibilityDate: WORKERS_COMPATIBILITY_DATE,
+      compatibilityFlags: flags,
+    });
+    try {
+      const response = await mf.dispatchFetch("http://worker/run");
+      return new Response(await response.text(), { status: response.status });
+    } finally {
+      await mf.dispose();
+    }
+  }
+
+  it("with nodejs_compat (the OTel SDK bundled into the Worker): the same", async () => {
+    const response = await runWorker(join(root, "test/otel/worker-otel.ts"), ["nodejs_compat"]);
+    const text = await response.text();
+    expect(response.status, text).toBe(200);
+    expectEveryFiring(JSON.parse(text) as OtelResults);
+  });
+
+  it("without nodejs_compat, installOpenTelemetry() throws its clear error (there is no diagnostics_channel)", async () => {
+    const entry = join(dir, "install.ts");
+    writeFileSync(
+      entry,
+      `import { installOpenTelemetry } from ${JSON.stringify(join(root, "adapters/otel.ts"))};
+export default {
+  fetch() {
+    try {
+      installOpenTelemetry();
+      return new Response("installed");
+    } catch (error) {
+      return new Response(String(error), { status: 500 });
+    }
+  },
+};
+`,
+    );
+    const response = await runWorker(entry, []);
+    expect([response.status, await response.text()]).toEqual([
+      500,
+      "Error: stream-deadlines/otel: installOpenTelemetry needs node:diagnostics_channel (process.getBuiltinModule)," +
+        " which this runtime lacks (on Cloudflare Workers, enable the nodejs_compat compatibility flag)",
+    ]);
   });
 });
