@@ -38,7 +38,10 @@ import {
   fieldError,
   findDeadlines,
   typeOf,
+  type ExchangeOutcome,
+  type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
+import { publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -100,6 +103,21 @@ class BunExchange implements AdapterHooks {
       cancel: (reason?: unknown) => reader.cancel(reason),
     };
     return textAware as unknown as BodyReader; // Bun's reader types overload read(): the shape is the same
+  }
+
+  /** Hook: diagnostics_channel, before the handler runs. */
+  started(handlerRequest: Request): void {
+    publishStart(handlerRequest);
+  }
+
+  /** Hook: diagnostics_channel, once per firing. */
+  timedOut(event: TimeoutEvent): void {
+    publishTimeout(event);
+  }
+
+  /** Hook: diagnostics_channel, when the exchange is over. */
+  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
+    publishEnd(handlerRequest, outcome);
   }
 }
 

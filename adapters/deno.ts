@@ -32,7 +32,10 @@ import {
   fail,
   fieldError,
   typeOf,
+  type ExchangeOutcome,
+  type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
+import { publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -144,6 +147,21 @@ class ClientSignal implements AdapterHooks {
   responseBodyEnded(state: GuardState): void {
     if (state === "cancelled") this.clientLeft();
     else this.bodyDone();
+  }
+
+  /** Hook: diagnostics_channel, before the handler runs. */
+  started(handlerRequest: Request): void {
+    publishStart(handlerRequest);
+  }
+
+  /** Hook: diagnostics_channel, once per firing. */
+  timedOut(event: TimeoutEvent): void {
+    publishTimeout(event);
+  }
+
+  /** Hook: diagnostics_channel, when the exchange is over. */
+  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
+    publishEnd(handlerRequest, outcome);
   }
 
   /** Hook: the upload, watched for Deno's read errors. */

@@ -35,16 +35,17 @@ import {
   type TimeoutError,
   type TimeoutEvent,
   type WithDeadlinesOptions,
-  withDeadlines,
 } from "../src/index.ts";
 import {
   OPTION_KEYS,
+  adapterDeadlines,
   checkKeys,
   checkObject,
   fail,
   findDeadlines,
   requestTimeoutResponse,
 } from "../src/http/adapter-contract.ts";
+import { diagnosticsHooks } from "./diagnostics.ts";
 
 export type { RequestDeadlines, RequestPolicy, TimeoutEvent } from "../src/index.ts";
 
@@ -180,8 +181,9 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
   };
 
   // The request's path through withDeadlines when this middleware owns it: everything after it in
-  // Hono's chain is the "handler".
-  const guarded = withDeadlines(
+  // Hono's chain is the "handler". It publishes to the diagnostics channels as the adapters do (when it
+  // joins an adapter's exchange instead, the adapter publishes).
+  const guarded = adapterDeadlines(
     async (request: Request, c: Context<DeadlinesEnv>, next: Next): Promise<Response | undefined> => {
       const record = recordOf(c)!;
       record.controls = findDeadlines(request)!;
@@ -235,7 +237,7 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
     keepRecord(c, record);
     let response: Response | undefined;
     try {
-      response = await guarded(c.req.raw, c, next);
+      response = await guarded(c.req.raw, [c, next], diagnosticsHooks);
     } finally {
       record.settled = true;
     }

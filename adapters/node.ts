@@ -30,6 +30,7 @@ import {
   fieldError,
   typeOf,
 } from "../src/http/adapter-contract.ts";
+import { diagnosticsHooks } from "./diagnostics.ts";
 import { GuardableNodeRequest, guardNodeBodyInPlace } from "./node-request.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
@@ -66,6 +67,7 @@ export function createNodeListener(
   );
   const userResponse = options.timeoutResponse;
   const http1: AdapterHooks = {
+    ...diagnosticsHooks,
     inMemoryResponse: fastBytesResponse,
     // The upload is guarded inside srvx's request, read from the IncomingMessage (see node-request.ts).
     guardRequestBodyInPlace: guardNodeBodyInPlace,

@@ -30,7 +30,10 @@ import {
   adapterDeadlines,
   checkFunction,
   declaredContentLength,
+  type ExchangeOutcome,
+  type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
+import { publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -227,6 +230,21 @@ class WorkersExchange implements AdapterHooks {
 
   answered(guarded: boolean): void {
     this.guardedBody = guarded;
+  }
+
+  /** Hook: diagnostics_channel, before the handler runs. */
+  started(handlerRequest: Request): void {
+    publishStart(handlerRequest);
+  }
+
+  /** Hook: diagnostics_channel, once per firing. */
+  timedOut(event: TimeoutEvent): void {
+    publishTimeout(event);
+  }
+
+  /** Hook: diagnostics_channel, when the exchange is over. */
+  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
+    publishEnd(handlerRequest, outcome);
   }
 }
 

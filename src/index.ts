@@ -21,7 +21,7 @@ export type { RequestDeadlines } from "./http/controls.ts";
 export { DEFAULT_REQUEST_LIMITS, DEFAULT_RESPONSE_LIMITS } from "./http/options.ts";
 export type { WithDeadlinesOptions, RequestPolicy } from "./http/options.ts";
 export { defaultTimeoutResponse, defaultTimeoutReporter } from "./http/timeout-answer.ts";
-export type { TimeoutEvent } from "./http/timeout-answer.ts";
+export type { TimeoutEvent, TimeoutEventJSON } from "./http/timeout-answer.ts";
 export { UNGUARDED_DECLARED_LENGTH } from "./http/pass-through.ts";
 export { fetchWithDeadlines, upstreamDeadlines } from "./guards/fetch.ts";
 export type { FetchWithDeadlinesInit, UpstreamDeadlineOptions } from "./guards/fetch.ts";

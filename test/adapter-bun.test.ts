@@ -60,7 +60,7 @@ async function handler(request, server) {
 const fetch = mode === "adapter"
   ? withBunDeadlines(handler, {
       idleTimeout: ${IDLE_S},
-      request: { idle: 2000 },
+      request: { idle: 2000, minRate: null }, // a slow upload: only the idle limit
       response: { idle: 2000 },
       policy: (request, client) => { if (new URL(request.url).pathname === "/upload") policyClient = client; },
       onTimeout: false,

@@ -35,5 +35,16 @@ for (const row of ALL_ROWS) {
         ).toBe(limitRow ? "limit" : "ok");
       }, 90_000);
     }
+    // Every firing onTimeout saw was published once on the adapter's diagnostics channel (the demo
+    // subscribes when observed). The workers row runs without nodejs_compat: no channel there.
+    it("every firing is published exactly once on diagnostics_channel", () => {
+      const firings = (kind: string) =>
+        server.observations
+          .filter((o) => o.event === kind)
+          .map(({ t: _, event: __, ...fields }) => JSON.stringify(fields))
+          .sort();
+      expect(firings("timeout").length).toBeGreaterThan(0);
+      expect(firings("diagnostics-timeout")).toEqual(row === "workers" ? [] : firings("timeout"));
+    });
   });
 }

@@ -96,6 +96,7 @@ const EXPECTED_EXPORTS: Record<string, string[]> = {
   "./deno": ["withDenoDeadlines", "serve"],
   "./bun": ["withBunDeadlines", "serve", "BUN_DEFAULT_IDLE_TIMEOUT"],
   "./workers": ["withWorkersDeadlines"],
+  "./otel": ["installOpenTelemetry", "timeoutErrorType", "TIMEOUT_SPAN_EVENT"],
 };
 
 /** What each known subpath (its modules, built JS and declarations) may import from outside the package. */
@@ -105,6 +106,8 @@ const ALLOWED_OUTSIDE: Record<string, (spec: string) => boolean> = {
   "./deno": () => false,
   "./bun": () => false,
   "./workers": () => false,
+  // The OpenTelemetry API (an optional peer dependency); diagnostics_channel is looked up at run time.
+  "./otel": (spec) => packageNameOf(spec) === "@opentelemetry/api",
 };
 /** Any other subpath: packages it declares as dependencies or peers, no Node builtins. */
 const declared = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})]);

@@ -76,7 +76,27 @@ export interface AdapterHooks {
    * cancelled because the client left gets the exchange's AbortError, not the runtime's reason.
    */
   responseBodyEnded?(state: GuardState): void;
+  /**
+   * Told once per exchange, synchronously in the request's own async context, once the handler's
+   * Request is known and before the handler runs (diagnostics: a subscriber remembers the request's
+   * span here, as a deadline fires later in a shared timer's context).
+   */
+  started?(handlerRequest: Request): void;
+  /**
+   * Told once per firing, before `onTimeout`, whatever that option is (`false` included). The event
+   * is the one `onTimeout` gets.
+   */
+  timedOut?(event: TimeoutEvent): void;
+  /**
+   * Told once, when the exchange is over: `answered` (the answer went out with no body the core
+   * guards), `timedOut` (a deadline answered, or cut the guarded body), `threw` (the handler's error
+   * is rethrown), or how the guarded body ended (`closed`, `errored`, `cancelled`).
+   */
+  ended?(handlerRequest: Request, outcome: ExchangeOutcome): void;
 }
+
+/** How an exchange ended, as the `ended` hook is told. */
+export type ExchangeOutcome = "answered" | "timedOut" | "threw" | "closed" | "errored" | "cancelled";
 
 /** A handler under deadlines, for an adapter: the handler's extra arguments as an array, and the hooks. */
 export type AdapterHandler<Args extends unknown[], Result> = (

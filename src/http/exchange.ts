@@ -18,7 +18,7 @@ import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
 import type { BodyReader } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
-import type { AdapterHooks, InboundBodyGuard } from "./adapter-contract.ts";
+import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./adapter-contract.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
 import {
@@ -304,11 +304,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
   handlerThrew(error: unknown): Response {
     if (this.phase !== HANDLING) return this.earlyAnswer!; // answered already: the throw is late
-    this.finish();
     if (isTimeoutError(error) && this.requestTracker !== undefined && error === this.requestTracker.error) {
+      this.finish("timedOut");
       this.hooks.answered?.(false);
       return this.timeoutAnswer(this.event(error, "request"));
     }
+    this.finish("threw");
     throw error;
   }
 
@@ -325,7 +326,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       // handler) answered with an error of its own, often with keep-alive and the rest of the upload
       // unread on the connection: the client gets the timeout answer instead (408, Connection: close).
       const event = this.event(requestError, "request");
-      this.finish();
+      this.finish("timedOut");
       cancelLateBody(result, requestError);
       this.hooks.answered?.(false);
       return this.timeoutAnswer(event);
@@ -337,7 +338,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The answer goes out with a body the core does not guard: the exchange is over. */
   private passOn<T>(response: T): T {
-    this.finish();
+    this.finish("answered");
     this.hooks.answered?.(false);
     return response;
   }
@@ -407,7 +408,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
   private answerEarly(event: TimeoutEvent): void {
-    this.finish();
+    this.finish(undefined); // over; its end is told after the firing's report (see firingOver)
     const response = (this.earlyAnswer = this.timeoutAnswer(event));
     this.hooks.answered?.(false);
     this.settle?.(response);
@@ -422,7 +423,14 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     if (early) this.answerEarly(event);
     this.abortAll(error);
     if (early) this.requestTracker?.abort(error);
+    this.hooks.timedOut?.(event);
     report(this.config.onTimeout, event);
+    if (early) this.firingOver();
+  }
+
+  /** A firing that answered early is reported: now the exchange's end is told (start, timeout, end). */
+  private firingOver(): void {
+    this.hooks.ended?.(this.handlerRequest, "timedOut");
   }
 
   trackerSettled(tracker: DeadlineTracker): void {
@@ -434,7 +442,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.hooks.responseBodyEnded?.(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
     if (tracker.state === "cancelled") this.abortAll(clientWentAwayError());
-    this.finish();
+    this.finish(tracker.state as ExchangeOutcome);
   }
 
   /** TrackerOwner: for an adapter told of the body's end, the producer of a body the client left learns why as an AbortError. */
@@ -468,7 +476,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     // A handler stuck reading its upload gets the same error, and the upload is freed.
     this.requestTracker?.abort(error);
     this.ensureResponseTracker().abort(error);
+    this.hooks.timedOut?.(event);
     report(this.config.onTimeout, event);
+    this.firingOver();
   }
 
   private clientWentAway(): void {
@@ -480,10 +490,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   }
 
   /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
-  private finish(): void {
+  private finish(outcome: ExchangeOutcome | undefined): void {
+    const first = this.phase !== DONE;
     this.moveTo(DONE);
     this.stopListening();
     this.requestTracker?.retire();
     this.responseTracker?.retire();
+    if (first && outcome !== undefined) this.hooks.ended?.(this.handlerRequest, outcome);
   }
 }

@@ -22,6 +22,69 @@ export interface TimeoutEvent {
   rate: number;
   /** Whether response headers had already gone out (then the client sees an aborted body). */
   afterHeaders: boolean;
+  /**
+   * The event for a log line (`JSON.stringify(event)` gives it): flat, stable field names, no
+   * Request, the path without its query string, the error as its fields (see TimeoutEventJSON).
+   */
+  toJSON(): TimeoutEventJSON;
+}
+
+/** `TimeoutEvent.toJSON()`: the field names are stable, as error codes are. */
+export interface TimeoutEventJSON {
+  method: string;
+  path: string;
+  direction: TimeoutEvent["direction"];
+  limit: TimeoutError["limit"];
+  afterHeaders: boolean;
+  /** Bytes moved before the firing (request body: received; response body: taken by the client). */
+  bytes: number;
+  /** Wall time since the request arrived, in milliseconds. */
+  elapsed: number;
+  /** Time the peer was to blame, in milliseconds (0 for the handler deadline). */
+  waited: number;
+  /** Bytes per second over the blamed time. */
+  rate: number;
+  /** The error's own fields: name, code, message, subject, limit, limitValue, bytes, elapsed, waited, …. */
+  error: ReturnType<TimeoutError["toJSON"]>;
+}
+
+/** One firing. A class, so that `toJSON` is one shared method and the fields stay as they were. */
+class Firing implements TimeoutEvent {
+  readonly method: string;
+  readonly path: string;
+  readonly limit: TimeoutError["limit"];
+  readonly bytes: number;
+  readonly elapsed: number;
+  readonly rate: number;
+
+  constructor(
+    readonly error: TimeoutError,
+    readonly request: Request,
+    readonly direction: TimeoutEvent["direction"],
+    readonly afterHeaders: boolean,
+  ) {
+    this.method = request.method;
+    this.path = pathOf(request.url);
+    this.limit = error.limit;
+    this.bytes = error.bytes;
+    this.elapsed = error.elapsed;
+    this.rate = error.rate;
+  }
+
+  toJSON(): TimeoutEventJSON {
+    return {
+      method: this.method,
+      path: this.path,
+      direction: this.direction,
+      limit: this.limit,
+      afterHeaders: this.afterHeaders,
+      bytes: this.bytes,
+      elapsed: this.elapsed,
+      waited: this.error.waited,
+      rate: this.rate,
+      error: this.error.toJSON(),
+    };
+  }
 }
 
 /** The event of one firing. */
@@ -31,18 +94,7 @@ export function timeoutEvent(
   direction: TimeoutEvent["direction"],
   afterHeaders: boolean,
 ): TimeoutEvent {
-  return {
-    error,
-    request,
-    method: request.method,
-    path: pathOf(request.url),
-    direction,
-    limit: error.limit,
-    bytes: error.bytes,
-    elapsed: error.elapsed,
-    rate: error.rate,
-    afterHeaders,
-  };
+  return new Firing(error, request, direction, afterHeaders);
 }
 
 function pathOf(url: string): string {

@@ -98,6 +98,7 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     } catch (error) {
       return Promise.reject(error);
     }
+    hooks.started?.(exchange.handlerRequest);
     const handlerArgs =
       hooks.handlerArgs === undefined ? args : (hooks.handlerArgs(exchange.handlerRequest, args) as Args);
     let pending: Result | Promise<Result>;

@@ -132,6 +132,7 @@ function compilerOptions(runtime: SnippetRuntime): ts.CompilerOptions {
       "stream-deadlines/bun": adapters("bun"),
       "stream-deadlines/workers": adapters("workers"),
       "stream-deadlines/hono": adapters("hono"),
+      "stream-deadlines/otel": adapters("otel"),
     },
   };
 }
