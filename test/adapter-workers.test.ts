@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCell } from "./conformance/conformance-runner.ts";
-import { launch, type RunningServer } from "./conformance/runtime-launchers.ts";
+import { launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
 
 describe("stream-deadlines/workers without enable_request_signal", () => {

@@ -5,7 +5,7 @@
  * keeps reading, or an END_STREAM.
  */
 import http2 from "node:http2";
-import { connect, exchange, requestHead } from "../conformance/raw-http-client.ts";
+import { connect, exchange, requestHead } from "../../harness/raw-http-client.ts";
 
 export type Protocol = "h1" | "h2";
 
