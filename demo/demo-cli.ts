@@ -5,7 +5,6 @@ export interface DemoArgs {
   configFile: string | undefined;
   /** Node only: serve HTTP/2 without TLS. */
   h2c: boolean;
-  observe: boolean;
   /** The same handler on the runtime's own server with its defaults: no stream-deadlines (the attack bench's baseline). */
   bare: boolean;
 }
@@ -18,7 +17,6 @@ export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): Demo
     port: defaultPort,
     configFile: undefined,
     h2c: false,
-    observe: false,
     bare: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -40,12 +38,8 @@ export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): Demo
       args.port = port;
     } else if (flag === "--config") args.configFile = value();
     else if (flag === "--h2c") args.h2c = true;
-    else if (flag === "--observe") args.observe = true;
     else if (flag === "--bare") args.bare = true;
-    else
-      throw new TypeError(
-        `demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --observe, --bare)`,
-      );
+    else throw new TypeError(`demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --bare)`);
   }
   return args;
 }

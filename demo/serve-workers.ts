@@ -1,78 +1,9 @@
 /**
- * The demo on workerd: bundles demo/worker-entry.ts with esbuild (the config injected at bundle
- * time) and serves it with miniflare on 127.0.0.1. Run with tsx:
- *   node --import tsx demo/serve-workers.ts --port N [--config FILE.json] [--observe] [--bare]
- *
- * No `nodejs_compat`: the adapter must work on plain Workers. `enable_request_signal` makes
- * `request.signal` abort when the client goes away (without it, workerd never tells the handler).
+ * The demo on workerd: `node --import tsx demo/serve-workers.ts --port N [--config FILE.json] [--bare]`
+ * (or `npm run demo -- --runtime workers`). Bundles demo/worker-entry.ts and serves it with miniflare.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
-import { Miniflare } from "miniflare";
-import { demoConfigFrom } from "./demo-app.ts";
-import { parseDemoArgs, TRY_THESE } from "./demo-cli.ts";
-import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "./serve-workers-config.ts";
+import { DEMO } from "./demo-app.ts";
+import { serveOnWorkerd } from "./hosts/workerd.ts";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const args = parseDemoArgs(process.argv.slice(2));
-const fileConfig = demoConfigFrom(args.configFile ? JSON.parse(readFileSync(args.configFile, "utf8")) : undefined);
-const config = { ...fileConfig, observe: fileConfig.observe || args.observe };
-
-// DEMO_WORKERS_FLAGS="" (comma-separated) replaces the flags: to see what workerd does without them.
-const flags =
-  process.env.DEMO_WORKERS_FLAGS === undefined
-    ? WORKERS_COMPATIBILITY_FLAGS
-    : process.env.DEMO_WORKERS_FLAGS.split(",").filter(Boolean);
-
-const dir = mkdtempSync(join(tmpdir(), "sd-workers-"));
-const scriptPath = join(dir, "worker.mjs");
-await build({
-  entryPoints: [join(here, "worker-entry.ts")],
-  outfile: scriptPath,
-  bundle: true,
-  format: "esm",
-  platform: "neutral",
-  target: "es2022",
-  define: { __DEMO_CONFIG__: JSON.stringify(config), __DEMO_BARE__: JSON.stringify(args.bare) },
-  logLevel: "warning",
-});
-
-const mf = new Miniflare({
-  modules: true,
-  scriptPath,
-  modulesRoot: dir, // module names are relative to it; the bundle lives outside the project
-  compatibilityDate: WORKERS_COMPATIBILITY_DATE,
-  compatibilityFlags: flags,
-  host: "127.0.0.1",
-  port: args.port,
-  // One structured record per console call: observations come out as whole lines, unprefixed.
-  handleStructuredLogs({ level, message }) {
-    for (const line of message.split("\n")) {
-      if (line.startsWith("@observe ")) process.stdout.write(`${line}\n`);
-      else if (level === "error" || level === "warn") process.stderr.write(`${line}\n`);
-      else process.stdout.write(`${line}\n`);
-    }
-  },
-});
-const url = (await mf.ready).origin;
-// workerd has loaded the bundle: remove it now, so that no exit path (SIGKILL included) leaves it behind.
-rmSync(dir, { recursive: true, force: true });
-console.log(
-  `stream-deadlines demo (workerd via miniflare, compatibility date ${WORKERS_COMPATIBILITY_DATE}, flags [${flags.join(", ")}]${args.bare ? ", bare: no stream-deadlines" : ""}) listening on ${url}`,
-);
-if (!args.observe) console.log(TRY_THESE(url));
-
-let stopping = false;
-const stop = () => {
-  if (stopping) return;
-  stopping = true;
-  void mf
-    .dispose()
-    .catch(() => {})
-    .finally(() => process.exit(0));
-};
-process.once("SIGINT", stop);
-process.once("SIGTERM", stop);
+await serveOnWorkerd({ ...DEMO, entry: fileURLToPath(new URL("worker-entry.ts", import.meta.url)) });

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connect, exchange, requestHead, sleep } from "./conformance/raw-http-client.ts";
+import { connect, exchange, requestHead, sleep } from "../harness/raw-http-client.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const DENO = join(root, "node_modules/.bin/deno");

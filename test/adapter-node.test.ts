@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { generate } from "selfsigned";
 import { type NodeServerHandle, nodeServerLimits, serve } from "../adapters/node.ts";
 import { deadlines } from "../src/index.ts";
-import { connect, exchange, requestHead, sleep } from "./conformance/raw-http-client.ts";
+import { connect, exchange, requestHead, sleep } from "../harness/raw-http-client.ts";
 
 let server: NodeServerHandle | undefined;
 afterEach(async () => {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKERS_COMPATIBILITY_FLAGS } from "../demo/serve-workers-config.ts";
 import { runCell } from "./conformance/conformance-runner.ts";
-import { launch, type RunningServer } from "./conformance/runtime-launchers.ts";
+import { launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { appliesTo, CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
 
 describe("workerd with nodejs_compat: diagnostics_channel", () => {

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCell } from "./conformance/conformance-runner.ts";
-import { launch, type RunningServer } from "./conformance/runtime-launchers.ts";
+import { launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
 
 describe("stream-deadlines/workers without enable_request_signal", () => {
@@ -40,7 +40,8 @@ describe("stream-deadlines/workers without enable_request_signal", () => {
  * The first handler deadline in a fresh isolate, with the default report (its first console.warn):
  * the answer must be the 503, decided before the report or the handler's signal listener can run.
  * workerd once let the handler's continuation win here (200 "slow: answered…" on every fresh start).
- * The demo runs without --observe, so the report is the isolate's first console output.
+ * The plain demo runs (not the fixture server: no observation lines), so the report is the isolate's first
+ * console output.
  */
 describe("stream-deadlines/workers: the first handler deadline of a fresh isolate", () => {
   it("answers 503, not the handler's late answer", async () => {

@@ -1,11 +1,11 @@
 /**
  * The conformance suite in `npm test`: every scenario (test/conformance/scenarios.ts) over real TCP
- * against the demo on every runtime row. A known platform limit is asserted as its documented
+ * against the fixture server (the demo, observed) on every runtime row. A known platform limit is asserted as its documented
  * behaviour ("limit"), never skipped. The matrix is printed at the end.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Cell, formatMatrix, runCell } from "./conformance/conformance-runner.ts";
-import { ALL_ROWS, launch, type RunningServer } from "./conformance/runtime-launchers.ts";
+import { ALL_ROWS, launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { appliesTo, CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
 
 const cells: Cell[] = [];

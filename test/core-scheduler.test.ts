@@ -125,7 +125,7 @@ describe("the shared scheduler", () => {
       run();
       perTask.push(fired.length - before);
     }
-    // One task firing thousands blocks the event loop (measured: bench/run-scale.ts); 32 cuts take ~3 ms.
+    // One task firing thousands blocks the event loop (measured: bench/scale/run-scale.ts); 32 cuts take ~3 ms.
     expect(perTask).toEqual([32, 32, 32, 4]);
     expect(delays.slice(1)).toEqual([0, 0, 0]);
     expect(fired).toEqual(Array.from({ length: 100 }, (_, i) => i));

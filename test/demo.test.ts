@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { describe, expect, it } from "vitest";
-import { createDemoApp, DEFAULT_DEMO_CONFIG, demoConfigFrom } from "../demo/demo-app.ts";
+import { describe, expect, it, vi } from "vitest";
+import { createDemoApp, DEFAULT_DEMO_CONFIG, type DemoEvent, demoConfigFrom } from "../demo/demo-app.ts";
+import { createFixtureApp } from "../harness/fixture/fixture-app.ts";
 import { parseDemoArgs } from "../demo/demo-cli.ts";
 import { withDeadlines } from "../src/index.ts";
 
@@ -45,7 +46,8 @@ describe("the demo", () => {
   });
 
   it("serves its endpoints in process: index, upload, download pattern, bad parameters, 404", async () => {
-    const app = createDemoApp(DEFAULT_DEMO_CONFIG, () => {});
+    const heard: [DemoEvent, string][] = [];
+    const app = createDemoApp(DEFAULT_DEMO_CONFIG, (event, request) => heard.push([event, request.url]));
     const fetch = withDeadlines(app.handler, { ...app.options, onTimeout: false });
     const index = await ((await fetch(new Request("http://x/"))) as Response).text();
     for (const endpoint of [
@@ -57,30 +59,50 @@ describe("the demo", () => {
       expect(index).toContain(endpoint);
     expect(index, "the index says what an upload answers").toContain('{"bytes":N,"sha256":"..."}');
     const upload = (await fetch(new Request("http://x/upload", { method: "POST", body: "12345" }))) as Response;
-    expect(await upload.json()).toEqual({ bytes: 5, sha256: createHash("sha256").update("12345").digest("hex") });
+    const answer = await upload.json();
+    expect(answer).toEqual({ bytes: 5, sha256: createHash("sha256").update("12345").digest("hex") });
+    // GET / says what an upload answers: every field of it.
+    const uploadLine = index.split("\n").find((line) => line.includes("POST /upload "));
+    for (const key of Object.keys(answer)) expect(uploadLine).toContain(`"${key}"`);
     const download = (await fetch(new Request("http://x/download?bytes=70000"))) as Response;
     const bytes = new Uint8Array(await download.arrayBuffer());
     expect(bytes.length).toBe(70000);
     expect(bytes[65537]).toBe((65537 * 31 + 7) & 0xff);
+    // The listener hears what the producers saw, with the request it belongs to.
+    expect(heard).toContainEqual([{ event: "download-complete", bytes: 70000 }, "http://x/download?bytes=70000"]);
     expect(((await fetch(new Request("http://x/download?bytes=-1"))) as Response).status).toBe(400);
-    // Debug counters are only served to an observer (the fault tests), never by a plain demo.
-    const plain = createDemoApp(DEFAULT_DEMO_CONFIG);
-    expect(
-      ((await withDeadlines(plain.handler, plain.options)(new Request("http://x/debug/counters"))) as Response).status,
-    ).toBe(404);
-    const observed = createDemoApp(DEFAULT_DEMO_CONFIG, () => {});
-    const counters = await (
-      (await withDeadlines(observed.handler, observed.options)(new Request("http://x/debug/counters"))) as Response
-    ).json();
-    expect(Object.keys(counters).sort()).toEqual([
-      "allScheduledDeadlines",
-      "allTimersArmed",
-      "disconnectListeners",
-      "liveGuards",
-      "scheduledDeadlines",
-      "timerArmed",
-      "timerWakeups",
-    ]);
+    // The test protocol lives in the fixture server (harness/fixture), never in the demo.
+    for (const path of ["/debug/counters", "/fault/throw-before"])
+      expect(((await fetch(new Request(`http://x${path}`))) as Response).status, path).toBe(404);
     expect(((await fetch(new Request("http://x/nope"))) as Response).status).toBe(404);
+  });
+});
+
+describe("the fixture server of the tests and benches (the demo, observed)", () => {
+  it("serves the demo's endpoints, the debug counters and the faults, and prints each event as an @observe line", async () => {
+    const app = createFixtureApp(DEFAULT_DEMO_CONFIG);
+    const fetch = withDeadlines(app.handler, { ...app.options, onTimeout: false });
+    const lines: string[] = [];
+    const log = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
+    try {
+      expect(await ((await fetch(new Request("http://x/"))) as Response).text()).toMatch(/^stream-deadlines demo/);
+      const download = (await fetch(new Request("http://x/download?bytes=10&id=r1"))) as Response;
+      expect((await download.arrayBuffer()).byteLength).toBe(10);
+      const counters = await ((await fetch(new Request("http://x/debug/counters"))) as Response).json();
+      expect(Object.keys(counters).sort()).toEqual([
+        "allScheduledDeadlines",
+        "allTimersArmed",
+        "disconnectListeners",
+        "liveGuards",
+        "scheduledDeadlines",
+        "timerArmed",
+        "timerWakeups",
+      ]);
+      expect(((await fetch(new Request("http://x/fault/nope"))) as Response).status).toBe(404);
+    } finally {
+      log.mockRestore();
+    }
+    const observed = lines.filter((line) => line.startsWith("@observe ")).map((line) => JSON.parse(line.slice(9)));
+    expect(observed).toEqual([{ t: expect.any(Number), id: "r1", event: "download-complete", bytes: 10 }]);
   });
 });

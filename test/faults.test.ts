@@ -1,19 +1,19 @@
 /**
- * Faults, on every runtime row, over real sockets against the demo (test/faults/fault-cases.ts has
- * the faults, demo/demo-faults.ts the misbehaving handlers): client resets and half-closes mid-upload
+ * Faults, on every runtime row, over real sockets against the fixture server (the demo, observed;
+ * test/faults/fault-cases.ts has the faults, harness/fixture/faults.ts the misbehaving handlers): client resets and half-closes mid-upload
  * and mid-download, handlers that throw before and after returning a Response, producers that fail
  * mid-stream or ignore their cancel, limits changed inside pull() or while a read is pending, and a
  * thousand uploads timing out at the same instant.
  *
  * After every fault: the server still answers GET /; /debug/counters comes back to zero live guards,
  * zero scheduled deadlines and armed timers (across every clock: on workerd each request has its
- * own) and zero disconnect listeners; and no request's firing was reported twice (the demo's
- * onTimeout tags each report with the request's id). Where a runtime cannot do what a fault asks,
+ * own) and zero disconnect listeners; and no request's firing was reported twice (the fixture
+ * server tags each report with the request's id). Where a runtime cannot do what a fault asks,
  * its documented behaviour is asserted instead ("known limit", with its reference), never skipped.
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ALL_ROWS, launch, type RunningServer } from "./conformance/runtime-launchers.ts";
+import { ALL_ROWS, launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { type Check, FAULT_CONFIG, FAULTS, observationsOf, settle, storm } from "./faults/fault-cases.ts";
 import { type FaultClient, faultClient } from "./faults/fault-client.ts";
 

@@ -54,7 +54,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_DEMO_CONFIG, type DemoConfig } from "../demo/demo-app.ts";
-import { type Observation, launch, type RunningServer, type RuntimeRow } from "./conformance/runtime-launchers.ts";
+import { type Observation, launch, type RunningServer, type RuntimeRow } from "../harness/runtime-launchers.ts";
 import type { LoadResult, LoadSpec } from "./honest-peers/load-plan.ts";
 import { runLoadClient } from "./honest-peers/run-load-client.ts";
 
@@ -92,7 +92,7 @@ function planFor(row: RuntimeRow): RowPlan {
   const uploadRate = HONEST * REQUEST_LIMITS.minRate;
   const downloadRate = HONEST * response.minRate;
   return {
-    config: { ...DEFAULT_DEMO_CONFIG, request: REQUEST_LIMITS, response, handler: null, observe: true },
+    config: { ...DEFAULT_DEMO_CONFIG, request: REQUEST_LIMITS, response, handler: null },
     spec: {
       protocol: h2 ? "h2c" : "http1",
       h2Sessions: 8,

@@ -45,8 +45,8 @@ import { promisify } from "node:util";
 import { publint } from "publint";
 import { formatMessage } from "publint/utils";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "../demo/serve-workers-config.ts";
-import { NODE24_BINARY } from "./conformance/runtime-launchers.ts";
+import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "../harness/workers-config.ts";
+import { NODE24_BINARY } from "../harness/runtime-launchers.ts";
 import { type ConsumerConfig, consumerSource, typecheckConsumer } from "./package-tarball/consumer-typecheck.ts";
 import { moduleGraph, packageNameOf } from "./package-tarball/module-graph.ts";
 import {

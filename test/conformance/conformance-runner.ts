@@ -1,5 +1,5 @@
 /** Runs the scenario table against runtime rows and collects the runtime × scenario matrix. */
-import { launch, type RuntimeRow } from "./runtime-launchers.ts";
+import { launch, type RuntimeRow } from "../../harness/runtime-launchers.ts";
 import { appliesTo, CONFORMANCE_CONFIG, type Scenario, SCENARIOS } from "./scenarios.ts";
 
 export type CellKind = "ok" | "FAIL" | "limit" | "n/a";

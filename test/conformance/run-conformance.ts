@@ -6,7 +6,7 @@
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { type Cell, formatMatrix, runRow } from "./conformance-runner.ts";
-import { ALL_ROWS, NODE24_BINARY, type RuntimeRow } from "./runtime-launchers.ts";
+import { ALL_ROWS, NODE24_BINARY, type RuntimeRow } from "../../harness/runtime-launchers.ts";
 import { SCENARIOS } from "./scenarios.ts";
 
 const argv = process.argv.slice(2);
@@ -61,9 +61,9 @@ if (writeFile) {
     "# Conformance matrix",
     "",
     `Measured by \`npm run conformance -- --write docs/conformance.md\` on ${new Date().toISOString().slice(0, 10)} (${versions.join("; ")}).`,
-    "Each scenario runs over raw TCP (node:net, node:http2) against the demo server on each runtime, with",
-    "the short limits of test/conformance/scenarios.ts (idle 600 ms, handler 500 ms, …). `limit` = a known",
-    "platform limit whose documented behaviour was asserted.",
+    "Each scenario runs over raw TCP (node:net, node:http2) against the fixture server on each runtime (the",
+    "demo, observed: harness/fixture), with the short limits of test/conformance/scenarios.ts (idle 600 ms,",
+    "handler 500 ms, …). `limit` = a known platform limit whose documented behaviour was asserted.",
     "",
     "## Scenarios",
     "",

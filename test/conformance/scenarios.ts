@@ -1,5 +1,6 @@
 /**
- * The conformance scenarios: written once, run over real TCP against the demo on every runtime.
+ * The conformance scenarios: written once, run over real TCP against the demo on every runtime
+ * (served as the fixture server: harness/fixture).
  * Each one measures facts, then judges them; a runtime that cannot meet a scenario has its
  * documented behaviour asserted instead (a known platform limit, with its upstream issue).
  */
@@ -7,8 +8,8 @@ import { createHash } from "node:crypto";
 import http2 from "node:http2";
 import type { DemoConfig } from "../../demo/demo-app.ts";
 import { downloadByte } from "../../demo/demo-app.ts";
-import { connect, exchange, requestHead, sleep } from "./raw-http-client.ts";
-import type { RunningServer, RuntimeRow } from "./runtime-launchers.ts";
+import { connect, exchange, requestHead, sleep } from "../../harness/raw-http-client.ts";
+import type { RunningServer, RuntimeRow } from "../../harness/runtime-launchers.ts";
 
 /** Short real limits, generous margins: hundreds of milliseconds, never seconds of sleep per limit. */
 export const CONFORMANCE_CONFIG: DemoConfig = {

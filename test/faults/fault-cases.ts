@@ -1,13 +1,13 @@
 /**
- * The faults, each run over real sockets against the demo (demo/demo-faults.ts serves the
- * misbehaving handlers): `run` makes the fault happen and gathers what the client saw, `judge` says
+ * The faults, each run over real sockets against the fixture server (harness/fixture/faults.ts serves
+ * the misbehaving handlers): `run` makes the fault happen and gathers what the client saw, `judge` says
  * what each runtime must show. test/faults.test.ts adds, after every fault, the checks they all
  * share: the server still answers, nothing of any request is left (debug counters back to zero),
  * and no firing was reported twice.
  */
 import type { DemoConfig } from "../../demo/demo-app.ts";
-import { sleep } from "../conformance/raw-http-client.ts";
-import type { Observation, RunningServer, RuntimeRow } from "../conformance/runtime-launchers.ts";
+import { sleep } from "../../harness/raw-http-client.ts";
+import type { Observation, RunningServer, RuntimeRow } from "../../harness/runtime-launchers.ts";
 import { type FaultClient, type Outcome, faultClient } from "./fault-client.ts";
 
 /** Short real limits, as the conformance suite's. No request minRate: the faults change idle alone. */
@@ -31,7 +31,7 @@ export interface FaultRun {
   server: RunningServer;
   client: FaultClient;
   row: RuntimeRow;
-  /** A fresh request id (the demo tags its observations with it). */
+  /** A fresh request id (the fixture server tags its observations with it). */
   id(prefix: string): string;
 }
 

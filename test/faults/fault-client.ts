@@ -1,11 +1,11 @@
 /**
- * One client for the fault tests over HTTP/1.1 (raw TCP, test/conformance/raw-http-client.ts) and
+ * One client for the fault tests over HTTP/1.1 (raw TCP, harness/raw-http-client.ts) and
  * HTTP/2 (node:http2, for the h2c row): the same faults, each protocol's way. A reset is a TCP RST
  * on HTTP/1.1 and an RST_STREAM (CANCEL) on HTTP/2; a half-close is a FIN after which the client
  * keeps reading, or an END_STREAM.
  */
 import http2 from "node:http2";
-import { connect, exchange, requestHead } from "../conformance/raw-http-client.ts";
+import { connect, exchange, requestHead } from "../../harness/raw-http-client.ts";
 
 export type Protocol = "h1" | "h2";
 

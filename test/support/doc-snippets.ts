@@ -99,12 +99,15 @@ export function allSnippets(): Snippet[] {
   });
 }
 
-/** The project config each runtime's blocks are checked with (the same as the adapters' checks). */
+/**
+ * The project config whose options each runtime's blocks are checked with: the options every project
+ * shares (Node's types), or those of the adapter's check against its runtime's real types.
+ */
 const CONFIG: Record<SnippetRuntime, string> = {
-  node: "tsconfig.json",
-  deno: "tsconfig.check-deno.json",
-  bun: "tsconfig.check-bun.json",
-  workers: "tsconfig.check-workers.json",
+  node: "tsconfig.base.json",
+  deno: "test/types/tsconfig.deno.json",
+  bun: "test/types/tsconfig.bun.json",
+  workers: "test/types/tsconfig.workers.json",
 };
 
 function compilerOptions(runtime: SnippetRuntime): ts.CompilerOptions {
@@ -123,6 +126,10 @@ function compilerOptions(runtime: SnippetRuntime): ts.CompilerOptions {
   const adapters = (name: string) => [join(ROOT, "adapters", `${name}.ts`)];
   return {
     ...parsed.options,
+    // A project's build settings, not its type rules: the blocks are one in-memory program per runtime.
+    composite: false,
+    incremental: false,
+    tsBuildInfoFile: undefined,
     noEmit: true,
     // The import lines of the docs, as a user writes them, resolved to this repository's sources.
     paths: {

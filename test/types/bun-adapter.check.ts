@@ -1,6 +1,6 @@
 /**
- * The Bun adapter against the real Bun types: `npx tsc --noEmit -p tsconfig.check-bun.json`.
- * Nothing here runs. The main config (which must not load @types/bun) includes test/ too, so
+ * The Bun adapter against the real Bun types: `npx tsc -b test/types/tsconfig.bun.json`.
+ * Nothing here runs. The tests' project (which must not load @types/bun) includes test/ too, so
  * `Bun` is reached through `globalThis`: the real namespace under the Bun config, a stand-in that
  * accepts anything under the main one.
  */

@@ -1,6 +1,6 @@
 /**
- * The Deno adapter against the real Deno types: `npx tsc --noEmit -p tsconfig.check-deno.json`.
- * Nothing here runs. The main config (which must not load @types/deno) includes test/ too, so
+ * The Deno adapter against the real Deno types: `npx tsc -b test/types/tsconfig.deno.json`.
+ * Nothing here runs. The tests' project (which must not load @types/deno) includes test/ too, so
  * `Deno` is reached through `globalThis`: the real namespace under the Deno config, a stand-in
  * that accepts anything under the main one.
  */

@@ -1,11 +1,11 @@
 /**
  * Type check of the Workers adapter against the real @cloudflare/workers-types, run by
- * `npx tsc --noEmit -p tsconfig.check-workers.json` (Workers globals only: no DOM, no Node).
+ * `npx tsc -b test/types/tsconfig.workers.json` (Workers globals only: no DOM, no Node).
  *
- * This file is also part of the main `tsc -p .` (which includes test/): there `ExportedHandler`
+ * This file is also part of the tests' project (test/tsconfig.json): there `ExportedHandler`
  * does not exist, so it is declared below as an empty interface with the same type parameters.
  * Under the Workers config that declaration merges into the real one and adds nothing, so the
- * checks here are real there and vacuous in the main program.
+ * checks here are real there and vacuous in the tests' project.
  */
 import { deadlines } from "../../src/index.ts";
 import { type ClientInfo, withWorkersDeadlines } from "../../adapters/workers.ts";

@@ -1,0 +1,555 @@
+/**
+ * `npm run attack` (bench/attack/run-attack.sh): slowhttptest against the demo on every runtime, bare and
+ * guarded, while an honest client keeps making requests.
+ *
+ * For each runtime (node, deno, bun, workers) × mode (slow-body: -B against POST /upload,
+ * slow-read: -X against GET /download of 1 GiB, slowloris: -H against GET /) × variant (bare: the
+ * demo handler on the runtime's own server with its defaults; guarded: the demo through the
+ * runtime's adapter with the short limits below), a fresh demo server is started, then:
+ *   - a connection tracker samples /proc/net/tcp every 100 ms: which connections the server still
+ *     holds (bench/attack/attack-conntrack.ts);
+ *   - an honest client (bench/attack/attack-honest.ts) makes small uploads and downloads from 127.0.0.2;
+ *   - slowhttptest opens CONNECTIONS attack connections from 127.0.0.1 (as fast as it can: -r 1000)
+ *     and keeps them slow; the attack ends after SECONDS, or earlier once the server holds none of
+ *     them any more (slowhttptest never closes one of its own accord).
+ *
+ * Prints, per runtime, mode and variant:
+ *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_ok <fraction of honest requests that succeeded>
+ *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_p99 <ms> (every attempt, failures included)
+ *   figure attack.<runtime>.<mode>.<bare|guarded>.cut_within_limit <fraction>
+ *   figure attack.<runtime>.<mode>.<bare|guarded>.cut_by_end <fraction>
+ *   figure attack.<runtime>.<mode>.<bare|guarded>.deadlines_fired <deadlines reported per attack connection>
+ * where cut_within_limit is the fraction of attack connections the server let go of within
+ * limit + accuracy of the moment it was first seen holding them, and cut_by_end those it let go of
+ * at all before the attack ended. Then a table. Writes .bench-out/attack-results.json.
+ * Method and figures: docs/resilience.md.
+ *
+ *   npx tsx bench/attack/run-attack.ts [node deno bun workers] [slow-body slow-read slowloris] [--seconds N] [--connections N]
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "../shared/paths.ts";
+import { ConnectionTracker } from "./attack-conntrack.ts";
+import { type HonestResult, runHonestClient } from "./attack-honest.ts";
+
+/** Terminal colour codes, stripped from slowhttptest's log before it is quoted. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is the character to match
+const ANSI_ESCAPES = /\x1b\[[0-9;]*m/g;
+
+const require = createRequire(import.meta.url);
+const root = ROOT;
+
+type Runtime = "node" | "deno" | "bun" | "workers";
+type Mode = "slow-body" | "slow-read" | "slowloris";
+type Variant = "bare" | "guarded";
+const RUNTIMES: Runtime[] = ["node", "deno", "bun", "workers"];
+const MODES: Mode[] = ["slow-body", "slow-read", "slowloris"];
+
+const argv = process.argv.slice(2);
+const option = (name: string, fallback: number) => {
+  const i = argv.indexOf(name);
+  if (i < 0) return fallback;
+  const value = Number(argv[i + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} needs a positive number`);
+  return value;
+};
+const SECONDS = option("--seconds", 18);
+const CONNECTIONS = option("--connections", 300);
+const positional = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
+for (const p of positional)
+  if (![...RUNTIMES, ...MODES].includes(p as never)) throw new TypeError(`unknown argument "${p}"`);
+const namedRuntimes = RUNTIMES.filter((r) => positional.includes(r));
+const namedModes = MODES.filter((m) => positional.includes(m));
+const runtimes = namedRuntimes.length ? namedRuntimes : RUNTIMES;
+const modes = namedModes.length ? namedModes : MODES;
+
+/** The guarded demo's limits (the demo config file): short, so that a cut is seen within one attack. */
+const DEMO_CONFIG = {
+  request: { idle: 2_000, minRate: 1024, grace: 2_000 },
+  response: { idle: 2_000, minRate: 1024, grace: 2_000 },
+};
+const BODY_LIMIT_MS = 2_000; // idle 2 s, and a minRate credit of 1024 B/s × 2 s runs out in ~2 s at a few B/s
+/** The Node adapter's default headersTimeout (the demo does not change it), checked every quarter of it. */
+const NODE_HEADERS_TIMEOUT_MS = 10_000;
+/**
+ * What the measurement itself adds: timer lateness (p99 ≤ 45 ms under load on every runtime,
+ * docs/performance.md), the 100 ms sampling at both ends (≤ 200 ms), and taking in a burst of a few
+ * hundred connections on 2 shared cores.
+ */
+const ACCURACY_MS = 500;
+const SAMPLE_MS = 100;
+const HONEST = {
+  loops: 2,
+  timeoutMs: 2_000,
+  uploadBytes: 16 * 1024,
+  downloadBytes: 256 * 1024,
+  pauseMs: 50,
+  localAddress: "127.0.0.2",
+};
+const ATTACKER = "127.0.0.1";
+
+/**
+ * The limit an attack connection should be cut within, and what is added to it: body modes, the
+ * body limits above; slowloris, the header-phase bound each runtime has (a body limit cannot see
+ * headers): Node's headersTimeout (adapter default 10 s, checked every 2.5 s), Bun's own ~10 s for
+ * a first request (not configurable, on a 4 s tick), workerd's own 15 s (measured: a head still
+ * incomplete, dripping or silent, is closed at 15.0 s), none on Deno (judged against Node's 10 s).
+ */
+function limitFor(runtime: Runtime, mode: Mode): { limitMs: number; accuracyMs: number; note: string } {
+  if (mode !== "slowloris")
+    return {
+      limitMs: BODY_LIMIT_MS,
+      accuracyMs: ACCURACY_MS,
+      note: mode === "slow-body" ? "request idle/minRate" : "response idle/minRate",
+    };
+  if (runtime === "node")
+    return {
+      limitMs: NODE_HEADERS_TIMEOUT_MS,
+      accuracyMs: ACCURACY_MS + NODE_HEADERS_TIMEOUT_MS / 4,
+      note: "headersTimeout 10 s, checked every 2.5 s",
+    };
+  if (runtime === "bun")
+    return {
+      limitMs: 10_000,
+      accuracyMs: ACCURACY_MS + 4_000,
+      note: "Bun's own first-request header bound ~10 s, 4 s tick",
+    };
+  if (runtime === "workers")
+    return { limitMs: 15_000, accuracyMs: ACCURACY_MS, note: "workerd's own header timeout, 15 s" };
+  return {
+    limitMs: NODE_HEADERS_TIMEOUT_MS,
+    accuracyMs: ACCURACY_MS,
+    note: "no header bound in Deno; judged against Node's 10 s",
+  };
+}
+
+function slowhttptestArgs(mode: Mode, url: string, csvPrefix: string): string[] {
+  // -p/-e: slowhttptest's own availability probe goes to a closed port, so that it never adds a
+  // connection of its own to the attack counted at the server (the honest client measures availability).
+  const common = [
+    "-c",
+    String(CONNECTIONS),
+    "-r",
+    "1000",
+    "-l",
+    String(SECONDS + 30),
+    "-g",
+    "-o",
+    csvPrefix,
+    "-p",
+    "100",
+    "-e",
+    "127.0.0.1:9",
+  ];
+  switch (mode) {
+    case "slow-body":
+      // R.U.D.Y.: headers with Content-Length 64 KiB, then up to 66 bytes of body each second.
+      return ["-B", "-u", `${url}/upload`, "-s", "65536", "-i", "1", ...common];
+    case "slow-read":
+      // A 1 GiB response read 5 bytes per second through a receive window of 1-512 bytes.
+      return [
+        "-X",
+        "-u",
+        `${url}/download?bytes=1073741824`,
+        "-k",
+        "1",
+        "-n",
+        "1",
+        "-z",
+        "5",
+        "-w",
+        "1",
+        "-y",
+        "512",
+        ...common,
+      ];
+    case "slowloris":
+      // Headers never finished: one more "X-…: …" line each second.
+      return ["-H", "-u", `${url}/`, "-i", "1", ...common];
+  }
+}
+
+// --- processes: each in its own process group, all killed on the way out ------------------------
+
+const groups = new Set<number>();
+const workDir = mkdtempSync(join(tmpdir(), "sd-attack-"));
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+process.on("exit", () => {
+  for (const pid of groups) killGroup(pid, "SIGKILL");
+  rmSync(workDir, { recursive: true, force: true });
+});
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(signal, () => {
+    for (const pid of groups) killGroup(pid, "SIGKILL");
+    process.exit(130);
+  });
+}
+
+function startGroup(command: string, args: string[]): ChildProcess {
+  const child = spawn(command, args, {
+    cwd: root,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NO_COLOR: "1" },
+  });
+  groups.add(child.pid!);
+  child.once("exit", () => groups.delete(child.pid!));
+  return child;
+}
+
+async function stopGroup(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 3_000): Promise<void> {
+  const pid = child.pid!;
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  killGroup(pid, signal);
+  const timer = setTimeout(() => killGroup(pid, "SIGKILL"), graceMs);
+  await exited;
+  clearTimeout(timer);
+  killGroup(pid, "SIGKILL"); // anything the leader left behind in its group (deno, bun, workerd)
+  groups.delete(pid);
+}
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+  port: number;
+  log: string[];
+  /** "[stream-deadlines] … timeout:" lines the demo printed (one per deadline that fired). */
+  fired: number;
+}
+
+async function startServer(runtime: Runtime, variant: Variant, configFile: string): Promise<Server> {
+  const args = [
+    "--import",
+    require.resolve("tsx"),
+    join(root, "demo/run.ts"),
+    "--runtime",
+    runtime,
+    "--port",
+    "0",
+    "--config",
+    configFile,
+  ];
+  if (variant === "bare") args.push("--bare");
+  const child = startGroup(process.execPath, args);
+  const log: string[] = [];
+  let server: Server | undefined;
+  let fired = 0;
+  let partial = "";
+  const countFirings = (data: Buffer) => {
+    const lines = (partial + data.toString()).split("\n");
+    partial = lines.pop()!;
+    for (const line of lines) if (/^\[stream-deadlines\] .* timeout: /.test(line)) fired++;
+    if (server) server.fired = fired;
+  };
+  child.stdout!.on("data", countFirings);
+  child.stderr!.on("data", countFirings);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`${runtime} ${variant}: no "listening on" within 60 s\n${log.join("")}`)),
+      60_000,
+    );
+    const onData = (data: Buffer) => {
+      log.push(data.toString());
+      if (log.length > 200) log.splice(0, log.length - 200);
+      const match = /listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(log.join(""));
+      if (match) {
+        clearTimeout(timer);
+        child.stdout!.off("data", onData);
+        server = { child, url: match[1]!, port: Number(match[2]), log, fired };
+        resolve(server);
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", (data: Buffer) => {
+      log.push(data.toString());
+      if (log.length > 200) log.splice(0, log.length - 200);
+    });
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${runtime} ${variant}: the server exited (${code}) before listening\n${log.join("")}`));
+    });
+  });
+}
+
+// --- one attack ----------------------------------------------------------------------------------
+
+interface CellResult {
+  runtime: Runtime;
+  mode: Mode;
+  variant: Variant;
+  limitMs: number;
+  accuracyMs: number;
+  limitNote: string;
+  attackSeconds: number;
+  /**
+   * Why the attack ended: "time" (SECONDS passed), "all closed" (slowhttptest had no connection
+   * left), "all cut" (the server held none of them any more; slowhttptest may not have noticed).
+   */
+  ended: "time" | "all closed" | "all cut";
+  connections: number;
+  cutWithinLimit: number;
+  cutByEnd: number;
+  /** Median and max time the server held the connections it cut, ms. */
+  heldMedianMs: number | null;
+  heldMaxMs: number | null;
+  /** slowhttptest's own count of closed connections (the client's view): all, when it ended for want of any; else its last CSV row. */
+  clientClosed: number | null;
+  /** Deadlines that fired (the demo's onTimeout lines), per attack connection. */
+  firedFraction: number;
+  /** Bytes in the server's send queues of the attack connections it still held at the end. */
+  heldSendQueueBytes: number;
+  /** Load average (1 min) of the machine when the attack ended: the machine is shared. */
+  load1: number;
+  honest: {
+    attempts: number;
+    ok: number;
+    okFraction: number;
+    p50: number;
+    p99: number;
+    failures: Record<string, number>;
+    failedAtS: number[];
+  };
+}
+
+const percentile = (xs: number[], p: number) => {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+};
+
+function lastCsvClosed(csvFile: string): number | null {
+  try {
+    const rows = readFileSync(csvFile, "utf8").trim().split("\n");
+    const header = rows[0]!.split(",");
+    const last = rows.at(-1)!.split(",");
+    const column = header.indexOf("Closed");
+    return rows.length > 1 && column >= 0 ? Number(last[column]) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function attack(
+  runtime: Runtime,
+  mode: Mode,
+  variant: Variant,
+  configFile: string,
+  workDir: string,
+): Promise<CellResult> {
+  const server = await startServer(runtime, variant, configFile);
+  const tracker = new ConnectionTracker(server.port, SAMPLE_MS);
+  try {
+    // The server answers before the attack (and everything is warm).
+    const warm = await runHonestOnce(server.url);
+    if (warm.ok !== warm.attempts)
+      throw new Error(
+        `${runtime} ${variant}: the honest client failed before the attack: ${JSON.stringify(warm.failures)}`,
+      );
+
+    tracker.start();
+    const honest = runHonestClient({ ...HONEST, url: server.url });
+    const csvPrefix = join(workDir, `${runtime}-${mode}-${variant}`);
+    const t0 = performance.now();
+    const attacker = startGroup("slowhttptest", slowhttptestArgs(mode, server.url, csvPrefix));
+    let attackerLog = "";
+    attacker.stdout!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
+    attacker.stderr!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
+    const attackerExited = new Promise<"all closed">((resolve) => attacker.once("exit", () => resolve("all closed")));
+    let watch: ReturnType<typeof setInterval> | undefined;
+    const allCut = new Promise<"all cut">((resolve) => {
+      watch = setInterval(() => {
+        const seen = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
+        if (seen.length >= CONNECTIONS && seen.every((c) => c.releasedAt !== undefined)) resolve("all cut");
+      }, SAMPLE_MS);
+    });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeUp = new Promise<"time">((resolve) => (timer = setTimeout(() => resolve("time"), SECONDS * 1000)));
+    const ended = await Promise.race([attackerExited, allCut, timeUp]);
+    clearInterval(watch);
+    clearTimeout(timer);
+    // The last look at the server while the attacker still holds every connection it has.
+    tracker.sample();
+    const tEnd = performance.now();
+    const load1 = loadavg()[0]!;
+    // Honest requests already under way finish (or time out) while the attack still stands; none starts after it.
+    const tally = await honest.stop();
+    if (ended !== "all closed") await stopGroup(attacker, "SIGINT", 3_000);
+    else if (!/No open connections left/.test(attackerLog)) {
+      throw new Error(
+        `${runtime} ${mode} ${variant}: slowhttptest ended early:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
+      );
+    }
+    tracker.stop();
+
+    const attackConnections = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
+    const { limitMs, accuracyMs, note } = limitFor(runtime, mode);
+    // Released at or before the last sample of the attack: the server let go (slowhttptest never
+    // closes a connection of its own accord; it closes one only after the server did).
+    const cut = attackConnections.filter((c) => c.releasedAt !== undefined && c.releasedAt <= tEnd);
+    const held = cut.map((c) => c.releasedAt! - c.firstSeen);
+    const within = held.filter((ms) => ms <= limitMs + accuracyMs).length;
+    const n = attackConnections.length;
+    if (ended !== "all closed" && n < CONNECTIONS * 0.9) {
+      throw new Error(
+        `${runtime} ${mode} ${variant}: only ${n} of ${CONNECTIONS} attack connections reached the server:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
+      );
+    }
+    return {
+      runtime,
+      mode,
+      variant,
+      limitMs,
+      accuracyMs,
+      limitNote: note,
+      attackSeconds: (tEnd - t0) / 1000,
+      ended,
+      connections: n,
+      cutWithinLimit: n ? within / n : Number.NaN,
+      cutByEnd: n ? cut.length / n : Number.NaN,
+      heldMedianMs: held.length ? percentile(held, 50) : null,
+      heldMaxMs: held.length ? Math.max(...held) : null,
+      clientClosed: ended === "all closed" ? CONNECTIONS : lastCsvClosed(`${csvPrefix}.csv`),
+      firedFraction: n ? server.fired / n : Number.NaN,
+      heldSendQueueBytes: attackConnections
+        .filter((c) => c.releasedAt === undefined || c.releasedAt > tEnd)
+        .reduce((sum, c) => sum + c.sendQueue, 0),
+      load1,
+      honest: {
+        attempts: tally.attempts,
+        ok: tally.ok,
+        okFraction: tally.attempts ? tally.ok / tally.attempts : Number.NaN,
+        p50: percentile(tally.latencies, 50),
+        p99: percentile(tally.latencies, 99),
+        failures: tally.failures,
+        failedAtS: tally.failedAt.map((t) => Number(((t - t0) / 1000).toFixed(1))),
+      },
+    };
+  } finally {
+    tracker.stop();
+    await stopGroup(server.child);
+  }
+}
+
+async function runHonestOnce(url: string): Promise<HonestResult> {
+  const client = runHonestClient({ ...HONEST, url, loops: 2 });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  return client.stop();
+}
+
+// --- main ----------------------------------------------------------------------------------------
+
+const version = (() => {
+  try {
+    return /version ([\d.]+)/.exec(execFileSync("slowhttptest", ["-h"], { encoding: "utf8" }))?.[1] ?? "?";
+  } catch (error) {
+    const out = String((error as { stdout?: string }).stdout ?? "");
+    return /version ([\d.]+)/.exec(out)?.[1] ?? "?";
+  }
+})();
+
+const configFile = join(workDir, "demo-config.json");
+writeFileSync(configFile, JSON.stringify(DEMO_CONFIG));
+const started = performance.now();
+console.log(
+  `# attack bench: slowhttptest ${version}, ${CONNECTIONS} connections per attack (-r 1000), ${SECONDS} s per attack, loopback; ` +
+    `guarded limits: request ${JSON.stringify(DEMO_CONFIG.request)}, response ${JSON.stringify(DEMO_CONFIG.response)}, ` +
+    `Node headersTimeout ${NODE_HEADERS_TIMEOUT_MS} ms (adapter default); bare: each runtime's own server and defaults; ` +
+    `honest client: ${HONEST.loops} loops of ${HONEST.uploadBytes / 1024} KiB uploads / ${HONEST.downloadBytes / 1024} KiB downloads, a new connection each, timeout ${HONEST.timeoutMs} ms; ` +
+    `cut within limit + ${ACCURACY_MS} ms accuracy (+ the runtime's header-timer granularity for slowloris), connections sampled every ${SAMPLE_MS} ms from /proc/net/tcp`,
+);
+
+const results: CellResult[] = [];
+const fmt = (x: number, digits: number) => (Number.isFinite(x) ? x.toFixed(digits) : "NaN");
+try {
+  for (const runtime of runtimes) {
+    for (const mode of modes) {
+      // Alternate which variant goes first, so neither always runs on a machine fresh from the other.
+      const order: Variant[] =
+        (runtimes.indexOf(runtime) + modes.indexOf(mode)) % 2 === 0 ? ["bare", "guarded"] : ["guarded", "bare"];
+      for (const variant of order) {
+        const name = `attack.${runtime}.${mode}.${variant}`;
+        try {
+          const r = await attack(runtime, mode, variant, configFile, workDir);
+          results.push(r);
+          console.log(`figure ${name}.honest_ok ${fmt(r.honest.okFraction, 3)}`);
+          console.log(`figure ${name}.honest_p99 ${fmt(r.honest.p99, 1)} ms`);
+          console.log(`figure ${name}.cut_within_limit ${fmt(r.cutWithinLimit, 3)}`);
+          console.log(`figure ${name}.cut_by_end ${fmt(r.cutByEnd, 3)}`);
+          console.log(`figure ${name}.deadlines_fired ${fmt(r.firedFraction, 3)}`);
+          const failures = Object.entries(r.honest.failures)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join(", ");
+          console.error(
+            `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
+              `cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
+              `still held at the end: ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(1)} MiB in send queues; ` +
+              `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms${failures ? ` (${failures}, started at ${r.honest.failedAtS.join(", ")} s)` : ""}; load ${r.load1.toFixed(1)}`,
+          );
+        } catch (error) {
+          console.log(
+            `figure ${name}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`,
+          );
+          console.error(error);
+          process.exitCode = 1;
+        }
+      }
+    }
+  }
+} finally {
+  rmSync(workDir, { recursive: true, force: true });
+}
+
+// --- table ---------------------------------------------------------------------------------------
+
+console.log(
+  "\n| runtime | mode | limit (+ accuracy) | variant | honest_ok | honest_p99 | cut_within_limit | cut_by_end | cut after (median / max) | deadlines fired | held at the end (send queues) |",
+);
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+const ordered = runtimes.flatMap((runtime) =>
+  modes.flatMap((mode) =>
+    (["bare", "guarded"] as const).map((variant) =>
+      results.find((r) => r.runtime === runtime && r.mode === mode && r.variant === variant),
+    ),
+  ),
+);
+for (const r of ordered) {
+  if (r === undefined) continue;
+  const cutAfter =
+    r.heldMedianMs === null ? "–" : `${(r.heldMedianMs / 1000).toFixed(2)} / ${(r.heldMaxMs! / 1000).toFixed(2)} s`;
+  const held = Math.round(r.connections * (1 - r.cutByEnd));
+  console.log(
+    `| ${r.runtime} | ${r.mode} | ${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ${fmt(r.honest.p99, 0)} ms | ` +
+      `${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ${fmt(r.firedFraction, 2)} | ${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB |`,
+  );
+}
+const totalSeconds = (performance.now() - started) / 1000;
+console.log(`\n# ${results.length} attacks in ${totalSeconds.toFixed(0)} s`);
+mkdirSync(join(root, ".bench-out"), { recursive: true });
+writeFileSync(
+  join(root, ".bench-out/attack-results.json"),
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      slowhttptest: version,
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+      config: DEMO_CONFIG,
+      totalSeconds,
+      results,
+    },
+    null,
+    2,
+  ),
+);
