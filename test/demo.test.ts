@@ -57,7 +57,6 @@ describe("the demo", () => {
       "GET  /slow?ms=MS",
     ])
       expect(index).toContain(endpoint);
-    expect(index, "the index says what an upload answers").toContain('{"bytes":N,"sha256":"..."}');
     const upload = (await fetch(new Request("http://x/upload", { method: "POST", body: "12345" }))) as Response;
     const answer = await upload.json();
     expect(answer).toEqual({ bytes: 5, sha256: createHash("sha256").update("12345").digest("hex") });
