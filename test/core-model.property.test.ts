@@ -12,7 +12,7 @@ import {
   guardOutboundStream,
   type TimeoutError,
 } from "../src/index.ts";
-import { evaluate, type ModelLimits, type Schedule } from "./support/deadline-model.ts";
+import { evaluate, type ModelLimits, SLICE, type Schedule } from "./support/deadline-model.ts";
 import { scriptedConsumer, scriptedSource } from "./support/scripted-streams.ts";
 
 const RUNS = Number(process.env.MODEL_RUNS ?? 1500);
@@ -82,9 +82,15 @@ interface Observed {
   consumerBytes: number;
 }
 
-async function runImplementation(s: Schedule): Promise<Observed> {
+/**
+ * "byob": the source is a byte stream and the consumer reads BYOB into 64 KiB buffers, which the
+ * model's reads match: inbound chunks fit one read, and outbound chunks are taken 64 KiB at a time.
+ */
+type ReadMode = "default" | "byob";
+
+async function runImplementation(s: Schedule, mode: ReadMode = "default"): Promise<Observed> {
   const clock = createVirtualClock();
-  const source = scriptedSource(clock, s.chunks, { endAt: s.endAt });
+  const source = scriptedSource(clock, s.chunks, { endAt: s.endAt, bytes: mode === "byob" });
   let fired: { at: number; error: TimeoutError } | undefined;
   const guard = s.direction === "inbound" ? guardInboundStream : guardOutboundStream;
   const { readable, controller } = guard(source.stream, {
@@ -93,7 +99,11 @@ async function runImplementation(s: Schedule): Promise<Observed> {
     onTimeout: (error) => (fired = { at: clock.now(), error }),
   });
   for (const change of s.changes) clock.setTimer(() => controller.set(change.patch), change.at);
-  const consumer = scriptedConsumer(clock, readable, { startAt: s.firstReadAt, pauseAfter: (i) => s.pauses[i] ?? 0 });
+  const consumer = scriptedConsumer(clock, readable, {
+    startAt: s.firstReadAt,
+    pauseAfter: (i) => s.pauses[i] ?? 0,
+    byob: mode === "byob" ? SLICE : undefined,
+  });
   await clock.advanceTo(200_000);
   if (fired) {
     expect(consumer.error).toBe(fired.error);
@@ -119,13 +129,13 @@ async function runImplementation(s: Schedule): Promise<Observed> {
 
 type Tally = Record<"closed" | "idle" | "minRate" | "total" | "ambiguous", number>;
 
-function agreesWithModel(direction: "inbound" | "outbound", tally: Tally) {
+function agreesWithModel(direction: "inbound" | "outbound", tally: Tally, mode: ReadMode) {
   return fc.asyncProperty(scheduleArb(direction), async (schedule) => {
     const expected = evaluate(schedule);
     if (expected.ambiguous) tally.ambiguous++;
     fc.pre(!expected.ambiguous);
     tally[expected.kind === "closed" ? "closed" : expected.limit]++;
-    const observed = await runImplementation(schedule);
+    const observed = await runImplementation(schedule, mode);
     expect(observed.kind).toBe(expected.kind);
     // The consumer sees an outbound end only when it next asks, so closing times are compared inbound only.
     if (expected.kind === "timeout" || direction === "inbound")
@@ -149,10 +159,18 @@ describe("implementation agrees with the reference model", () => {
   for (const direction of ["inbound", "outbound"] as const) {
     it(`${direction}: ${RUNS} random schedules`, async () => {
       const tally: Tally = { closed: 0, idle: 0, minRate: 0, total: 0, ambiguous: 0 };
-      await fc.assert(agreesWithModel(direction, tally), { numRuns: RUNS });
+      await fc.assert(agreesWithModel(direction, tally, "default"), { numRuns: RUNS });
       expectVariedOutcomes(tally);
       expect(deadlineDebugCounters().liveGuards).toBe(0);
       console.log(`model ${direction}: ${JSON.stringify(tally)}`);
+    });
+
+    it(`${direction}, a byte stream read BYOB: ${RUNS} random schedules`, async () => {
+      const tally: Tally = { closed: 0, idle: 0, minRate: 0, total: 0, ambiguous: 0 };
+      await fc.assert(agreesWithModel(direction, tally, "byob"), { numRuns: RUNS });
+      expectVariedOutcomes(tally);
+      expect(deadlineDebugCounters().liveGuards).toBe(0);
+      console.log(`model ${direction} byob: ${JSON.stringify(tally)}`);
     });
   }
 });

@@ -243,7 +243,8 @@ export async function fetchWithDeadlines(
     throw stopReason;
   }
   exchange.finish("closed"); // the headers came: the header wait ends
-  if (response.body === null) {
+  const source = response.body; // a getter: read once
+  if (source === null) {
     detach();
     upload?.retire();
     return response;
@@ -266,7 +267,8 @@ export async function fetchWithDeadlines(
     onTimeout: fired,
     owner: ended,
   });
-  const guarded = new Response(attachInboundGuard(response.body, body), {
+  // A byte stream where fetch()'s body is one (undici's, Deno's, Bun's, workerd's): BYOB reads work on it.
+  const guarded = new Response(attachInboundGuard(source, body), {
     status: response.status,
     statusText: response.statusText,
     headers: response.headers,

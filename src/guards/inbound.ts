@@ -4,17 +4,25 @@
  * its client timed out. Pull-based with no buffer of its own (highWaterMark 0), so a read of the
  * guarded stream is exactly one read of the source.
  *
+ * The guard of a byte stream is a byte stream (see isByteStream): a BYOB read pulls one chunk of
+ * the source, which the controller copies into the reader's buffer; what does not fit stays in the
+ * controller's queue, as it would in the source's, and later reads take it without a pull (the
+ * bytes are here: no wait on the peer, no clock).
+ *
  * One object per stream serves as the underlying source (methods on the prototype): per stream
  * there are two bound callbacks and no other closure, which matters at many requests per second.
  */
 import type { DeadlineTracker, GuardedSource } from "../engine/tracker.ts";
 import {
   type BodyReader,
+  type GuardController,
   type GuardOptions,
   type GuardedStream,
   createGuardedStream,
+  guardedStream,
   ignore,
   isByteChunk,
+  isByteStream,
   nonByteChunkError,
 } from "./common.ts";
 
@@ -33,28 +41,40 @@ export function attachInboundGuard(
   source: ReadableStream<Uint8Array>,
   tracker: DeadlineTracker,
 ): ReadableStream<Uint8Array> {
-  return attachInboundGuardToReader(source.getReader(), tracker);
+  const bytes = isByteStream(source);
+  return attachInboundGuardToReader(source.getReader(), tracker, bytes);
 }
 
-/** The same on a raw reader: anything with `read()` and `cancel()` (an adapter's reader of a runtime body). */
-export function attachInboundGuardToReader(reader: BodyReader, tracker: DeadlineTracker): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(new InboundGuard(reader, tracker), { highWaterMark: 0 });
+/**
+ * The same on a raw reader: anything with `read()` and `cancel()` (an adapter's reader of a runtime
+ * body). `bytes`: make the guarded stream a byte stream; only for a reader whose chunks are its own
+ * to give away (a byte stream's reader: the guard's enqueue transfers each chunk's buffer).
+ */
+export function attachInboundGuardToReader(
+  reader: BodyReader,
+  tracker: DeadlineTracker,
+  bytes = false,
+): ReadableStream<Uint8Array> {
+  return guardedStream(new InboundGuard(reader, tracker, bytes));
 }
 
 // Used as the ReadableStream's underlying source (start/pull/cancel); no `implements`
 // UnderlyingDefaultSource, which some runtimes' type packages (workers-types) do not declare.
 class InboundGuard implements GuardedSource {
-  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  /** The underlying source's type: "bytes" makes the guarded stream a byte stream. */
+  readonly type: "bytes" | undefined;
+  private controller!: GuardController;
   private readonly reader: BodyReader;
   private readonly tracker: DeadlineTracker;
 
-  constructor(reader: BodyReader, tracker: DeadlineTracker) {
+  constructor(reader: BodyReader, tracker: DeadlineTracker, bytes: boolean) {
+    this.type = bytes ? "bytes" : undefined;
     this.reader = reader;
     this.tracker = tracker;
     tracker.source = this;
   }
 
-  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  start(controller: GuardController): void {
     this.controller = controller;
   }
 
@@ -81,6 +101,8 @@ class InboundGuard implements GuardedSource {
     if (result.done) {
       tracker.finish("closed");
       this.controller.close();
+      // A byte stream's pending BYOB read ends only when its request is answered (with 0 bytes, done).
+      if (this.type !== undefined) this.controller.byobRequest?.respond(0);
       return undefined;
     }
     const chunk: unknown = result.value;
@@ -93,9 +115,20 @@ class InboundGuard implements GuardedSource {
     // An empty chunk is no progress: keep waiting, clock still running.
     if (chunk.byteLength === 0) return this.reader.read().then(this.onRead, this.onReadError);
     tracker.progress(chunk.byteLength);
-    this.controller.enqueue(chunk);
+    if (this.type === undefined) this.controller.enqueue(chunk);
+    else this.enqueueTransferred(chunk);
     return undefined;
   };
+
+  /** A byte stream's enqueue transfers the chunk's buffer: one that cannot be (shared memory) fails the body. */
+  private enqueueTransferred(chunk: Uint8Array): void {
+    try {
+      this.controller.enqueue(chunk);
+    } catch (error) {
+      this.tracker.finish("errored");
+      this.fail(error);
+    }
+  }
 
   private readonly onReadError = (error: unknown): void => {
     if (this.tracker.ended) return;

@@ -6,17 +6,26 @@
  * To see a chunk "waiting for the consumer", the guard reads ahead exactly one chunk from the
  * source once the consumer has asked for the first one. Chunks over 64 KiB are handed out as
  * 64 KiB views (no copy), so one huge chunk cannot hide a slow client behind a single "take".
+ *
+ * The guard of a byte stream is a byte stream (see isByteStream). A BYOB read takes what fits in
+ * its buffer (the guard copies it there and answers the read's byobRequest); the rest stays held,
+ * still waiting for the consumer. A default read of a byte stream transfers the chunk's buffer, so
+ * there the 64 KiB pieces of a larger chunk are copies (the last one goes as a view).
  */
 import type { Clock } from "../engine/clock.ts";
 import type { DeadlineTracker, GuardedSource } from "../engine/tracker.ts";
 import {
   type BodyReader,
+  type GuardController,
   type GuardOptions,
   type GuardedStream,
   createGuardedStream,
+  guardedStream,
   ignore,
   isByteChunk,
+  isByteStream,
   nonByteChunkError,
+  withoutStacks,
 } from "./common.ts";
 
 /**
@@ -50,12 +59,14 @@ export function attachOutboundGuard(
   source: ReadableStream<Uint8Array>,
   tracker: DeadlineTracker,
 ): ReadableStream<Uint8Array> {
-  return attachOutboundGuardToReader(source.getReader(), tracker, [], undefined);
+  const bytes = isByteStream(source);
+  return attachOutboundGuardToReader(source.getReader(), tracker, [], undefined, undefined, bytes);
 }
 
 /**
  * The same, for a source already partly read: `preread` chunks go out first, and `pendingRead` (a
- * read already made on `reader`) is the guard's first read ahead.
+ * read already made on `reader`) is the guard's first read ahead. `bytes`: make the guarded stream
+ * a byte stream; only for a reader whose chunks are its own to give away (a byte stream's reader).
  */
 export function attachOutboundGuardToReader(
   reader: BodyReader,
@@ -63,15 +74,45 @@ export function attachOutboundGuardToReader(
   preread: Uint8Array[],
   pendingRead: Promise<ReadResult> | undefined,
   heartbeat?: OutboundHeartbeat,
+  bytes = false,
 ): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat), {
-    highWaterMark: 0,
-  });
+  return guardedStream(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat, bytes));
 }
 
-// The ReadableStream's underlying source (start/pull/cancel), typed structurally (see guard-inbound.ts).
+/**
+ * A body's reader again, after a peek with `reader` (withDeadlines' peek, which left `pending` in
+ * flight), and whether `body` is a byte stream. Asked only for a body that is to be guarded (the
+ * probe costs a thrown TypeError on a default stream; a small body found in memory pays nothing),
+ * so the reader is released and taken again: a read still pending fails on the release and is
+ * made again on the new reader (what it would have returned stays in the stream's queue), while a
+ * read that already settled keeps its result.
+ */
+export function reopenPeekedBody(
+  body: ReadableStream<Uint8Array>,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  pending: Promise<ReadResult> | undefined,
+): { reader: BodyReader; pending: Promise<ReadResult> | undefined; bytes: boolean } {
+  if (!withoutStacks(release, reader)) return { reader, pending, bytes: false };
+  const bytes = isByteStream(body);
+  const fresh = body.getReader();
+  return { reader: fresh, pending: pending?.catch(() => fresh.read()), bytes };
+}
+
+/** Releases `reader` (its pending read and `closed` fail with errors of their own); false where a runtime refuses. */
+function release(reader: ReadableStreamDefaultReader<Uint8Array>): boolean {
+  try {
+    reader.releaseLock();
+    return true;
+  } catch {
+    return false; // a runtime that refuses to release with a read pending
+  }
+}
+
+// The ReadableStream's underlying source (start/pull/cancel), typed structurally (see inbound.ts).
 class OutboundGuard implements GuardedSource {
-  private controller!: ReadableStreamDefaultController<Uint8Array>;
+  /** The underlying source's type: "bytes" makes the guarded stream a byte stream. */
+  readonly type: "bytes" | undefined;
+  private controller!: GuardController;
   private readonly reader: BodyReader;
   private readonly tracker: DeadlineTracker;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
@@ -98,16 +139,19 @@ class OutboundGuard implements GuardedSource {
     preread: Uint8Array[] = [],
     pendingRead?: Promise<ReadResult>,
     heartbeat?: OutboundHeartbeat,
+    bytes = false,
   ) {
+    this.type = bytes ? "bytes" : undefined;
     this.reader = reader;
     this.tracker = tracker;
-    this.preread = preread;
+    // A byte stream refuses an empty chunk (one the peek read ahead): it ends no line, so drop it.
+    this.preread = bytes ? preread.filter((chunk) => !isByteChunk(chunk) || chunk.byteLength > 0) : preread;
     this.pendingRead = pendingRead;
     this.heartbeat = heartbeat;
     tracker.source = this;
   }
 
-  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  start(controller: GuardController): void {
     this.controller = controller;
   }
 
@@ -186,6 +230,10 @@ class OutboundGuard implements GuardedSource {
 
   /** The consumer asked: give it one slice, keep any remainder held (and the consumer to blame). */
   private deliver(chunk: Uint8Array): void {
+    if (this.type !== undefined) {
+      this.deliverBytes(chunk);
+      return;
+    }
     if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
       this.held = chunk.subarray(OUTBOUND_SLICE_BYTES);
       chunk = chunk.subarray(0, OUTBOUND_SLICE_BYTES);
@@ -197,6 +245,50 @@ class OutboundGuard implements GuardedSource {
     if (this.heartbeat !== undefined && chunk.byteLength > 0)
       this.atLineStart = chunk[chunk.byteLength - 1] === LINE_FEED;
     this.controller.enqueue(chunk);
+    if (this.held !== undefined) this.tracker.startWaiting();
+  }
+
+  /**
+   * The same for a byte stream: a BYOB read is filled (fillRequest); a default read gets the chunk,
+   * or a 64 KiB copy of it, since enqueue transfers the whole buffer and a view would take the held
+   * rest with it. A buffer that cannot be transferred (shared memory) fails the body.
+   */
+  private deliverBytes(chunk: Uint8Array): void {
+    const request = this.controller.byobRequest;
+    if (request != null) {
+      this.fillRequest(request, chunk);
+      return;
+    }
+    let piece = chunk;
+    if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
+      this.held = chunk.subarray(OUTBOUND_SLICE_BYTES);
+      piece = chunk.slice(0, OUTBOUND_SLICE_BYTES);
+    } else {
+      this.held = undefined;
+    }
+    this.tracker.progress(piece.byteLength);
+    if (this.heartbeat !== undefined) this.atLineStart = piece[piece.byteLength - 1] === LINE_FEED;
+    try {
+      this.controller.enqueue(piece);
+    } catch (error) {
+      this.tracker.finish("errored");
+      this.fail(error);
+      return;
+    }
+    if (this.held !== undefined) this.tracker.startWaiting();
+  }
+
+  /** A BYOB read: what fits in the reader's buffer is taken, the rest stays held (the consumer to blame). */
+  private fillRequest(request: ReadableStreamBYOBRequest, chunk: Uint8Array): void {
+    const view = request.view!;
+    const taken = Math.min(view.byteLength, chunk.byteLength);
+    new Uint8Array(view.buffer, view.byteOffset, taken).set(
+      taken === chunk.byteLength ? chunk : chunk.subarray(0, taken),
+    );
+    this.held = taken < chunk.byteLength ? chunk.subarray(taken) : undefined;
+    this.tracker.progress(taken);
+    if (this.heartbeat !== undefined) this.atLineStart = chunk[taken - 1] === LINE_FEED;
+    request.respond(taken);
     if (this.held !== undefined) this.tracker.startWaiting();
   }
 
@@ -218,6 +310,8 @@ class OutboundGuard implements GuardedSource {
       this.sourceDone = true;
       tracker.finish("closed");
       this.controller.close();
+      // A byte stream's pending BYOB read ends only when its request is answered (with 0 bytes, done).
+      if (this.type !== undefined) this.controller.byobRequest?.respond(0);
       this.resolvePull();
       return;
     }

@@ -13,9 +13,9 @@ export interface ScriptedUpload {
 export function scriptedUpload(
   clock: VirtualClock,
   chunks: ScriptedChunk[],
-  init: { url?: string; headers?: HeadersInit; endAt?: number } = {},
+  init: { url?: string; headers?: HeadersInit; endAt?: number; bytes?: boolean } = {},
 ): ScriptedUpload {
-  const source = scriptedSource(clock, chunks, { endAt: init.endAt ?? chunks.at(-1)?.at ?? 0 });
+  const source = scriptedSource(clock, chunks, { endAt: init.endAt ?? chunks.at(-1)?.at ?? 0, bytes: init.bytes });
   const client = new AbortController();
   const request = new Request(init.url ?? "http://localhost/upload", {
     method: "POST",

@@ -20,45 +20,48 @@ export interface ScriptedSource {
 
 /**
  * A source whose chunk i becomes available at `chunks[i].at` (pull waits for it), then ends at
- * `endAt` (default: right after the last chunk). Optionally errors instead of ending.
+ * `endAt` (default: right after the last chunk). Optionally errors instead of ending. `bytes`: a
+ * byte stream (`type: "bytes"`, as fetch() bodies are), which takes BYOB readers.
  */
 export function scriptedSource(
   clock: VirtualClock,
   chunks: ScriptedChunk[],
-  options: { endAt?: number; errorAt?: { at: number; error: unknown } } = {},
+  options: { endAt?: number; errorAt?: { at: number; error: unknown }; bytes?: boolean } = {},
 ): ScriptedSource {
   let index = 0;
   let cancelReason: unknown;
   let cancelled = false;
   let ended = false;
   const waitUntil = (at: number) => (at > clock.now() ? clock.sleep(at - clock.now()) : Promise.resolve());
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        if (index < chunks.length) {
-          const chunk = chunks[index++]!;
-          await waitUntil(chunk.at);
-          if (cancelled) return;
-          controller.enqueue(new Uint8Array(chunk.bytes).fill(index & 0xff));
-          return;
-        }
-        if (options.errorAt) {
-          await waitUntil(options.errorAt.at);
-          if (!cancelled) controller.error(options.errorAt.error);
-          ended = true;
-          return;
-        }
-        await waitUntil(options.endAt ?? 0);
-        if (!cancelled) controller.close();
+  const source = {
+    type: options.bytes ? ("bytes" as const) : undefined,
+    async pull(controller: ReadableStreamDefaultController<Uint8Array> & { byobRequest?: ReadableStreamBYOBRequest }) {
+      if (index < chunks.length) {
+        const chunk = chunks[index++]!;
+        await waitUntil(chunk.at);
+        if (cancelled) return;
+        controller.enqueue(new Uint8Array(chunk.bytes).fill(index & 0xff));
+        return;
+      }
+      if (options.errorAt) {
+        await waitUntil(options.errorAt.at);
+        if (!cancelled) controller.error(options.errorAt.error);
         ended = true;
-      },
-      cancel(reason) {
-        cancelled = true;
-        cancelReason = reason;
-      },
+        return;
+      }
+      await waitUntil(options.endAt ?? 0);
+      if (!cancelled) {
+        controller.close();
+        controller.byobRequest?.respond(0); // a pending BYOB read ends only when answered
+      }
+      ended = true;
     },
-    { highWaterMark: 0 },
-  );
+    cancel(reason: unknown) {
+      cancelled = true;
+      cancelReason = reason;
+    },
+  };
+  const stream = new ReadableStream<Uint8Array>(source as UnderlyingDefaultSource<Uint8Array>, { highWaterMark: 0 });
   return {
     stream,
     get cancelReason() {
@@ -87,20 +90,31 @@ export interface ConsumerResult {
 
 /**
  * Reads `readable`, starting at `startAt`, pausing `pauseAfter(i)` ms after chunk i before the next
- * read. Returns a live result object (fields fill in as the clock advances).
+ * read; with `byob`, in BYOB reads of that many bytes. Returns a live result object (fields fill in
+ * as the clock advances).
  */
 export function scriptedConsumer(
   clock: VirtualClock,
   readable: ReadableStream<Uint8Array>,
-  options: { startAt?: number; pauseAfter?: (chunkIndex: number) => number } = {},
+  options: { startAt?: number; pauseAfter?: (chunkIndex: number) => number; byob?: number } = {},
 ): ConsumerResult {
   const result: ConsumerResult = { bytes: 0, chunks: 0, error: undefined, done: false, endedAt: undefined };
-  const reader = readable.getReader();
+  const byob = options.byob;
+  // With `byob`: BYOB reads into a buffer of that many bytes (the same memory, handed back each time).
+  const reader = byob === undefined ? readable.getReader() : readable.getReader({ mode: "byob" });
+  let buffer = new ArrayBuffer(byob ?? 0);
+  const read = (): Promise<ReadableStreamReadResult<Uint8Array>> =>
+    byob === undefined
+      ? (reader as ReadableStreamDefaultReader<Uint8Array>).read()
+      : (reader as ReadableStreamBYOBReader).read(new Uint8Array(buffer)).then((r) => {
+          if (r.value !== undefined) buffer = r.value.buffer as ArrayBuffer;
+          return r as ReadableStreamReadResult<Uint8Array>;
+        });
   void (async () => {
     if (options.startAt && options.startAt > clock.now()) await clock.sleep(options.startAt - clock.now());
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await read();
         if (done) {
           result.done = true;
           break;
