@@ -95,7 +95,10 @@ class BunExchange implements AdapterHooks {
     this.guardedBody = guarded;
   }
 
-  /** Bun sends string chunks of a response body as UTF-8 (Elysia's streams yield strings): so does the guard. */
+  /**
+   * Bun sends string chunks of a response body as UTF-8 (Elysia's streams yield strings): so does the
+   * guard. With this hook, the guarded body is a default stream: Bun.serve reads it with default reads.
+   */
   responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader {
     const reader = body.getReader();
     const textAware = {

@@ -85,6 +85,8 @@ class ClientSignal implements AdapterHooks {
   private listening = false;
   /** The core guards the body of the Response it handed back (it then tells its end). */
   guardedBody = false;
+  /** Deno.serve sends the response body with default reads: no byte stream for it. */
+  readonly responseToRuntime = true;
 
   constructor(private readonly request: Request) {}
 

@@ -75,7 +75,8 @@ class IncomingMessageReader implements BodyReader {
     if (this.ended || this.failure !== undefined) return null;
     const chunk = this.source.read() as Buffer | null;
     if (chunk === null) return null;
-    // A view into a larger buffer would show a handler bytes that are not its own.
+    // A view into a larger buffer would show a handler bytes that are not its own (and the guarded
+    // byte stream transfers the whole buffer of each chunk it hands on).
     return chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength ? chunk : new Uint8Array(chunk);
   }
 
@@ -165,7 +166,8 @@ export class GuardableNodeRequest extends NodeRequest {
     const method = source.method;
     if (method === "GET" || method === "HEAD") return true; // no body, as srvx says
     if ("rawBody" in source) return false; // a body some middleware already buffered: srvx's way
-    this.guardedBody = guard.guardRequestBody(new IncomingMessageReader(source));
+    // A byte stream, as Node's own Request bodies are: the reader's chunks are its own (see take()).
+    this.guardedBody = guard.guardRequestBody(new IncomingMessageReader(source), true);
     return true;
   }
 }

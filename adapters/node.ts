@@ -71,6 +71,8 @@ export function createNodeListener(
     inMemoryResponse: fastBytesResponse,
     // The upload is guarded inside srvx's request, read from the IncomingMessage (see node-request.ts).
     guardRequestBodyInPlace: guardNodeBodyInPlace,
+    // srvx writes the response body to the socket with default reads: no byte stream for it.
+    responseToRuntime: true,
     timeoutResponse: userResponse ?? fastTimeoutResponse(true),
   };
   // HTTP/2 has no Connection header (Node drops it with a warning): its timeout responses go without.

@@ -136,9 +136,11 @@ function largeChunkReader(body: ReadableStream<Uint8Array>): BodyReader | undefi
  * `enable_request_signal`). workerd never settles a pending read of an upload whose client reset,
  * and runs none of the request's timers again: without this, the handler's read (and its deadline)
  * would wait forever, and the request's guard would never end (test/faults.test.ts,
- * reset-mid-upload on workers).
+ * reset-mid-upload on workers). A byte stream, as the native upload is (its chunks are fresh
+ * buffers, its own to give away), so the handler's guarded body takes BYOB readers too.
  */
 class UploadSource {
+  readonly type = "bytes";
   private controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   private listening = false;
   private gone = false;
@@ -171,6 +173,8 @@ class UploadSource {
     if (result.done) {
       this.stopListening();
       controller.close();
+      // A pending BYOB read of a byte stream ends only when its request is answered (0 bytes: done).
+      (controller as { byobRequest?: { respond(n: number): void } | null }).byobRequest?.respond(0);
     } else if (result.value !== undefined && result.value.byteLength > 0) {
       this.size = nextReadSize(this.size, result.value.byteLength);
       controller.enqueue(result.value);
@@ -211,7 +215,9 @@ function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
   } catch {
     return undefined;
   }
-  const body = new ReadableStream<Uint8Array>(new UploadSource(reader, request.signal), { highWaterMark: 0 });
+  const body = new ReadableStream<Uint8Array>(new UploadSource(reader, request.signal) as never, {
+    highWaterMark: 0,
+  });
   // new Request(request, init) keeps everything of the original (cf, signal) but the body.
   return new Request(request, { body, duplex: "half" } as RequestInit) as R;
 }
@@ -223,6 +229,9 @@ function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
  */
 class WorkersExchange implements AdapterHooks {
   guardedBody = false;
+
+  // With a responseBodyReader the core guards response bodies as default streams: workerd's pipe
+  // would read a byte stream in 4 KiB BYOB reads.
 
   responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader | undefined {
     return largeChunkReader(body);

@@ -227,6 +227,32 @@ describe("stream-deadlines/node: the upload read from the IncomingMessage, insid
     });
   });
 
+  it("the guarded upload is a byte stream, as Node's own Request bodies are: a BYOB reader fills its buffer", async () => {
+    running = await serve(
+      async (request) => {
+        const reader = request.body!.getReader({ mode: "byob" });
+        let buffer = new ArrayBuffer(16 * 1024);
+        let bytes = 0;
+        let sum = 0;
+        let ownBuffer = true;
+        for (;;) {
+          const { done, value } = await reader.read(new Uint8Array(buffer));
+          if (done) break;
+          ownBuffer &&= value.buffer.byteLength === 16 * 1024; // the reader's buffer, handed back
+          bytes += value.byteLength;
+          for (const byte of value) sum += byte;
+          buffer = value.buffer as ArrayBuffer;
+        }
+        return Response.json({ bytes, sum, ownBuffer, guarded: deadlines(request).request.stats.bytes });
+      },
+      { port: 0, onTimeout: false },
+    );
+    const body = new Uint8Array(300_000).map((_, i) => i % 7);
+    const expectedSum = body.reduce((a, b) => a + b, 0);
+    const res = await fetch(`${running.url}/`, { method: "POST", body });
+    expect(await res.json()).toEqual({ bytes: 300_000, sum: expectedSum, ownBuffer: true, guarded: 300_000 });
+  });
+
   it("small pieces Node joins while the handler is busy come as their own bytes, not a slice of Node's shared pool", async () => {
     running = await serve(
       async (request) => {

@@ -95,6 +95,37 @@ describe("Workers adapter: BYOB reads of native bodies", () => {
   });
 });
 
+describe("Workers adapter: uploads stay byte streams", () => {
+  it("the handler's guarded upload takes a BYOB reader, as workerd's native upload does", async () => {
+    for (const name of ["FixedLengthStream", "IdentityTransformStream"])
+      (globalThis as Record<string, unknown>)[name] = class extends TransformStream<Uint8Array, Uint8Array> {};
+    vi.resetModules();
+    try {
+      const { withWorkersDeadlines } = await import("../adapters/workers.ts");
+      const ctx = { waitUntil: (_promise: Promise<unknown>) => {} };
+      const fetch = withWorkersDeadlines(
+        async (request: Request) => {
+          const reader = request.body!.getReader({ mode: "byob" });
+          let bytes = 0;
+          for (;;) {
+            const { done, value } = await reader.read(new Uint8Array(1000));
+            if (done) return new Response(String(bytes));
+            bytes += value.byteLength;
+          }
+        },
+        { onTimeout: false },
+      );
+      const upload = new Request("http://localhost/", { method: "POST", body: new Uint8Array(10_000) });
+      const response = await fetch(upload, {}, ctx);
+      expect(await response.text()).toBe("10000");
+    } finally {
+      for (const name of ["FixedLengthStream", "IdentityTransformStream"])
+        delete (globalThis as Record<string, unknown>)[name];
+      vi.resetModules();
+    }
+  });
+});
+
 describe("systemClock without setImmediate (workerd)", () => {
   it("has no afterTurn hook (a reading per use instead of a MessageChannel per turn), and one where setImmediate exists", async () => {
     const withHook = await import("../src/engine/clock.ts");

@@ -22,8 +22,11 @@ import { createDeadlinesHandler } from "./with-deadlines.ts";
 
 /** What the core gives `guardRequestBodyInPlace`: puts the request's deadlines on a reader of its body. */
 export interface InboundBodyGuard {
-  /** Returns the stream the handler is to read (the guarded body). */
-  guardRequestBody(reader: BodyReader): ReadableStream<Uint8Array>;
+  /**
+   * Returns the stream the handler is to read (the guarded body): a byte stream when `bytes` (only for
+   * a reader whose chunks are its own to give away: a byte stream transfers each chunk's buffer).
+   */
+  guardRequestBody(reader: BodyReader, bytes?: boolean): ReadableStream<Uint8Array>;
 }
 
 /** The optional capabilities an adapter gives the core, per request. */
@@ -49,14 +52,25 @@ export interface AdapterHooks {
   guardRequestBodyInPlace?(request: Request, guard: InboundBodyGuard): boolean;
   /**
    * How the request body is read when the core copies the Request; undefined: `getReader()`. Deno
-   * watches its read errors here (a broken upload aborts the request's signal).
+   * watches its read errors here (a broken upload aborts the request's signal). A body read through
+   * such a reader is guarded as a default stream (Deno's uploads are default streams).
    */
   requestBodyReader?(body: ReadableStream<Uint8Array>): BodyReader | undefined;
   /**
    * How the response body is read, for the in-memory peek and the guard; undefined: `getReader()`.
-   * Workers reads workerd's native bodies with large BYOB reads here.
+   * Workers reads workerd's native bodies with large BYOB reads here; Bun turns string chunks into
+   * UTF-8. With this hook, response bodies are guarded as default streams, whatever their own type
+   * (the adapter's runtime is their reader; workerd would read a byte stream in 4 KiB BYOB reads).
    */
   responseBodyReader?(body: ReadableStream<Uint8Array>): BodyReader | undefined;
+  /**
+   * `true` where the runtime itself sends the guarded response body, with default reads (srvx on
+   * Node, Deno.serve, Bun.serve), so no one could read it BYOB. Response bodies are then guarded as
+   * default streams, sparing the byte-stream probe (on a default stream, a thrown TypeError per
+   * streaming response: 10 µs and more on Node) and the byte controller's transfer per chunk. Without
+   * it (and without `responseBodyReader`), the guard of a byte-stream body is a byte stream.
+   */
+  responseToRuntime?: boolean;
   /**
    * The handler's extra arguments, once the Request the handler gets is known (it is a copy when the
    * core guards its body). Bun gives the handler a server whose request-keyed methods know the copy.

@@ -15,7 +15,7 @@ import { type Clock, isolatedClock } from "../engine/clock.ts";
 import { liveCounts } from "../engine/debug-counters.ts";
 import { type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
 import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
-import type { BodyReader } from "../guards/common.ts";
+import { type BodyReader, isByteStream } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./adapter-contract.ts";
@@ -37,7 +37,7 @@ import {
   isThenable,
   passThroughUntouched,
 } from "./pass-through.ts";
-import { type BodyPeek, concatBytes, peekBodyInMemory } from "./peek.ts";
+import { type BodyPeek, concatBytes, peekBodyInMemory, reopenPeekedBody } from "./peek.ts";
 import { requestWithBody } from "./request-copy.ts";
 import { type TimeoutEvent, report, timeoutAnswer, timeoutEvent } from "./timeout-answer.ts";
 
@@ -98,11 +98,13 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       if (body !== null && !original.bodyUsed && !body.locked) {
         const signal = original.signal as AbortSignal | undefined | null;
         this.signalSource = { signal };
-        const reader = hooks.requestBodyReader?.(body) ?? body.getReader();
+        // A byte stream's guard is one too; a body an adapter reads stays a default stream.
+        const hooked = hooks.requestBodyReader?.(body);
+        const bytes = hooked === undefined && isByteStream(body);
         this.handlerRequest = requestWithBody(
           original,
           signal,
-          attachInboundGuardToReader(reader, this.newRequestTracker()),
+          attachInboundGuardToReader(hooked ?? body.getReader(), this.newRequestTracker(), bytes),
         );
         // A client that leaves fails a pending read of its upload at once (an adapter that guards in
         // place watches its own connection).
@@ -126,9 +128,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   }
 
   /** InboundBodyGuard, for an adapter that guards the body inside its own Request. */
-  guardRequestBody(reader: BodyReader): ReadableStream<Uint8Array> {
+  guardRequestBody(reader: BodyReader, bytes?: boolean): ReadableStream<Uint8Array> {
     if (this.requestTracker !== undefined) throw new Error("stream-deadlines: the request body is guarded already");
-    return attachInboundGuardToReader(reader, this.newRequestTracker());
+    return attachInboundGuardToReader(reader, this.newRequestTracker(), bytes === true);
   }
 
   /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
@@ -346,7 +348,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   private async guardResponseBody(result: Response): Promise<Response> {
     const init = { status: result.status, statusText: result.statusText, headers: result.headers };
     const hooks = this.hooks;
-    const reader = hooks.responseBodyReader?.(result.body!) ?? result.body!.getReader();
+    const body = result.body!; // a getter: read once (the peek and the byte-stream probe use this stream)
+    let reader = hooks.responseBodyReader?.(body) ?? body.getReader();
     // A body already in memory (a string, bytes) and small needs no guard: it fits the socket's
     // buffer. Hand it on as bytes, which every runtime sends on its fast path, instead of paying a
     // stream and a Response more per request.
@@ -379,8 +382,15 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.moveTo(STREAMING);
     const every = this.policy.sseHeartbeat;
     const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.clock } : undefined;
+    // A byte stream's guard is one too (asked only now: see reopenPeekedBody), except where the runtime
+    // is the body's only reader (responseToRuntime) or an adapter reads it (responseBodyReader: workerd
+    // reads a byte stream in 4 KiB BYOB reads).
+    let pending = peek.pending;
+    let bytes = false;
+    if (hooks.responseToRuntime !== true && hooks.responseBodyReader === undefined)
+      ({ reader, pending, bytes } = reopenPeekedBody(body, reader as ReadableStreamDefaultReader<Uint8Array>, pending));
     const guarded = new Response(
-      attachOutboundGuardToReader(reader, tracker, peek.chunks, peek.pending, heartbeat),
+      attachOutboundGuardToReader(reader, tracker, peek.chunks, pending, heartbeat, bytes),
       init,
     );
     this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
