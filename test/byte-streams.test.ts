@@ -405,6 +405,27 @@ describe("withDeadlines and fetchWithDeadlines: BYOB on guarded bodies", () => {
     expect((await toRuntime.arrayBuffer()).byteLength).toBe(100 * KiB);
   });
 
+  it("where an adapter reads the response body (its responseBodyReader hook), the guard stays a default stream", async () => {
+    const { clock, onTimeout } = setup();
+    const handler = () => new Response(scriptedSource(clock, [{ at: 50, bytes: 100 * KiB }], { bytes: true }).stream);
+    let reads = 0;
+    const hooks = {
+      responseBodyReader(body: ReadableStream<Uint8Array>) {
+        const reader = body.getReader(); // the stream's own reader (it could be released), counted
+        const read = reader.read.bind(reader);
+        reader.read = () => (reads++, read());
+        return reader;
+      },
+    };
+    const wrapped = adapterDeadlines(handler, { clock, onTimeout });
+    const response = (await wrapped(new Request("http://localhost/"), [], hooks)) as Response;
+    expect(takesByob(response.body!)).toBe(false);
+    const body = response.arrayBuffer();
+    await clock.advance(100);
+    expect((await body).byteLength).toBe(100 * KiB);
+    expect(reads).toBeGreaterThan(1); // the guard read through the adapter's reader
+  });
+
   it("a streaming response from a default stream stays one, as the handler's stream", async () => {
     const { clock, onTimeout } = setup();
     const wrapped = withDeadlines(() => new Response(scriptedSource(clock, [{ at: 50, bytes: 100 * KiB }]).stream), {
