@@ -231,19 +231,7 @@ export function createDemoApp(config: DemoConfig, listener: DemoEventListener = 
   }
 
   const onTimeout = (event: TimeoutEvent) => {
-    listener(
-      {
-        event: "timeout",
-        limitValue: event.error.limitValue,
-        method: event.method,
-        path: event.path,
-        direction: event.direction,
-        limit: event.limit,
-        afterHeaders: event.afterHeaders,
-        bytes: event.bytes,
-      },
-      event.request,
-    );
+    listener(firingObservation("timeout", event), event.request);
     console.warn(
       `[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout: ${event.error.message}`,
     );
@@ -262,3 +250,17 @@ export function createDemoApp(config: DemoConfig, listener: DemoEventListener = 
 
 /** The demo, as the server entries serve it. */
 export const DEMO: AppKind = { title: "stream-deadlines demo", hints: true, create: (config) => createDemoApp(config) };
+
+/** What a listener hears of one firing (the fixture server prints it for the conformance suite). */
+export function firingObservation(kind: string, event: TimeoutEvent): DemoEvent {
+  return {
+    event: kind,
+    limitValue: event.error.limitValue,
+    method: event.method,
+    path: event.path,
+    direction: event.direction,
+    limit: event.limit,
+    afterHeaders: event.afterHeaders,
+    bytes: event.bytes,
+  };
+}

@@ -25,7 +25,6 @@ import {
   isByteChunk,
   isByteStream,
   nonByteChunkError,
-  withoutStacks,
 } from "./common.ts";
 
 /**
@@ -77,35 +76,6 @@ export function attachOutboundGuardToReader(
   bytes = false,
 ): ReadableStream<Uint8Array> {
   return guardedStream(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat, bytes));
-}
-
-/**
- * A body's reader again, after a peek with `reader` (withDeadlines' peek, which left `pending` in
- * flight), and whether `body` is a byte stream. Asked only for a body that is to be guarded (the
- * probe costs a thrown TypeError on a default stream; a small body found in memory pays nothing),
- * so the reader is released and taken again: a read still pending fails on the release and is
- * made again on the new reader (what it would have returned stays in the stream's queue), while a
- * read that already settled keeps its result.
- */
-export function reopenPeekedBody(
-  body: ReadableStream<Uint8Array>,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  pending: Promise<ReadResult> | undefined,
-): { reader: BodyReader; pending: Promise<ReadResult> | undefined; bytes: boolean } {
-  if (!withoutStacks(release, reader)) return { reader, pending, bytes: false };
-  const bytes = isByteStream(body);
-  const fresh = body.getReader();
-  return { reader: fresh, pending: pending?.catch(() => fresh.read()), bytes };
-}
-
-/** Releases `reader` (its pending read and `closed` fail with errors of their own); false where a runtime refuses. */
-function release(reader: ReadableStreamDefaultReader<Uint8Array>): boolean {
-  try {
-    reader.releaseLock();
-    return true;
-  } catch {
-    return false; // a runtime that refuses to release with a read pending
-  }
 }
 
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see inbound.ts).
