@@ -32,6 +32,9 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           exclude: SOCKET_TESTS,
           setupFiles: ["./test/support/no-sockets.ts"],
+          // One module graph per worker instead of one per file: 17 s -> 13 s for the whole project on
+          // this 2-core machine. The unit tests keep no state between files (each makes its own clock).
+          isolate: false,
         },
       },
       {
