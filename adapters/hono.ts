@@ -30,6 +30,7 @@ import type { Context, MiddlewareHandler, Next } from "hono";
 import {
   defaultTimeoutReporter,
   defaultTimeoutResponse,
+  isTimeoutError,
   type RequestDeadlines,
   type RequestPolicy,
   type TimeoutError,
@@ -252,19 +253,28 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
     keepRecord(c, record);
     c.set("deadlines", controls);
     join(c, record);
-    if (controls.request.state === "active") {
-      const signal = controls.request.signal;
+    // Any deadline of the request (the upload's, the handler's) aborts the exchange's signal before
+    // its error can reach a read in the handler: give it the getResponse() Hono's default error handler
+    // answers with, so that handler logs no stack trace for a firing the adapter reported.
+    const signal = controls.signal;
+    if (!signal.aborted) {
       signal.addEventListener(
         "abort",
         () => {
           const error = signal.reason as TimeoutError;
-          armGetResponse(error, () => {
-            record.answerTaken = true;
-            return (
-              requestTimeoutResponse(key, error) ??
-              new Response(null, { status: 408, headers: { connection: "close" } })
-            );
-          });
+          if (!isTimeoutError(error)) return; // the client went away: no firing
+          if (error === controls.request.error) {
+            armGetResponse(error, () => {
+              record.answerTaken = true;
+              return (
+                requestTimeoutResponse(key, error) ??
+                new Response(null, { status: 408, headers: { connection: "close" } })
+              );
+            });
+          } else {
+            // The adapter answered already (503): this answer goes nowhere.
+            armGetResponse(error, () => new Response(null, { status: 503, headers: { connection: "close" } }));
+          }
         },
         { once: true },
       );

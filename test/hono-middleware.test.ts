@@ -538,6 +538,32 @@ describe("stream-deadlines/hono under a runtime adapter's withDeadlines", () => 
     expect(events.map((e) => [e.limit, e.elapsed])).toEqual([["idle", 5000]]);
     expect(consoleError).not.toHaveBeenCalled();
   });
+  it("the adapter's handler deadline reaching an upload read: the client has the adapter's 503, and Hono's default error handler logs nothing", async () => {
+    const { clock, events, onTimeout } = setup();
+    const consoleError = watchConsoleError();
+    const app = new Hono();
+    app.use(deadlines());
+    let seen: unknown;
+    app.post("/upload", async (c) => {
+      await clock.sleep(2000); // slow on its own, past the handler deadline, before it reads
+      try {
+        return await bytesOf(c);
+      } catch (error) {
+        seen = error;
+        throw error; // to Hono's default error handler
+      }
+    });
+    const fetch = withDeadlines(app.fetch, { clock, onTimeout, handler: 1000 });
+    const upload = scriptedUpload(clock, [{ at: 1e9, bytes: 5 }]);
+    const pending = fetch(upload.request);
+    await clock.advance(1000);
+    const response = (await pending) as Response;
+    expect([response.status, await response.text()]).toEqual([503, "Service Unavailable\n"]);
+    await clock.advance(5000);
+    expect(seen).toMatchObject({ name: "TimeoutError", limit: "handler" });
+    expect(events.map((e) => [e.direction, e.limit])).toEqual([["handler", "handler"]]);
+    expect(consoleError).not.toHaveBeenCalled();
+  });
 });
 
 describe("hono/timeout side by side with stream-deadlines/hono (one app, one virtual clock)", () => {
