@@ -80,6 +80,12 @@ class BunExchange implements AdapterHooks {
   /** The core guards the body of its answer: the library bounds it until its end. */
   guardedBody = false;
 
+  /**
+   * Bun prints the whole error a response body fails with (after the one line onTimeout wrote): the
+   * guarded body fails with `undefined` on a firing, and Bun cuts the transfer without a word.
+   */
+  readonly quietResponseFailure = true;
+
   /** The Request Bun passed in: the one `server.timeout` and `server.requestIP` know. */
   constructor(private readonly original: Request) {}
 

@@ -35,7 +35,7 @@ import {
   type ExchangeOutcome,
   type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
-import { publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
+import { isReportedFiring, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -254,6 +254,28 @@ export function withDenoDeadlines<Info extends DenoServeInfoLike = DenoServeInfo
   };
 }
 
+/** A `Deno.serve` `onError` handler. */
+export type DenoErrorHandler = (error: unknown) => Response | Promise<Response>;
+
+/** What Deno.serve does by default with an error: log it whole, answer 500. */
+const denoDefaultOnError: DenoErrorHandler = (error) => {
+  console.error(error);
+  return new Response("Internal Server Error", { status: 500 });
+};
+
+/**
+ * An `onError` for `Deno.serve`. Deno hands its `onError` the error a response body fails with once
+ * the headers are out, and its default handler prints it whole: after a deadline cut a body, that is
+ * the TimeoutError onTimeout has already reported in one line. This handler lets those pass without a
+ * word; every other error goes to `fallback` (default: what Deno does, `console.error` and a 500).
+ * `serve()` uses it; with your own `Deno.serve`, pass it: `Deno.serve({ onError: serveOnError() }, …)`.
+ */
+export function serveOnError(fallback: DenoErrorHandler = denoDefaultOnError): DenoErrorHandler {
+  checkFunction("stream-deadlines/deno: serveOnError", fallback, "fallback");
+  return (error) =>
+    isReportedFiring(error) ? new Response("Service Unavailable\n", { status: 503 }) : fallback(error);
+}
+
 /** The parts of `Deno.serve`'s server this adapter uses. */
 export interface DenoHttpServerLike {
   readonly finished: Promise<void>;
@@ -284,12 +306,18 @@ interface DenoServeLike {
       hostname?: string;
       signal?: AbortSignal;
       onListen?: (addr: { hostname: string; port: number }) => void;
+      onError?: DenoErrorHandler;
     },
     handler: (request: Request, info: never) => Response | Promise<Response>,
   ): DenoHttpServerLike;
 }
 
-/** Starts `Deno.serve` for `handler` under deadlines, without Deno's "Listening on" banner. */
+const quietFirings = serveOnError();
+
+/**
+ * Starts `Deno.serve` for `handler` under deadlines, without Deno's "Listening on" banner, with
+ * `serveOnError()` as its `onError` (one line per firing: the report).
+ */
 export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(
   handler: DenoFetchHandler<Info>,
   options: DenoServeOptions<Info> = {},
@@ -308,7 +336,7 @@ export async function serve<Info extends DenoServeInfoLike = DenoServeInfoLike>(
   const addr = await new Promise<{ hostname: string; port: number }>((resolve, reject) => {
     try {
       server = deno.serve(
-        { port, hostname, signal, onListen: resolve },
+        { port, hostname, signal, onListen: resolve, onError: quietFirings },
         guarded as (request: Request, info: never) => Promise<Response>,
       );
     } catch (error) {

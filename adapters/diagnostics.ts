@@ -95,8 +95,21 @@ export function publishStart(request: Request): void {
 
 /** Publishes a firing, when somebody listens. */
 export function publishTimeout(event: TimeoutEvent): void {
+  reported.add(event.error);
   if (timeoutChannel === undefined) lookUp();
   if (timeoutChannel!.hasSubscribers) timeoutChannel!.publish(event);
+}
+
+/**
+ * The errors of the firings an adapter (or the Hono middleware) was told of (every adapter's
+ * `timedOut` hook publishes here): onTimeout has reported them, so a runtime's error handler that
+ * meets one again (Deno.serve's onError, for a response body cut after its headers) need not.
+ */
+const reported = new WeakSet<object>();
+
+/** Whether `error` is the TimeoutError of a firing an adapter was told of (and onTimeout reported). */
+export function isReportedFiring(error: unknown): boolean {
+  return typeof error === "object" && error !== null && reported.has(error);
 }
 
 /** Publishes the end of an exchange, when somebody listens. */

@@ -30,6 +30,7 @@ import type { Context, MiddlewareHandler, Next } from "hono";
 import {
   defaultTimeoutReporter,
   defaultTimeoutResponse,
+  isTimeoutError,
   type RequestDeadlines,
   type RequestPolicy,
   type TimeoutError,
@@ -45,7 +46,7 @@ import {
   findDeadlines,
   requestTimeoutResponse,
 } from "../src/http/adapter-contract.ts";
-import { diagnosticsHooks } from "./diagnostics.ts";
+import { diagnosticsHooks, isReportedFiring } from "./diagnostics.ts";
 
 export type { RequestDeadlines, RequestPolicy, TimeoutEvent } from "../src/index.ts";
 
@@ -90,6 +91,8 @@ class HonoRequestDeadlines {
   answerTaken = false;
   /** The owner's answer is chosen (the handler's Response, or a timeout response before it returned). */
   settled = false;
+  /** The core guards the body of the Response it handed back. */
+  guardedBody = false;
   /** True when a deadlines() middleware owns the request; false when it joined a runtime adapter's. */
   constructor(readonly ownedHere: boolean) {}
 }
@@ -118,6 +121,49 @@ function armGetResponse(error: TimeoutError, respond: () => Response): void {
     writable: true,
     enumerable: false,
   });
+}
+
+/** The Node response @hono/node-server puts in `c.env.outgoing` (a ServerResponse or Http2ServerResponse). */
+interface NodeOutgoing {
+  destroy(): unknown;
+  headersSent: boolean;
+}
+
+function nodeOutgoing(env: unknown): NodeOutgoing | undefined {
+  const outgoing = (env as { outgoing?: Partial<NodeOutgoing> } | null | undefined)?.outgoing;
+  return typeof outgoing?.destroy === "function" && typeof outgoing.headersSent === "boolean"
+    ? (outgoing as NodeOutgoing)
+    : undefined;
+}
+
+/**
+ * The guarded response body as @hono/node-server is to send it. That server logs the whole error a
+ * response body fails with (console.error), after the one line onTimeout wrote. So when a deadline
+ * cuts the body, this stream does not fail: it destroys the Node response (the socket of an HTTP/1.1
+ * connection, the stream of an HTTP/2 one: the client sees a short body, never a clean end), and
+ * @hono/node-server, seeing its response closed, cancels this stream as it does when a client
+ * leaves. Any other error of the body is passed on as it is.
+ */
+function cutQuietly(body: ReadableStream<Uint8Array>, outgoing: NodeOutgoing): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          if (isReportedFiring(error)) outgoing.destroy();
+          else controller.error(error);
+          return;
+        }
+        if (result.done) controller.close();
+        else controller.enqueue(result.value);
+      },
+      cancel: (reason) => reader.cancel(reason).catch(() => {}),
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 const POLICY_FIELDS = ["request", "response", "handler", "sseHeartbeat"];
@@ -235,12 +281,19 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
     if (adapters !== undefined) return joinAdapter(c, next, adapters);
     const record = new HonoRequestDeadlines(true);
     keepRecord(c, record);
+    const outgoing = nodeOutgoing(c.env);
+    const hooks =
+      outgoing === undefined
+        ? diagnosticsHooks
+        : { ...diagnosticsHooks, answered: (guardedBody: boolean) => void (record.guardedBody = guardedBody) };
     let response: Response | undefined;
     try {
-      response = await guarded(c.req.raw, [c, next], diagnosticsHooks);
+      response = await guarded(c.req.raw, [c, next], hooks);
     } finally {
       record.settled = true;
     }
+    if (response !== undefined && record.guardedBody && outgoing !== undefined && response.body !== null)
+      response = new Response(cutQuietly(response.body, outgoing), response);
     if (response !== undefined && response !== c.res) replaceResponse(c, response);
   };
 
@@ -252,19 +305,28 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
     keepRecord(c, record);
     c.set("deadlines", controls);
     join(c, record);
-    if (controls.request.state === "active") {
-      const signal = controls.request.signal;
+    // Any deadline of the request (the upload's, the handler's) aborts the exchange's signal before
+    // its error can reach a read in the handler: give it the getResponse() Hono's default error handler
+    // answers with, so that handler logs no stack trace for a firing the adapter reported.
+    const signal = controls.signal;
+    if (!signal.aborted) {
       signal.addEventListener(
         "abort",
         () => {
           const error = signal.reason as TimeoutError;
-          armGetResponse(error, () => {
-            record.answerTaken = true;
-            return (
-              requestTimeoutResponse(key, error) ??
-              new Response(null, { status: 408, headers: { connection: "close" } })
-            );
-          });
+          if (!isTimeoutError(error)) return; // the client went away: no firing
+          if (error === controls.request.error) {
+            armGetResponse(error, () => {
+              record.answerTaken = true;
+              return (
+                requestTimeoutResponse(key, error) ??
+                new Response(null, { status: 408, headers: { connection: "close" } })
+              );
+            });
+          } else {
+            // The adapter answered already (503): this answer goes nowhere.
+            armGetResponse(error, () => new Response(null, { status: 503, headers: { connection: "close" } }));
+          }
         },
         { once: true },
       );

@@ -10,6 +10,7 @@
 import {
   type DeadlineLimits,
   deadlines as requestDeadlines,
+  defaultTimeoutReporter,
   isTimeoutError,
   type TimeoutEvent,
   type WithDeadlinesOptions,
@@ -230,11 +231,10 @@ export function createDemoApp(config: DemoConfig, listener: DemoEventListener = 
     return new Response("not found; GET / lists the endpoints\n", { status: 404 });
   }
 
+  // The library's own report (one console.warn line per firing), after the listener hears of it.
   const onTimeout = (event: TimeoutEvent) => {
     listener(firingObservation("timeout", event), event.request);
-    console.warn(
-      `[stream-deadlines] ${event.method} ${event.path} ${event.direction} ${event.limit} timeout: ${event.error.message}`,
-    );
+    defaultTimeoutReporter(event);
   };
   return {
     handler,

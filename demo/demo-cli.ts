@@ -7,6 +7,8 @@ export interface DemoArgs {
   h2c: boolean;
   /** The same handler on the runtime's own server with its defaults: no stream-deadlines (the attack bench's baseline). */
   bare: boolean;
+  /** Node only: a Hono app with the stream-deadlines/hono middleware, served by @hono/node-server. */
+  hono: boolean;
 }
 
 const RUNTIMES = new Set(["node", "deno", "bun", "workers"]);
@@ -18,6 +20,7 @@ export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): Demo
     configFile: undefined,
     h2c: false,
     bare: false,
+    hono: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
@@ -39,7 +42,11 @@ export function parseDemoArgs(argv: readonly string[], defaultPort = 8787): Demo
     } else if (flag === "--config") args.configFile = value();
     else if (flag === "--h2c") args.h2c = true;
     else if (flag === "--bare") args.bare = true;
-    else throw new TypeError(`demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --bare)`);
+    else if (flag === "--hono") args.hono = true;
+    else
+      throw new TypeError(
+        `demo: unknown argument "${flag}" (expected --runtime, --port, --config, --h2c, --bare, --hono)`,
+      );
   }
   return args;
 }

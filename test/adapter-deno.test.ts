@@ -96,10 +96,10 @@ interface DenoServer {
 
 let fixtureDir: string;
 
-async function startDeno(flags: string[]): Promise<DenoServer> {
+async function startDeno(flags: string[], file = "server.ts"): Promise<DenoServer> {
   const child: ChildProcess = spawn(
     DENO,
-    ["run", "--allow-net", "--allow-read", "--quiet", ...flags, join(fixtureDir, "server.ts")],
+    ["run", "--allow-net", "--allow-read", "--quiet", ...flags, join(fixtureDir, file)],
     {
       cwd: fixtureDir,
       stdio: ["ignore", "pipe", "pipe"],
@@ -298,5 +298,131 @@ describe.skipIf(!existsSync(DENO))("Deno.serve without the adapter (why the adap
     expect(res.ending).toBe("complete");
     expect(server.events(id)).toContain("plain:request-signal(AbortError)");
     expect(server.events(id)).not.toContain("plain:producer-cancelled");
+  });
+});
+
+/**
+ * Deno ignores `Connection: close` on a response: it sends the header, then keeps the connection open
+ * and serves the next request on it, after any response (measured on a bare Deno.serve and through the
+ * adapter, for a 200, a handler's 503 and the library's own 503), not only after a 408 whose upload is
+ * unfinished (conformance: cut-upload-connection-closed). docs/runtime-deno.md.
+ */
+const CLOSE_FIXTURE = `
+import { withDenoDeadlines } from ${JSON.stringify(pathToFileURL(join(root, "adapters/deno.ts")).href)};
+
+const answer = (status: number) => new Response("answer\\n", { status, headers: { connection: "close" } });
+const adapted = withDenoDeadlines(async (request: Request) => {
+  if (new URL(request.url).pathname === "/adapter/slow") await new Promise((resolve) => setTimeout(resolve, 1000));
+  return answer(200);
+}, { handler: 200, onTimeout: false });
+Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: ({ port }) => console.log("listening " + port) }, (request, info) => {
+  const path = new URL(request.url).pathname;
+  if (path === "/bare/503") return answer(503);
+  if (path === "/bare/200") return answer(200);
+  return adapted(request, info);
+});
+`;
+
+describe.skipIf(!existsSync(DENO))("Deno and Connection: close", () => {
+  let server: DenoServer;
+  beforeAll(async () => {
+    writeFileSync(join(fixtureDir, "close.ts"), CLOSE_FIXTURE);
+    server = await startDeno([], "close.ts");
+  }, 30_000);
+  afterAll(() => server?.stop());
+
+  it.each([
+    ["a bare Deno.serve's 503", "/bare/503", 503],
+    ["a bare Deno.serve's 200", "/bare/200", 200],
+    ["the handler's 200 through the adapter", "/adapter/ok", 200],
+    ["the library's 503 (handler deadline) through the adapter", "/adapter/slow", 503],
+  ])(
+    "after %s with Connection: close, Deno keeps the connection open and serves the next request on it",
+    async (_, path, status) => {
+      const socket = await connect(server.port);
+      let closed = false;
+      socket.once("close", () => (closed = true));
+      const first = await exchange(socket, requestHead("GET", path), 5000).response;
+      expect([first.status, first.headers.connection, first.ending]).toEqual([status, "close", "complete"]);
+      await sleep(1000);
+      expect(closed).toBe(false); // Node, Bun and workerd close it at once (conformance matrix)
+      const second = await exchange(socket, requestHead("GET", "/bare/200"), 5000).response;
+      expect([second.status, second.ending]).toEqual([200, "complete"]);
+      socket.destroy();
+    },
+  );
+});
+
+/**
+ * Deno.serve hands its `onError` the error a response body fails with after the headers, and its
+ * default handler prints it whole: after a deadline cut a body, the TimeoutError onTimeout already
+ * reported in one line. `serveOnError()` (which the adapter's `serve()` uses) lets those pass silently
+ * and leaves every other error to Deno's behaviour.
+ */
+const ON_ERROR_FIXTURE = (withServeOnError: boolean) => `
+import { serveOnError, withDenoDeadlines } from ${JSON.stringify(pathToFileURL(join(root, "adapters/deno.ts")).href)};
+
+const handler = withDenoDeadlines((request: Request) => {
+  const failing = new URL(request.url).pathname === "/failing";
+  let sent = 0;
+  return new Response(new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (failing && sent >= 4) throw new Error("the producer failed");
+      sent++;
+      controller.enqueue(new Uint8Array(64 * 1024));
+    },
+  }, { highWaterMark: 0 }));
+}, { response: { idle: 300 } });
+Deno.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  onListen: ({ port }) => console.log("listening " + port),
+  ${withServeOnError ? "onError: serveOnError()," : ""}
+}, handler);
+`;
+
+describe.skipIf(!existsSync(DENO)).each([
+  { name: "with onError: serveOnError()", withServeOnError: true },
+  { name: "with Deno's default onError", withServeOnError: false },
+])("Deno.serve $name", ({ withServeOnError }) => {
+  let server: DenoServer;
+  beforeAll(async () => {
+    const file = `on-error-${withServeOnError}.ts`;
+    writeFileSync(join(fixtureDir, file), ON_ERROR_FIXTURE(withServeOnError));
+    server = await startDeno([], file);
+  }, 30_000);
+  afterAll(() => server?.stop());
+
+  // Deno's own once-per-process notice about request.signal (docs/runtime-deno.md) is not a firing's.
+  const stderrLines = () =>
+    server.stderr
+      .join("")
+      .split("\n")
+      .filter((line) => line !== "" && !line.startsWith("Deno.serve: request.signal aborts on successful responses"));
+
+  it(`a body cut by its deadline prints ${withServeOnError ? "the report alone" : "the report, then the whole TimeoutError"}`, async () => {
+    const before = stderrLines().length;
+    const socket = await connect(server.port);
+    const ex = exchange(socket, requestHead("GET", "/stalled"), 10_000);
+    await ex.headers;
+    socket.pause(); // the client stops reading: the response deadline fires
+    await sleep(2000);
+    socket.destroy(); // Deno meets the failed body once its writes to the socket end
+    await sleep(500);
+    const lines = stderrLines().slice(before);
+    expect(lines[0]).toMatch(/^\[stream-deadlines\] GET \/stalled response idle timeout after headers: /);
+    if (withServeOnError) expect(lines, lines.join("\n")).toHaveLength(1);
+    else
+      expect(lines.slice(1).join("\n")).toMatch(/TimeoutError: response body stalled[\s\S]*code: "ERR_DEADLINE_IDLE"/);
+  });
+
+  it("a producer's own error is printed as Deno prints it", async () => {
+    const before = stderrLines().length;
+    const socket = await connect(server.port);
+    const res = await exchange(socket, requestHead("GET", "/failing"), 10_000).response;
+    socket.destroy();
+    await sleep(300);
+    expect(res.ending).not.toBe("complete");
+    expect(stderrLines().slice(before).join("\n")).toMatch(/Error: the producer failed/);
   });
 });

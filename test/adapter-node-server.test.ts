@@ -8,13 +8,14 @@ import http2 from "node:http2";
 import net from "node:net";
 import { serve as honoServe } from "@hono/node-server";
 import { Hono } from "hono";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { applyNodeServerLimits } from "../adapters/node.ts";
 import { deadlines } from "../adapters/hono.ts";
 
 const closers: (() => void)[] = [];
 afterEach(() => {
   for (const close of closers.splice(0)) close();
+  vi.restoreAllMocks();
 });
 
 function listen(server: http.Server | http2.Http2Server): Promise<number> {
@@ -148,6 +149,48 @@ describe("Hono under @hono/node-server with the middleware and applyNodeServerLi
     expect(cutAfter).toBeLessThan(1_300);
     expect(progressing).toBe("HTTP/1.1 200 OK");
     expect(stalled).toBe("HTTP/1.1 408 Request Timeout");
+  });
+
+  it("a reader that stops is cut short (no chunked terminator), with the report alone: @hono/node-server logs nothing", async () => {
+    // @hono/node-server logs (console.error, console.info) what a response body fails with.
+    const logged = [vi.spyOn(console, "error"), vi.spyOn(console, "info")];
+    const reports: string[] = [];
+    let cancelled: unknown;
+    const app = new Hono();
+    app.use(deadlines({ response: { idle: 300 }, onTimeout: (event) => reports.push(event.limit) }));
+    app.get("/events", () => {
+      const body = new ReadableStream<Uint8Array>(
+        {
+          pull: (controller) => controller.enqueue(new Uint8Array(64 * 1024).fill(0x61)),
+          cancel: (reason) => void (cancelled = reason),
+        },
+        { highWaterMark: 0 },
+      );
+      return new Response(body, { headers: { "content-type": "application/octet-stream" } }); // chunked
+    });
+    const port = await new Promise<number>((resolve) => {
+      const server = honoServe({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info) => resolve(info.port));
+      applyNodeServerLimits(server);
+      closers.push(() => {
+        (server as http.Server).closeAllConnections();
+        server.close();
+      });
+    });
+    const socket = net.connect(port, "127.0.0.1");
+    socket.on("error", () => {});
+    socket.write("GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+    let tail = "";
+    socket.once("data", () => socket.pause()); // headers and a first chunk, then the client stops reading
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    socket.on("data", (chunk: Buffer) => (tail = (tail + chunk.toString("latin1")).slice(-16)));
+    socket.resume();
+    await closed;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(reports).toEqual(["idle"]);
+    expect(cancelled).toMatchObject({ name: "TimeoutError", limit: "idle" });
+    expect(tail.endsWith("0\r\n\r\n")).toBe(false); // cut, never a clean end
+    for (const spy of logged) expect(spy).not.toHaveBeenCalled();
   });
 });
 

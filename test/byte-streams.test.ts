@@ -405,6 +405,42 @@ describe("withDeadlines and fetchWithDeadlines: BYOB on guarded bodies", () => {
     expect((await toRuntime.arrayBuffer()).byteLength).toBe(100 * KiB);
   });
 
+  it("an adapter's quietResponseFailure hook: a firing fails the runtime's body with undefined (reported once); the producer's own error stays", async () => {
+    const run = async (quiet: boolean, chunks: ScriptedChunk[], errorAt?: { at: number; error: unknown }) => {
+      const { clock, events, onTimeout } = setup();
+      const handler = () => new Response(scriptedSource(clock, chunks, { errorAt }).stream);
+      const response = (await adapterDeadlines(handler, { clock, onTimeout, response: { idle: 1000 } })(
+        new Request("http://localhost/"),
+        [],
+        { responseToRuntime: true, quietResponseFailure: quiet },
+      )) as Response;
+      const reader = response.body!.getReader();
+      const first = reader.read(); // the first chunk is taken; the second then waits on this consumer
+      await clock.advance(100);
+      await first;
+      await clock.advance(1500);
+      const failure = await reader.read().then(
+        () => "no failure",
+        (reason: unknown) => reason,
+      );
+      return { failure, reports: events.length };
+    };
+    const stalled: ScriptedChunk[] = [
+      { at: 50, bytes: 10 },
+      { at: 60, bytes: 10 },
+    ];
+    expect(await run(false, stalled)).toEqual({
+      failure: expect.objectContaining({ name: "TimeoutError", limit: "idle" }),
+      reports: 1,
+    });
+    expect(await run(true, stalled)).toEqual({ failure: undefined, reports: 1 });
+    const broken = new Error("the producer failed");
+    expect(await run(true, [{ at: 50, bytes: 10 }], { at: 60, error: broken })).toEqual({
+      failure: broken,
+      reports: 0,
+    });
+  });
+
   it("where an adapter reads the response body (its responseBodyReader hook), the guard stays a default stream", async () => {
     const { clock, onTimeout } = setup();
     const handler = () => new Response(scriptedSource(clock, [{ at: 50, bytes: 100 * KiB }], { bytes: true }).stream);

@@ -538,6 +538,32 @@ describe("stream-deadlines/hono under a runtime adapter's withDeadlines", () => 
     expect(events.map((e) => [e.limit, e.elapsed])).toEqual([["idle", 5000]]);
     expect(consoleError).not.toHaveBeenCalled();
   });
+  it("the adapter's handler deadline reaching an upload read: the client has the adapter's 503, and Hono's default error handler logs nothing", async () => {
+    const { clock, events, onTimeout } = setup();
+    const consoleError = watchConsoleError();
+    const app = new Hono();
+    app.use(deadlines());
+    let seen: unknown;
+    app.post("/upload", async (c) => {
+      await clock.sleep(2000); // slow on its own, past the handler deadline, before it reads
+      try {
+        return await bytesOf(c);
+      } catch (error) {
+        seen = error;
+        throw error; // to Hono's default error handler
+      }
+    });
+    const fetch = withDeadlines(app.fetch, { clock, onTimeout, handler: 1000 });
+    const upload = scriptedUpload(clock, [{ at: 1e9, bytes: 5 }]);
+    const pending = fetch(upload.request);
+    await clock.advance(1000);
+    const response = (await pending) as Response;
+    expect([response.status, await response.text()]).toEqual([503, "Service Unavailable\n"]);
+    await clock.advance(5000);
+    expect(seen).toMatchObject({ name: "TimeoutError", limit: "handler" });
+    expect(events.map((e) => [e.direction, e.limit])).toEqual([["handler", "handler"]]);
+    expect(consoleError).not.toHaveBeenCalled();
+  });
 });
 
 describe("hono/timeout side by side with stream-deadlines/hono (one app, one virtual clock)", () => {
@@ -697,12 +723,14 @@ const RUNTIMES = [
 const SERVER_SCRIPT = `
 import { Hono } from ${JSON.stringify(pathToFileURL(join(root, "node_modules/hono/dist/index.js")).href)};
 import { deadlines } from ${JSON.stringify(pathToFileURL(join(root, "adapters/hono.ts")).href)};
+import { serveOnError } from ${JSON.stringify(pathToFileURL(join(root, "adapters/deno.ts")).href)};
 const app = new Hono();
-app.use(deadlines({ request: { idle: 300 }, onTimeout: (e) => console.log("timeout " + e.path + " " + e.limit) }));
+app.use(deadlines({ request: { idle: 300 }, response: { idle: 300 }, onTimeout: (e) => console.log("timeout " + e.path + " " + e.limit) }));
 app.post("/upload", async (c) => c.json({ bytes: (await c.req.arrayBuffer()).byteLength }));
+app.get("/stream", () => new Response(new ReadableStream({ pull: (c) => c.enqueue(new Uint8Array(65536)) }, { highWaterMark: 0 })));
 const onListen = ({ port }) => console.log("listening on " + port);
 if (typeof Bun !== "undefined") onListen(Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: app.fetch }));
-else Deno.serve({ hostname: "127.0.0.1", port: 0, onListen }, app.fetch);
+else Deno.serve({ hostname: "127.0.0.1", port: 0, onListen, onError: serveOnError() }, app.fetch);
 `;
 
 interface Served {
@@ -802,6 +830,25 @@ describe.each(RUNTIMES.filter((r) => existsSync(r.bin)))(
       expect(progressing.text).toMatch(/\{"bytes":20\}$/);
       expect(served!.output()).toMatch(/timeout \/upload idle/);
       expect(served!.output().match(/timeout /g)).toHaveLength(1);
+    });
+
+    it(`a reader that stops is cut: the report, ${runtime.name === "deno" ? "and nothing else with Deno.serve's onError: serveOnError()" : "then Bun's print of the whole TimeoutError (no Bun adapter here: keep withBunDeadlines)"}`, async () => {
+      const before = served!.output().length;
+      const socket = net.connect(served!.port, "127.0.0.1");
+      socket.on("error", () => {});
+      socket.write("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+      socket.once("data", () => socket.pause()); // the client stops reading
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      // Reading again: the runtime writes what it queued, then meets the failed body and cuts.
+      const closed = new Promise((resolve) => socket.once("close", resolve));
+      socket.resume();
+      await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 3000))]);
+      socket.destroy();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const printed = served!.output().slice(before);
+      expect(printed.match(/timeout \/stream idle/g)).toHaveLength(1);
+      if (runtime.name === "deno") expect(printed.trim()).toBe("timeout /stream idle");
+      else expect(printed).toMatch(/TimeoutError: response body stalled/);
     });
   },
 );

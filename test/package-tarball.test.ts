@@ -93,7 +93,7 @@ const EXPECTED_EXPORTS: Record<string, string[]> = {
     "upstreamDeadlines",
   ],
   "./node": ["serve", "createNodeListener", "nodeServerLimits"],
-  "./deno": ["withDenoDeadlines", "serve"],
+  "./deno": ["withDenoDeadlines", "serve", "serveOnError"],
   "./bun": ["withBunDeadlines", "serve", "BUN_DEFAULT_IDLE_TIMEOUT"],
   "./workers": ["withWorkersDeadlines"],
   "./otel": ["installOpenTelemetry", "timeoutErrorType", "TIMEOUT_SPAN_EVENT"],

@@ -250,7 +250,7 @@ async function startServer(runtime: Runtime, variant: Variant, configFile: strin
   const countFirings = (data: Buffer) => {
     const lines = (partial + data.toString()).split("\n");
     partial = lines.pop()!;
-    for (const line of lines) if (/^\[stream-deadlines\] .* timeout: /.test(line)) fired++;
+    for (const line of lines) if (/^\[stream-deadlines\] .* timeout( after headers)?: /.test(line)) fired++;
     if (server) server.fired = fired;
   };
   child.stdout!.on("data", countFirings);

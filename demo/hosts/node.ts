@@ -1,7 +1,8 @@
 /**
  * Runs an app (the demo, or the fixture server) on the runtime `--runtime` names. Node serves it in
- * this process (through stream-deadlines/node, or with `--bare` through srvx on Node's own server and
- * defaults); the other runtimes are started from their npm packages' binaries with the app's entry
+ * this process (through stream-deadlines/node; with `--hono` as a Hono app under @hono/node-server,
+ * ./hono-node.ts; with `--bare` through srvx on Node's own server and defaults); the other
+ * runtimes are started from their npm packages' binaries with the app's entry
  * file for that runtime, and this process forwards SIGINT/SIGTERM to them and exits with them.
  * Entries: demo/run.ts, harness/fixture/run.ts.
  */
@@ -76,6 +77,9 @@ async function serveOnNode(kind: AppKind, args: DemoArgs): Promise<void> {
           bare.close(() => resolve());
         }),
     };
+  } else if (args.hono) {
+    const { serveHonoOnNode } = await import("./hono-node.ts");
+    server = await serveHonoOnNode(app, args.port);
   } else {
     const { serve } = await import("../../adapters/node.ts");
     server = await serve((request) => app.handler(request), {
@@ -84,7 +88,13 @@ async function serveOnNode(kind: AppKind, args: DemoArgs): Promise<void> {
       http2: args.h2c ? "h2c" : false,
     });
   }
-  const details = args.bare ? ", bare: no stream-deadlines" : args.h2c ? ", HTTP/2 h2c" : "";
+  const details = args.bare
+    ? ", bare: no stream-deadlines"
+    : args.hono
+      ? ", Hono with stream-deadlines/hono on @hono/node-server"
+      : args.h2c
+        ? ", HTTP/2 h2c"
+        : "";
   console.log(`${kind.title} (node ${process.version}${details}) listening on ${server.url}`);
   if (kind.hints) console.log(TRY_THESE(server.url));
   const stop = () => void server.close().finally(() => process.exit(0));

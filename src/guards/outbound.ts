@@ -74,8 +74,9 @@ export function attachOutboundGuardToReader(
   pendingRead: Promise<ReadResult> | undefined,
   heartbeat?: OutboundHeartbeat,
   bytes = false,
+  quietFailure = false,
 ): ReadableStream<Uint8Array> {
-  return guardedStream(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat, bytes));
+  return guardedStream(new OutboundGuard(reader, tracker, preread, pendingRead, heartbeat, bytes, quietFailure));
 }
 
 // The ReadableStream's underlying source (start/pull/cancel), typed structurally (see inbound.ts).
@@ -110,6 +111,8 @@ class OutboundGuard implements GuardedSource {
     pendingRead?: Promise<ReadResult>,
     heartbeat?: OutboundHeartbeat,
     bytes = false,
+    /** Fail with `undefined` when a deadline fires or the owner aborts (see AdapterHooks.quietResponseFailure). */
+    private readonly quietFailure = false,
   ) {
     this.type = bytes ? "bytes" : undefined;
     this.reader = reader;
@@ -182,11 +185,15 @@ class OutboundGuard implements GuardedSource {
     return this.reader.cancel(sourceReason);
   }
 
-  /** A deadline fired (or the owner aborted): fail the stream and free the producer, same reason. */
+  /**
+   * A deadline fired (or the owner aborted): fail the stream and free the producer, same reason. A
+   * quiet guard fails its stream with `undefined` instead, unless the source itself failed ("errored":
+   * that error is the app's to see).
+   */
   fail(reason: unknown): void {
     this.held = undefined;
     this.stopHeartbeat();
-    this.controller.error(reason);
+    this.controller.error(this.quietFailure && this.tracker.state !== "errored" ? undefined : reason);
     this.reader.cancel(reason).catch(ignore);
     this.resolvePull();
   }

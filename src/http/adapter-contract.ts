@@ -72,6 +72,14 @@ export interface AdapterHooks {
    */
   responseToRuntime?: boolean;
   /**
+   * `true` where the runtime logs the reason a response body fails with, although `onTimeout` has
+   * reported the firing already (Bun prints the whole error object). The guarded response body, whose
+   * only reader is then the runtime, fails with `undefined` when a deadline fires or the client goes
+   * away: the runtime still cuts the transfer, and prints nothing. A failure of the producer itself
+   * keeps its own error (the app's to see).
+   */
+  quietResponseFailure?: boolean;
+  /**
    * The handler's extra arguments, once the Request the handler gets is known (it is a copy when the
    * core guards its body). Bun gives the handler a server whose request-keyed methods know the copy.
    */

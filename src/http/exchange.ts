@@ -390,7 +390,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     if (hooks.responseToRuntime !== true && hooks.responseBodyReader === undefined)
       ({ reader, pending, bytes } = reopenPeekedBody(body, reader as ReadableStreamDefaultReader<Uint8Array>, pending));
     const guarded = new Response(
-      attachOutboundGuardToReader(reader, tracker, peek.chunks, pending, heartbeat, bytes),
+      attachOutboundGuardToReader(reader, tracker, peek.chunks, pending, heartbeat, bytes, hooks.quietResponseFailure),
       init,
     );
     this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer

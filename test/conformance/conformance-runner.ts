@@ -1,6 +1,7 @@
 /** Runs the scenario table against runtime rows and collects the runtime × scenario matrix. */
 import { launch, type RuntimeRow } from "../../harness/runtime-launchers.ts";
 import { appliesTo, CONFORMANCE_CONFIG, type Scenario, SCENARIOS } from "./scenarios.ts";
+import { judgeOutput, RUNTIME_LINES } from "./server-output.ts";
 
 export type CellKind = "ok" | "FAIL" | "limit" | "n/a";
 
@@ -10,6 +11,8 @@ export interface Cell {
   kind: CellKind;
   detail: string;
   ms: number;
+  /** The server printed a runtime's own documented lines for this scenario's firings (server-output.ts). */
+  outputLimit?: boolean;
 }
 
 /** Runs one scenario on a running server; a thrown error is a failed cell, never a crash. */
@@ -20,13 +23,21 @@ export async function runCell(
 ): Promise<Cell> {
   const limitRow = scenario.knownLimit?.rows.includes(row) ?? false;
   const started = performance.now();
+  const logSince = server.log.length;
+  const observationsSince = server.observations.length;
   try {
     const result = await scenario.run(server, limitRow);
-    const kind: CellKind = result.ok ? (limitRow ? "limit" : "ok") : "FAIL";
-    const detail = limitRow
-      ? `${result.detail} [known limit: ${scenario.knownLimit!.expected}; ${scenario.knownLimit!.reference}]`
-      : result.detail;
-    return { row, scenario: scenario.id, kind, detail, ms: performance.now() - started };
+    const ms = performance.now() - started;
+    // Every scenario also judges what the server printed: one line per firing, nothing else.
+    const output = await judgeOutput(server, logSince, observationsSince);
+    const limit = limitRow || output.runtimeLines;
+    const kind: CellKind = result.ok && output.ok ? (limit ? "limit" : "ok") : "FAIL";
+    const detail = `${
+      limitRow
+        ? `${result.detail} [known limit: ${scenario.knownLimit!.expected}; ${scenario.knownLimit!.reference}]`
+        : result.detail
+    }; ${output.detail}`;
+    return { row, scenario: scenario.id, kind, detail, ms, outputLimit: output.runtimeLines };
   } catch (error) {
     return {
       row,
@@ -73,5 +84,11 @@ export function formatMatrix(cells: Cell[], rows: RuntimeRow[]): string {
     (s) =>
       `  limit = known platform limit, its documented behaviour asserted: ${s.id} on ${s.knownLimit!.rows.join(", ")}: ${s.knownLimit!.expected} (${s.knownLimit!.reference})`,
   );
+  // Every cell also asserts the server's output: one report line per firing and nothing else, but
+  // for a runtime's own documented lines (a cell whose firings make some is a limit too).
+  for (const row of rows)
+    for (const line of RUNTIME_LINES[row] ?? [])
+      if (line.perScenario !== undefined)
+        limits.push(`  limit = output on ${row}: besides each report, lines ${line.pattern} (${line.reference})`);
   return [...lines, "", ...limits].join("\n");
 }

@@ -4,7 +4,7 @@
  * `--write` also records the matrix and details as Markdown (docs/conformance.md).
  */
 import { execFileSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { type Cell, formatMatrix, runRow } from "./conformance-runner.ts";
 import { ALL_ROWS, NODE24_BINARY, type RuntimeRow } from "../../harness/runtime-launchers.ts";
 import { SCENARIOS } from "./scenarios.ts";
@@ -42,6 +42,11 @@ function versionOf(command: string, args: string[]): string {
   }
 }
 
+function packageVersion(name: string): string {
+  const file = new URL(`../../node_modules/${name}/package.json`, import.meta.url);
+  return (JSON.parse(readFileSync(file, "utf8")) as { version: string }).version;
+}
+
 if (writeFile) {
   const bin = (name: string) => new URL(`../../node_modules/.bin/${name}`, import.meta.url).pathname;
   const versions = [
@@ -50,6 +55,7 @@ if (writeFile) {
     versionOf(bin("deno"), ["--version"]),
     `bun ${versionOf(bin("bun"), ["--version"])}`,
     versionOf(bin("workerd"), ["--version"]),
+    `hono ${packageVersion("hono")} on @hono/node-server ${packageVersion("@hono/node-server")}`,
   ];
   const details = cells
     .filter((c) => c.kind !== "n/a")
@@ -64,6 +70,10 @@ if (writeFile) {
     "Each scenario runs over raw TCP (node:net, node:http2) against the fixture server on each runtime (the",
     "demo, observed: harness/fixture), with the short limits of test/conformance/scenarios.ts (idle 600 ms,",
     "handler 500 ms, …). `limit` = a known platform limit whose documented behaviour was asserted.",
+    "Every cell also judges what the server printed meanwhile: one report line per firing (the library's",
+    "default `console.warn`), matching the firings, and nothing else (test/conformance/server-output.ts).",
+    "`hono-node` is the fixture app as a Hono app with the `stream-deadlines/hono` middleware, served by",
+    "@hono/node-server with `applyNodeServerLimits` (demo/hosts/hono-node.ts).",
     "",
     "## Scenarios",
     "",

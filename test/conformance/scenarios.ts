@@ -47,7 +47,7 @@ export interface Scenario {
   run(server: RunningServer, limitRow: boolean): Promise<Verdict>;
 }
 
-const HTTP1_ROWS: RuntimeRow[] = ["node20", "node24", "deno", "bun", "workers"];
+const HTTP1_ROWS: RuntimeRow[] = ["node20", "node24", "hono-node", "deno", "bun", "workers"];
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
