@@ -26,7 +26,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { startListeningServer } from "../servers/bench-server-process.ts";
 import { ROOT } from "../shared/paths.ts";
-import { FIRST_MESSAGE_LINE } from "../shared/subscribe.ts";
+import { FIRST_MESSAGE_LINE, serverVariantArgs } from "../shared/subscribe.ts";
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -58,8 +58,7 @@ const runtimes = named.length ? named : ALL;
 const FLOOR_VARIANT = "floor";
 
 function serverCommand(runtime: Runtime, variant: string): [string, string[]] {
-  // "subscribed": the guarded server with --subscribed (bench/shared/subscribe.ts).
-  const variantArgs = variant === "subscribed" ? ["--variant", "guarded", "--subscribed"] : ["--variant", variant];
+  const variantArgs = serverVariantArgs(variant); // "subscribed": guarded with --subscribed
   switch (runtime) {
     case "node":
       return [process.execPath, [join(servers, "serve-bench-node.js"), ...variantArgs]];

@@ -26,3 +26,8 @@ export function subscribeIfAsked(args: readonly string[]): boolean {
     dc.channel(name).subscribe(onMessage);
   return true;
 }
+
+/** A bench server's arguments for a variant name; "subscribed" is the guarded server with `--subscribed`. */
+export function serverVariantArgs(variant: string): string[] {
+  return variant === "subscribed" ? ["--variant", "guarded", "--subscribed"] : ["--variant", variant];
+}
