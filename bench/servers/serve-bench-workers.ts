@@ -1,5 +1,5 @@
 /**
- * The HTTP bench server on workerd (miniflare): `node --import tsx bench/servers/serve-bench-workers.ts --bare|--guarded|--variant NAME [--subscribed]`.
+ * The HTTP bench server on workerd (miniflare): `node --import tsx bench/servers/serve-bench-workers.ts --bare|--guarded|--variant NAME [--subscribed] [--nodejs-compat]`.
  * Prints "listening on …". Variants other than bare and guarded: bench/shared/http-bench-variants.ts.
  * `--inspector-port N` opens workerd's inspector (for CPU profiles: bench/profile/profile-cdp.ts).
  */
@@ -15,6 +15,7 @@ import { variantName } from "../shared/http-bench-variants.ts";
 const variant = variantName(process.argv);
 // --subscribed: the worker subscribes at load, which needs nodejs_compat (the flag is added for that server only).
 const subscribed = process.argv.includes("--subscribed");
+const nodejsCompat = subscribed || process.argv.includes("--nodejs-compat");
 const inspectorAt = process.argv.indexOf("--inspector-port");
 const inspectorPort = inspectorAt >= 0 ? Number(process.argv[inspectorAt + 1]) : undefined;
 const dir = mkdtempSync(join(tmpdir(), "sd-bench-workers-"));
@@ -34,7 +35,7 @@ const mf = new Miniflare({
   scriptPath,
   modulesRoot: dir,
   compatibilityDate: WORKERS_COMPATIBILITY_DATE,
-  compatibilityFlags: subscribed ? [...WORKERS_COMPATIBILITY_FLAGS, "nodejs_compat"] : WORKERS_COMPATIBILITY_FLAGS,
+  compatibilityFlags: nodejsCompat ? [...WORKERS_COMPATIBILITY_FLAGS, "nodejs_compat"] : WORKERS_COMPATIBILITY_FLAGS,
   host: "127.0.0.1",
   port: 0,
   ...(inspectorPort === undefined ? {} : { inspectorPort }),

@@ -27,7 +27,13 @@ export function subscribeIfAsked(args: readonly string[]): boolean {
   return true;
 }
 
-/** A bench server's arguments for a variant name; "subscribed" is the guarded server with `--subscribed`. */
+/**
+ * A bench server's arguments for a variant name: "subscribed" is the guarded server with `--subscribed`;
+ * "guarded-compat" the guarded server with workerd's `nodejs_compat` and no subscriber (on Workers, the
+ * subscriber needs that flag: this tells the flag's cost from the subscriber's).
+ */
 export function serverVariantArgs(variant: string): string[] {
-  return variant === "subscribed" ? ["--variant", "guarded", "--subscribed"] : ["--variant", variant];
+  if (variant === "subscribed") return ["--variant", "guarded", "--subscribed"];
+  if (variant === "guarded-compat") return ["--variant", "guarded", "--nodejs-compat"];
+  return ["--variant", variant];
 }
