@@ -41,7 +41,7 @@ import {
   type ExchangeOutcome,
   type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
-import { publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
+import { holdDeadlineChannels, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -69,6 +69,10 @@ export interface BunAdapterOptions<Server extends BunServerLike = BunServerLike>
    */
   idleTimeout?: number;
 }
+
+// Bun keeps even subscribed diagnostics channels weakly (oven-sh/bun#43086): hold the library's own
+// from import on, so a `dc.subscribe()` made after importing this adapter survives garbage collection.
+holdDeadlineChannels();
 
 /** Bun's own default `idleTimeout`, in seconds. */
 export const BUN_DEFAULT_IDLE_TIMEOUT = 10;

@@ -67,6 +67,18 @@ export function deadlineChannels(): DeadlineChannels | undefined {
   });
 }
 
+/**
+ * Takes hold of the library's channels now, for runtimes that drop a subscribed channel nobody holds.
+ * Bun 1.4 does (oven-sh/bun#43086): its registry keeps channels weakly even while they have
+ * subscribers, so `dc.subscribe(name, fn)` is lost at the next full GC unless someone holds the
+ * Channel. Called when the Bun adapter is imported: a subscription made after that lives, because
+ * `dc.channel(name)` hands back the channel held here. (Node, Deno and workerd hold subscribed
+ * channels themselves.)
+ */
+export function holdDeadlineChannels(): void {
+  deadlineChannels();
+}
+
 /** Never has a subscriber: where diagnostics_channel is missing. */
 const NO_CHANNEL: DiagnosticsChannel = {
   hasSubscribers: false,

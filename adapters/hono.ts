@@ -46,7 +46,11 @@ import {
   findDeadlines,
   requestTimeoutResponse,
 } from "../src/http/adapter-contract.ts";
-import { diagnosticsHooks, isReportedFiring } from "./diagnostics.ts";
+import { diagnosticsHooks, holdDeadlineChannels, isReportedFiring } from "./diagnostics.ts";
+
+// On Bun, hold the diagnostics channels from import (oven-sh/bun#43086: Bun drops subscribed channels
+// nobody holds), as the Bun adapter does, for the middleware used on Bun without that adapter.
+if ((globalThis as { Bun?: unknown }).Bun !== undefined) holdDeadlineChannels();
 
 export type { RequestDeadlines, RequestPolicy, TimeoutEvent } from "../src/index.ts";
 

@@ -234,3 +234,38 @@ describe.concurrent(`Bun adapter (real Bun, idleTimeout ${IDLE_S} s)`, () => {
     }
   });
 });
+
+/**
+ * Bun keeps even subscribed diagnostics channels weakly (oven-sh/bun#43086): a `dc.subscribe(name, fn)`
+ * whose Channel nobody holds is dropped at the next full GC. The adapter holds its channels from import.
+ */
+const DC_SCRIPT = `
+import dc from "node:diagnostics_channel";
+import { withBunDeadlines } from ${JSON.stringify(join(root, "adapters/bun.ts"))};
+const seen = [];
+// The form APMs use: subscribe by name, hold nothing.
+dc.subscribe("stream-deadlines:request:start", () => seen.push("start"));
+dc.subscribe("stream-deadlines:request:end", () => seen.push("end"));
+for (let i = 0; i < 3; i++) {
+  Bun.gc(true);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+}
+const handler = withBunDeadlines(() => new Response("ok"), { onTimeout: false });
+const response = await handler(new Request("http://127.0.0.1/"), undefined);
+await response.text();
+await new Promise((resolve) => setTimeout(resolve, 20));
+console.log(JSON.stringify(seen));
+`;
+
+describe("Bun adapter and diagnostics_channel (real Bun)", () => {
+  it("a subscription made by name after importing the adapter survives Bun's garbage collection", async () => {
+    writeFileSync(join(dir, "dc.ts"), DC_SCRIPT);
+    const child = spawn(BUN, [join(dir, "dc.ts")], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout!.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (output += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code, output).toBe(0);
+    expect(JSON.parse(output.trim().split("\n").at(-1)!), output).toEqual(["start", "end"]);
+  }, 20_000);
+});

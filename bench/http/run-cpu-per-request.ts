@@ -6,7 +6,7 @@
  * process), and the server process's CPU time (utime + stime of all its threads, /proc/<pid>/stat)
  * is read before and after. Rounds rotate the order of the variants; figures are medians.
  *
- *   npx tsx bench/http/run-cpu-per-request.ts --runtime deno|bun|workers|node [--variants bare,guarded]
+ *   npx tsx bench/http/run-cpu-per-request.ts --runtime deno|bun|workers|node [--variants bare,guarded,subscribed]
  *        [--requests 20000] [--rounds 8] [--connections 32] [--path /small]
  *        [--transfer download|upload [--bytes 268435456]]
  *
@@ -24,6 +24,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { startListeningServer } from "../servers/bench-server-process.ts";
 import { ROOT } from "../shared/paths.ts";
+import { serverVariantArgs } from "../shared/subscribe.ts";
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -49,22 +50,32 @@ function serverCommand(variant: string): [string, string[]] {
     case "deno":
       return [
         join(root, "node_modules/.bin/deno"),
-        ["run", "-A", "--quiet", join(root, "bench/servers/serve-bench-deno.ts"), "--variant", variant],
+        ["run", "-A", "--quiet", join(root, "bench/servers/serve-bench-deno.ts"), ...serverVariantArgs(variant)],
       ];
     case "bun":
       return [
         join(root, "node_modules/.bin/bun"),
-        [join(root, "bench/servers/serve-bench-bun.ts"), "--variant", variant],
+        [join(root, "bench/servers/serve-bench-bun.ts"), ...serverVariantArgs(variant)],
       ];
     case "workers":
       return [
         process.execPath,
-        ["--import", require.resolve("tsx"), join(root, "bench/servers/serve-bench-workers.ts"), "--variant", variant],
+        [
+          "--import",
+          require.resolve("tsx"),
+          join(root, "bench/servers/serve-bench-workers.ts"),
+          ...serverVariantArgs(variant),
+        ],
       ];
     case "node":
       return [
         process.execPath,
-        ["--import", require.resolve("tsx"), join(root, "bench/servers/serve-bench-node.ts"), "--variant", variant],
+        [
+          "--import",
+          require.resolve("tsx"),
+          join(root, "bench/servers/serve-bench-node.ts"),
+          ...serverVariantArgs(variant),
+        ],
       ];
   }
 }

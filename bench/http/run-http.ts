@@ -12,7 +12,11 @@
  * Beside bare and guarded, a third server runs the floor of each measure (see FLOOR_VARIANT):
  * `ratio http.<runtime>.<measure>.floor` is floor over bare.
  *
- *   node .bench-out/bench/http/run-http.js [--quick] [node node-h2 deno bun workers]
+ * `--subscribed`: a fourth server, guarded with a no-op subscriber on each of the library's diagnostics
+ * channels (bench/shared/subscribe.ts), in the same rotation: `ratio http.<runtime>.<measure>.subscribed`
+ * is that server over bare, `…subscribed.vs-guarded` over the guarded server without a subscriber.
+ *
+ *   node .bench-out/bench/http/run-http.js [--quick] [--subscribed] [node node-h2 deno bun workers]
  */
 import { type ChildProcess, execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -22,6 +26,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { startListeningServer } from "../servers/bench-server-process.ts";
 import { ROOT } from "../shared/paths.ts";
+import { FIRST_MESSAGE_LINE, serverVariantArgs } from "../shared/subscribe.ts";
 
 const run = promisify(execFile);
 const require = createRequire(import.meta.url);
@@ -33,6 +38,7 @@ const ROUNDS = quick ? 1 : 3;
 const SMALL_SECONDS = quick ? 1 : 3;
 const TRANSFER_BYTES = quick ? 64 * 1024 * 1024 : 1024 * 1024 * 1024;
 const CONNECTIONS = 32;
+const SUBSCRIBED = process.argv.includes("--subscribed");
 
 type Runtime = "node" | "deno" | "bun" | "workers" | "node-h2";
 const ALL: Runtime[] = ["node", "node-h2", "deno", "bun", "workers"];
@@ -52,7 +58,7 @@ const runtimes = named.length ? named : ALL;
 const FLOOR_VARIANT = "floor";
 
 function serverCommand(runtime: Runtime, variant: string): [string, string[]] {
-  const variantArgs = ["--variant", variant];
+  const variantArgs = serverVariantArgs(variant); // "subscribed": guarded with --subscribed
   switch (runtime) {
     case "node":
       return [process.execPath, [join(servers, "serve-bench-node.js"), ...variantArgs]];
@@ -148,7 +154,15 @@ async function measure(runtime: Runtime, url: string): Promise<Measures> {
 
 const results: Record<
   string,
-  { bare: Measures; guarded: Measures; floor: Measures; ratio: Measures; floorRatio: Measures }
+  {
+    bare: Measures;
+    guarded: Measures;
+    floor: Measures;
+    ratio: Measures;
+    floorRatio: Measures;
+    subscribed?: Measures;
+    subscribedRatio?: Measures;
+  }
 > = {};
 console.log(
   `# http bench: node ${process.version}; per runtime ${ROUNDS} interleaved rounds; small: autocannon -c ${CONNECTIONS} -d ${SMALL_SECONDS}; transfers of ${TRANSFER_BYTES / MiB} MiB; ratio = guarded / bare (higher is better)`,
@@ -169,9 +183,23 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
   const bare = await start(runtime, "bare");
   const guarded = await start(runtime, "guarded");
   const floor = await start(runtime, FLOOR_VARIANT);
+  const subscribed = SUBSCRIBED ? await start(runtime, "subscribed") : undefined;
+  let messagesArrive = false;
+  const onOutput = (data: Buffer) => {
+    if (data.toString().includes(FIRST_MESSAGE_LINE)) messagesArrive = true;
+  };
+  subscribed?.child.stdout?.on("data", onOutput);
+  subscribed?.child.stderr?.on("data", onOutput);
   try {
-    // Warm all three (JIT, connection pools), then rotate: bare, guarded, floor; guarded, floor, bare; …
-    for (const server of [bare, guarded, floor]) {
+    type Name = "bare" | "guarded" | "floor" | "subscribed";
+    const servers: [Name, Server][] = [
+      ["bare", bare],
+      ["guarded", guarded],
+      ["floor", floor],
+    ];
+    if (subscribed) servers.push(["subscribed", subscribed]);
+    // Warm them all (JIT, connection pools), then rotate: bare, guarded, floor; guarded, floor, bare; …
+    for (const [, server] of servers) {
       if (runtime === "node-h2") await transfer("h2download", server.url, 64 * MiB);
       else {
         await smallRps(server.url, 1);
@@ -179,13 +207,10 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
         await transfer("upload", server.url, 64 * MiB);
       }
     }
-    type Name = "bare" | "guarded" | "floor";
-    const samples: Record<Name, Measures[]> = { bare: [], guarded: [], floor: [] };
-    const servers: [Name, Server][] = [
-      ["bare", bare],
-      ["guarded", guarded],
-      ["floor", floor],
-    ];
+    // The subscribed server must have published to its subscriber during the warm-up, or it measures nothing.
+    if (subscribed && !messagesArrive)
+      throw new Error(`${runtime} subscribed: no diagnostics message reached the subscriber`);
+    const samples: Record<Name, Measures[]> = { bare: [], guarded: [], floor: [], subscribed: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < servers.length; i++) {
         const [name, server] = servers[(i + round) % servers.length]!;
@@ -200,6 +225,7 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
       floor: {} as Measures,
       ratio: {} as Measures,
       floorRatio: {} as Measures,
+      ...(subscribed ? { subscribed: {} as Measures, subscribedRatio: {} as Measures } : {}),
     };
     for (const key of ["small", "download", "upload"] as const) {
       const b = pick(samples.bare, key);
@@ -219,12 +245,21 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
       console.log(`figure ${name}.floor ${show(f)} ${unit}`);
       console.log(`ratio ${name} ${(g / b).toFixed(3)}`);
       console.log(`ratio ${name}.floor ${(f / b).toFixed(3)}`);
+      if (summary.subscribed && summary.subscribedRatio) {
+        const s = pick(samples.subscribed, key)!;
+        summary.subscribed[key] = s;
+        summary.subscribedRatio[key] = s / b;
+        console.log(`figure ${name}.subscribed ${show(s)} ${unit}`);
+        console.log(`ratio ${name}.subscribed ${(s / b).toFixed(3)}`);
+        console.log(`ratio ${name}.subscribed.vs-guarded ${(s / g).toFixed(3)}`);
+      }
     }
     results[runtime] = summary;
   } finally {
     await stop(bare);
     await stop(guarded);
     await stop(floor);
+    if (subscribed) await stop(subscribed);
   }
 }
 

@@ -1,11 +1,12 @@
 /**
- * The HTTP bench server on Deno: `deno run -A bench/servers/serve-bench-deno.ts --bare|--guarded|--variant NAME`.
+ * The HTTP bench server on Deno: `deno run -A bench/servers/serve-bench-deno.ts --bare|--guarded|--variant NAME [--subscribed]`.
  * Bare: Deno.serve(benchHandler). Guarded: Deno.serve(withDenoDeadlines(benchHandler)).
  * Other variants (bench/shared/http-bench-variants.ts) measure one piece at a time, for bench/http/run-cpu-per-request.ts.
  */
 import { withDenoDeadlines } from "../../adapters/deno.ts";
 import { benchHandler } from "../shared/http-bench-app.ts";
 import { GENERIC_VARIANTS, variantName } from "../shared/http-bench-variants.ts";
+import { subscribeIfAsked } from "../shared/subscribe.ts";
 
 declare const Deno: {
   args: string[];
@@ -18,6 +19,7 @@ declare const Deno: {
 };
 
 const variant = variantName(Deno.args);
+const subscribed = subscribeIfAsked(Deno.args);
 const handler =
   variant === "guarded" ? withDenoDeadlines(benchHandler, { onTimeout: false }) : GENERIC_VARIANTS[variant];
 if (handler === undefined) throw new Error(`serve-bench-deno: unknown variant ${variant}`);
@@ -25,7 +27,8 @@ Deno.serve(
   {
     port: 0,
     hostname: "127.0.0.1",
-    onListen: ({ port }) => console.log(`bench ${variant} deno listening on http://127.0.0.1:${port}`),
+    onListen: ({ port }) =>
+      console.log(`bench ${variant}${subscribed ? " subscribed" : ""} deno listening on http://127.0.0.1:${port}`),
   },
   handler as never,
 );

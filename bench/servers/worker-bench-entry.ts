@@ -2,8 +2,12 @@
 import { withWorkersDeadlines } from "../../adapters/workers.ts";
 import { benchHandler } from "../shared/http-bench-app.ts";
 import { GENERIC_VARIANTS } from "../shared/http-bench-variants.ts";
+import { subscribeIfAsked } from "../shared/subscribe.ts";
 
 declare const __VARIANT__: string;
+declare const __SUBSCRIBED__: boolean;
+
+subscribeIfAsked(__SUBSCRIBED__ ? ["--subscribed"] : []);
 
 const fetch =
   __VARIANT__ === "guarded" ? withWorkersDeadlines(benchHandler, { onTimeout: false }) : GENERIC_VARIANTS[__VARIANT__];
