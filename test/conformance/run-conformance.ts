@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { type Cell, formatMatrix, runRow } from "./conformance-runner.ts";
 import { ALL_ROWS, NODE24_BINARY, type RuntimeRow } from "../../harness/runtime-launchers.ts";
+import { WRANGLER_BIN } from "../../harness/wrangler-dev.ts";
 import { SCENARIOS } from "./scenarios.ts";
 
 const argv = process.argv.slice(2);
@@ -50,6 +51,10 @@ if (writeFile) {
     versionOf(bin("deno"), ["--version"]),
     `bun ${versionOf(bin("bun"), ["--version"])}`,
     versionOf(bin("workerd"), ["--version"]),
+    `wrangler ${versionOf(NODE24_BINARY, [WRANGLER_BIN, "--version"])} (its own ${versionOf(
+      new URL("../../node_modules/wrangler/node_modules/workerd/bin/workerd", import.meta.url).pathname,
+      ["--version"],
+    )})`,
   ];
   const details = cells
     .filter((c) => c.kind !== "n/a")
