@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DemoConfig } from "../demo/demo-app.ts";
-import { WRANGLER_OFFLINE_ENV, wranglerDevCommand } from "./wrangler-dev.ts";
+import { wranglerDevCommand, wranglerEnv } from "./wrangler-dev.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -85,7 +85,7 @@ export async function launch(
   const child: ChildProcess = spawn(command, args, {
     cwd: wrangler ? dir : root,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1", ...(wrangler ? WRANGLER_OFFLINE_ENV : {}), ...extraEnv },
+    env: { ...process.env, NO_COLOR: "1", ...(wrangler ? wranglerEnv(dir) : {}), ...extraEnv },
     // wrangler runs its CLI, esbuild and two workerd processes under it: its own process group, so
     // that a SIGKILL (when SIGTERM is not enough) reaches all of them.
     detached: wrangler,

@@ -18,15 +18,23 @@ const require = createRequire(import.meta.url);
 /** wrangler 4 needs Node >= 22: it runs on the node 24 of tools/node24. */
 export const WRANGLER_BIN = join(dirname(require.resolve("wrangler/package.json")), "bin/wrangler.js");
 
-/** What keeps `wrangler dev` local and quiet: no metrics, no update check, no `Request.cf` download. */
-export const WRANGLER_OFFLINE_ENV: Record<string, string> = {
-  WRANGLER_SEND_METRICS: "false",
-  WRANGLER_SEND_ERROR_REPORTS: "false",
-  // The banner is where wrangler asks the registry for a newer version.
-  WRANGLER_HIDE_BANNER: "true",
-  // miniflare otherwise downloads the `request.cf` object from workers.cloudflare.com at start.
-  CLOUDFLARE_CF_FETCH_ENABLED: "false",
-};
+/**
+ * What keeps `wrangler dev` local, quiet and inside `dir`: no metrics, no update check, no
+ * `Request.cf` download, and its global config (device id, dev registry) and debug logs in `dir`
+ * instead of ~/.config/.wrangler (a 5-45 KB log file per run otherwise).
+ */
+export function wranglerEnv(dir: string): Record<string, string> {
+  return {
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_SEND_ERROR_REPORTS: "false",
+    // The banner is where wrangler asks the registry for a newer version.
+    WRANGLER_HIDE_BANNER: "true",
+    // miniflare otherwise downloads the `request.cf` object from workers.cloudflare.com at start.
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_WRITE_LOGS: "false",
+    XDG_CONFIG_HOME: join(dir, "config"),
+  };
+}
 
 /**
  * Writes `dir`/wrangler.json for the fixture Worker with `config` (injected at bundle time, as the
