@@ -86,9 +86,9 @@ export function restoringBody(body: ReadableStream<Uint8Array>, restore: () => v
 
 /**
  * The exchange's Response, with Bun's idle timer handled: for a body the library guards, the timer
- * comes back on just before that body ends, and at 1 s when `responseSignal` aborts (a response
- * deadline fired); for anything else (no body, passed through, found in memory, a timeout answer),
- * it is Bun's again now.
+ * comes back on just before that body ends, and at 1 s when the signal `responseSignal()` gives
+ * aborts (a response deadline fired); for anything else (no body, passed through, found in memory,
+ * a timeout answer), it is Bun's again now.
  */
 export function bunIdleAfterAnswer(
   server: BunTimeoutServer,
@@ -96,7 +96,7 @@ export function bunIdleAfterAnswer(
   idleTimeout: number,
   response: Response,
   guardedBody: boolean,
-  responseSignal: AbortSignal | undefined,
+  responseSignal: () => AbortSignal | undefined,
 ): Response {
   const restore = () => server.timeout(request, idleTimeout);
   const body = guardedBody ? response.body : null;
@@ -104,7 +104,8 @@ export function bunIdleAfterAnswer(
     restore();
     return response;
   }
-  responseSignal?.addEventListener("abort", () => server.timeout(request, 1), { once: true });
+  // Asked only now: the response controls of an exchange whose body is not guarded are not to be woken.
+  responseSignal()?.addEventListener("abort", () => server.timeout(request, 1), { once: true });
   return new Response(restoringBody(body, restore), {
     status: response.status,
     statusText: response.statusText,

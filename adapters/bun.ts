@@ -172,7 +172,7 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
       idleTimeout,
       response as Response,
       exchange.guardedBody,
-      findDeadlines(request)?.response.signal,
+      () => findDeadlines(request)?.response.signal,
     );
   };
 }

@@ -312,7 +312,7 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
       bun.timeout(original, idleTimeout);
       return;
     }
-    const signal = findDeadlines(original)?.response.signal;
+    const signal = () => findDeadlines(original)?.response.signal;
     const answer = bunIdleAfterAnswer(bun, original, idleTimeout, response, hooks.guardedBody, signal);
     if (answer !== c.res) replaceResponse(c, answer);
   }

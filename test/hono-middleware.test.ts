@@ -820,7 +820,9 @@ describe.each(RUNTIMES.filter((r) => existsSync(r.bin)))(
 const BUN_SCRIPT = `
 import { Hono } from ${JSON.stringify(pathToFileURL(join(root, "node_modules/hono/dist/index.js")).href)};
 import { deadlines } from ${JSON.stringify(pathToFileURL(join(root, "adapters/hono.ts")).href)};
+import { deadlineDebugCounters } from ${JSON.stringify(pathToFileURL(join(root, "src/index.ts")).href)};
 const app = new Hono();
+app.get("/counters", (c) => c.json(deadlineDebugCounters())); // before the middleware: not guarded itself
 app.use(deadlines({
   idleTimeout: 2,
   request: { idle: 300 },
@@ -924,6 +926,9 @@ describe.runIf(existsSync(RUNTIMES[0].bin))(
       expect(res.text).toMatch(/^HTTP\/1\.1 200/);
       expect(res.text).toMatch(/\r\n\r\n127\.0\.0\.1 hello$/);
       expect(res.closedAt - res.lastDataAt).toBeLessThan(6000);
+      // Nothing of these exchanges is left: no guard, no deadline.
+      const counters = await (await fetch(`http://127.0.0.1:${served!.port}/counters`)).json();
+      expect(counters).toMatchObject({ liveGuards: 0, scheduledDeadlines: 0 });
     }, 15_000);
   },
 );
