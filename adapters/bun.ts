@@ -35,12 +35,11 @@ import {
   checkFunction,
   checkObject,
   fail,
-  fieldError,
   findDeadlines,
-  typeOf,
   type ExchangeOutcome,
   type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
+import { bunIdleAfterAnswer, checkIdleTimeout as checkBunIdleTimeout, serverFor } from "./bun-idle.ts";
 import { holdDeadlineChannels, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
@@ -70,14 +69,8 @@ export interface BunAdapterOptions<Server extends BunServerLike = BunServerLike>
   idleTimeout?: number;
 }
 
-// Bun keeps even subscribed diagnostics channels weakly (oven-sh/bun#43086): hold the library's own
-// from import on, so a `dc.subscribe()` made after importing this adapter survives garbage collection.
-holdDeadlineChannels();
-
-/** Bun's own default `idleTimeout`, in seconds. */
-export const BUN_DEFAULT_IDLE_TIMEOUT = 10;
-/** The largest `idleTimeout` Bun.serve accepts, in seconds. */
-const BUN_MAX_IDLE_TIMEOUT = 255;
+import { bunIdleAfterAnswer, checkIdleTimeout as checkBunIdleTimeout, serverFor } from "./bun-idle.ts";
+import { holdDeadlineChannels, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
 
 /** The core's hooks for one exchange. */
 class BunExchange implements AdapterHooks {
@@ -141,57 +134,7 @@ function stringsAsBytes<Result extends { done: boolean; value?: unknown }>(resul
   return typeof result.value === "string" ? { ...result, value: encoder.encode(result.value) } : result;
 }
 
-function checkIdleTimeout(value: unknown): number {
-  if (value === undefined) return BUN_DEFAULT_IDLE_TIMEOUT;
-  const where = "stream-deadlines/bun";
-  if (typeof value !== "number") throw fieldError(where, "idleTimeout", "a number of seconds", typeOf(value));
-  if (!Number.isInteger(value) || value < 0 || value > BUN_MAX_IDLE_TIMEOUT) {
-    const expected = `a whole number of seconds from 0 to ${BUN_MAX_IDLE_TIMEOUT} (as given to Bun.serve)`;
-    throw fieldError(where, "idleTimeout", expected, value, RangeError);
-  }
-  return value;
-}
-
-/** The server as the handler sees it: the request-keyed methods also accept the library's copy of the Request. */
-function serverFor<Server extends BunServerLike>(server: Server, handlerRequest: Request, original: Request): Server {
-  const map = (request: unknown) => (request === handlerRequest ? original : request);
-  return new Proxy(server, {
-    get(target, key) {
-      const value: unknown = Reflect.get(target, key, target);
-      if (typeof value !== "function") return value;
-      // Bun's methods check their receiver: call them on the real server.
-      if (key === "requestIP" || key === "timeout" || key === "upgrade") {
-        return (request: unknown, ...rest: unknown[]) =>
-          (value as (...args: unknown[]) => unknown).call(target, map(request), ...rest);
-      }
-      return (value as (...args: unknown[]) => unknown).bind(target);
-    },
-  });
-}
-
-/**
- * A response body that turns Bun's idle timer back on just before it ends (a call after the last
- * byte went out would do nothing). Pull-based with no buffer, so the guard underneath still sees
- * each chunk taken exactly when Bun takes it.
- */
-function restoringBody(body: ReadableStream<Uint8Array>, restore: () => void): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const { done, value } = await reader.read(); // a timeout error rejects here: Bun closes the connection
-        if (done) {
-          restore();
-          controller.close();
-        } else controller.enqueue(value);
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    },
-    { highWaterMark: 0 },
-  );
-}
+const checkIdleTimeout = (value: unknown): number => checkBunIdleTimeout(value, "stream-deadlines/bun");
 
 /**
  * A `fetch(request, server)` for `Bun.serve` that runs `handler` under deadlines, with Bun's idle
@@ -224,24 +167,20 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
       throw error;
     }
     // After server.upgrade() the connection is a WebSocket with its own idleTimeout: leave it be.
-    if (response === undefined || response === null) return response;
+    if (response === undefined || response === null || server === undefined) return response;
     // A body withDeadlines guards is bounded by the library until its end. Anything else (no body,
-    // passed through, found in memory, a timeout answer) is Bun's again now.
-    const guarded = exchange.guardedBody ? (response as Response) : undefined;
-    const body = guarded?.body ?? null;
-    if (guarded === undefined || body === null || server === undefined) {
-      restore();
-      return response;
-    }
-    // A response deadline that fires while Bun waits on a client that reads (almost) nothing: Bun
-    // keeps the connection until what it queued has drained (days for a slow reader). Its idle timer,
-    // on again at 1 s, closes the connection at its next tick (npm run attack, bun slow-read).
-    findDeadlines(request)?.response.signal.addEventListener("abort", () => server.timeout(request, 1), { once: true });
-    return new Response(restoringBody(body, restore), {
-      status: guarded.status,
-      statusText: guarded.statusText,
-      headers: guarded.headers,
-    });
+    // passed through, found in memory, a timeout answer) is Bun's again now. A response deadline
+    // that fires while Bun waits on a client that reads (almost) nothing: Bun keeps the connection
+    // until what it queued has drained (days for a slow reader). Its idle timer, on again at 1 s,
+    // closes the connection at its next tick (npm run attack, bun slow-read).
+    return bunIdleAfterAnswer(
+      server,
+      request,
+      idleTimeout,
+      response as Response,
+      exchange.guardedBody,
+      () => findDeadlines(request)?.response.signal,
+    );
   };
 }
 

@@ -38,6 +38,7 @@ import {
   type WithDeadlinesOptions,
 } from "../src/index.ts";
 import {
+  type AdapterHooks,
   OPTION_KEYS,
   adapterDeadlines,
   checkKeys,
@@ -46,6 +47,7 @@ import {
   findDeadlines,
   requestTimeoutResponse,
 } from "../src/http/adapter-contract.ts";
+import { type BunTimeoutServer, bunIdleAfterAnswer, bunServerOf, checkIdleTimeout, serverFor } from "./bun-idle.ts";
 import { diagnosticsHooks, holdDeadlineChannels, isReportedFiring } from "./diagnostics.ts";
 
 // On Bun, hold the diagnostics channels from import (oven-sh/bun#43086: Bun drops subscribed channels
@@ -74,6 +76,43 @@ export type HonoPolicy = (c: Context) => RequestPolicy | undefined | null | void
 /** withDeadlines' options, with a policy that gets Hono's context. */
 export interface HonoDeadlinesOptions extends Omit<WithDeadlinesOptions, "policy"> {
   policy?: HonoPolicy;
+  /**
+   * On Bun only: the `idleTimeout` given to `Bun.serve`, in seconds (Bun's default: 10). Where the
+   * middleware owns the request on Bun (no stream-deadlines/bun around `app.fetch`), it turns Bun's
+   * idle timer off for the request while the library's limits govern, and back on to this before
+   * the exchange ends, as stream-deadlines/bun does. 0 means none.
+   */
+  idleTimeout?: number;
+}
+
+const HONO_OPTION_KEYS = [...OPTION_KEYS, "idleTimeout"];
+
+/** The hooks of one exchange the middleware owns on Bun: the diagnostics ones, and whether the core guards the answer's body. */
+class BunExchangeHooks implements AdapterHooks {
+  guardedBody = false;
+  /** Bun prints the reason a response body fails with: fail it with `undefined` (the report is the one line). */
+  readonly quietResponseFailure = true;
+  readonly started = diagnosticsHooks.started;
+  readonly timedOut = diagnosticsHooks.timedOut;
+  readonly ended = diagnosticsHooks.ended;
+
+  constructor(
+    private readonly server: BunTimeoutServer,
+    private readonly original: Request,
+  ) {}
+
+  answered(guarded: boolean): void {
+    this.guardedBody = guarded;
+  }
+
+  /** The handler's `c.env.requestIP(c.req.raw)`, `timeout` and `upgrade` accept the library's copy of the Request. */
+  handlerArgs(handlerRequest: Request, args: unknown[]): unknown[] {
+    if (handlerRequest !== this.original) {
+      const c = args[0] as Context;
+      c.env = serverFor(this.server, handlerRequest, this.original);
+    }
+    return args;
+  }
 }
 
 type Reporter = ((event: TimeoutEvent) => void) | false;
@@ -197,8 +236,9 @@ function adjust(controls: RequestDeadlines, fields: RequestPolicy): void {
  */
 export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler<DeadlinesEnv> {
   checkObject("stream-deadlines/hono", options);
-  checkKeys("stream-deadlines/hono", options, OPTION_KEYS);
-  const { policy, onTimeout, timeoutResponse, ...rest } = options;
+  checkKeys("stream-deadlines/hono", options, HONO_OPTION_KEYS);
+  const { policy, onTimeout, timeoutResponse, idleTimeout: idleOption, ...rest } = options;
+  const idleTimeout = checkIdleTimeout(idleOption, "stream-deadlines/hono");
   if (policy !== undefined && typeof policy !== "function")
     fail("stream-deadlines/hono", "policy must be a function of the context");
   if (onTimeout !== undefined && onTimeout !== false && typeof onTimeout !== "function")
@@ -285,6 +325,8 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
     if (adapters !== undefined) return joinAdapter(c, next, adapters);
     const record = new HonoRequestDeadlines(true);
     keepRecord(c, record);
+    const bun = bunServerOf(c.env);
+    if (bun !== undefined) return ownOnBun(c, next, record, bun);
     const outgoing = nodeOutgoing(c.env);
     const hooks =
       outgoing === undefined
@@ -300,6 +342,39 @@ export function deadlines(options: HonoDeadlinesOptions = {}): MiddlewareHandler
       response = new Response(cutQuietly(response.body, outgoing), response);
     if (response !== undefined && response !== c.res) replaceResponse(c, response);
   };
+
+  /**
+   * The request on Bun (`c.env` is Bun's server), with what stream-deadlines/bun does at the socket:
+   * Bun's idle timer off while the library's limits govern (upload bytes do not reset it, and it
+   * kills a quiet SSE stream at ~idleTimeout), back on before the exchange ends, at 1 s when a
+   * response deadline fires; and the handler's `c.env` accepts the library's copy of the Request.
+   */
+  async function ownOnBun(
+    c: Context<DeadlinesEnv>,
+    next: Next,
+    record: HonoRequestDeadlines,
+    bun: BunTimeoutServer,
+  ): Promise<void> {
+    const original = c.req.raw;
+    const hooks = new BunExchangeHooks(bun, original);
+    bun.timeout(original, 0);
+    let response: Response | undefined;
+    try {
+      response = await guarded(original, [c, next], hooks);
+    } catch (error) {
+      bun.timeout(original, idleTimeout);
+      throw error;
+    } finally {
+      record.settled = true;
+    }
+    if (response === undefined) {
+      bun.timeout(original, idleTimeout);
+      return;
+    }
+    const signal = () => findDeadlines(original)?.response.signal;
+    const answer = bunIdleAfterAnswer(bun, original, idleTimeout, response, hooks.guardedBody, signal);
+    if (answer !== c.res) replaceResponse(c, answer);
+  }
 
   /** A runtime adapter's withDeadlines guards this request: adjust its limits, answer what Hono caught. */
   async function joinAdapter(c: Context<DeadlinesEnv>, next: Next, controls: RequestDeadlines): Promise<void> {

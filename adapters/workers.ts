@@ -144,6 +144,7 @@ class UploadSource {
   private controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   private listening = false;
   private gone = false;
+  private pulled = false;
   private size = FIRST_READ_BYTES;
 
   constructor(
@@ -162,6 +163,7 @@ class UploadSource {
   }
 
   async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    this.pulled = true;
     let result: ReadableStreamReadResult<Uint8Array>;
     try {
       result = await this.reader.read(new Uint8Array(this.size));
@@ -186,6 +188,23 @@ class UploadSource {
     return this.reader.cancel(reason);
   }
 
+  /**
+   * The handler has returned its Response and nothing has read the upload: cancel it, as the runtime
+   * would an unread body. A read after this (from `ctx.waitUntil`) fails with a TypeError that says
+   * so, never an empty body. Without this, the upload stays locked to this source's reader, and
+   * `wrangler dev`'s request-draining middleware (which drains every body the Worker left unread)
+   * logged "✘ [ERROR] Failed to drain the unused request body" for each such request.
+   */
+  releaseUnread(): void {
+    if (this.pulled || this.gone) return;
+    this.gone = true;
+    this.stopListening();
+    this.controller?.error(
+      new TypeError("stream-deadlines/workers: the upload was released: the handler returned without reading it"),
+    );
+    this.reader.cancel().catch(ignore);
+  }
+
   /** EventListener interface: the client went away. */
   handleEvent(): void {
     this.listening = false;
@@ -204,10 +223,10 @@ class UploadSource {
 
 /**
  * The same request with its body read in large chunks (an upload is a native body: its default
- * reads come in 4 KiB) and failed when the client goes away. Undefined when there is no body or it
- * is not a byte stream.
+ * reads come in 4 KiB) and failed when the client goes away, and the body's source (to release an
+ * upload the handler never read). Undefined when there is no body or it is not a byte stream.
  */
-function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
+function requestWithLargeChunks<R extends Request>(request: R): { request: R; source: UploadSource } | undefined {
   if (request.body === null || request.body.locked) return undefined;
   let reader: ReadableStreamBYOBReader;
   try {
@@ -215,11 +234,10 @@ function requestWithLargeChunks<R extends Request>(request: R): R | undefined {
   } catch {
     return undefined;
   }
-  const body = new ReadableStream<Uint8Array>(new UploadSource(reader, request.signal) as never, {
-    highWaterMark: 0,
-  });
+  const source = new UploadSource(reader, request.signal);
+  const body = new ReadableStream<Uint8Array>(source as never, { highWaterMark: 0 });
   // new Request(request, init) keeps everything of the original (cf, signal) but the body.
-  return new Request(request, { body, duplex: "half" } as RequestInit) as R;
+  return { request: new Request(request, { body, duplex: "half" } as RequestInit) as R, source };
 }
 
 /**
@@ -313,11 +331,9 @@ export function withWorkersDeadlines<R extends Request = Request, Env = unknown,
 
   return async function fetchWithDeadlines(request: R, env: Env, ctx: Ctx): Promise<Response> {
     const exchange = new WorkersExchange();
-    const response = await guarded(
-      (inWorkerd ? requestWithLargeChunks(request) : undefined) ?? request,
-      [env, ctx],
-      exchange,
-    );
+    const upload = inWorkerd ? requestWithLargeChunks(request) : undefined;
+    const response = await guarded(upload?.request ?? request, [env, ctx], exchange);
+    upload?.source.releaseUnread();
     // Only a body withDeadlines guarded is piped: not one it passed through (the handler's own
     // Response), found in memory, nor a timeout answer.
     if (!exchange.guardedBody || response.body === null) return response;

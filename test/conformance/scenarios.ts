@@ -47,7 +47,7 @@ export interface Scenario {
   run(server: RunningServer, limitRow: boolean): Promise<Verdict>;
 }
 
-const HTTP1_ROWS: RuntimeRow[] = ["node20", "node24", "hono-node", "deno", "bun", "workers"];
+const HTTP1_ROWS: RuntimeRow[] = ["node20", "node24", "hono-node", "deno", "bun", "workers", "wrangler"];
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -185,11 +185,11 @@ export const SCENARIOS: Scenario[] = [
     title:
       "after the 408 of a stalled upload the server closes the connection (Connection: close): the stalled client holds nothing",
     knownLimit: {
-      rows: ["deno", "workers"],
+      rows: ["deno", "workers", "wrangler"],
       reference: "docs/runtime-deno.md, docs/runtime-workers.md",
       expected:
         "Deno 2.9 sends Connection: close but keeps the connection open while the upload is unfinished (until the client closes it); " +
-        "workerd drops the Connection header (hop-by-hop, its own to set) and closes the connection itself",
+        "workerd (under miniflare and under wrangler dev) drops the Connection header (hop-by-hop, its own to set) and closes the connection itself",
     },
     async run(server, limitRow) {
       const socket = await connect(server.port);

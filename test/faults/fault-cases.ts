@@ -27,10 +27,24 @@ const REQUEST_IDLE = FAULT_CONFIG.request.idle as number;
 const RESPONSE_IDLE = FAULT_CONFIG.response.idle as number;
 const HANDLER_MS = FAULT_CONFIG.handler as number;
 
+/**
+ * The rows the fault suite runs on: every runtime. Not `wrangler dev`: it serves the Worker on
+ * workerd, as the "workers" row does, and runs the conformance scenarios only (test/conformance.test.ts).
+ */
+export const FAULT_ROWS = [
+  "node20",
+  "node24",
+  "node20-h2c",
+  "deno",
+  "bun",
+  "workers",
+] as const satisfies readonly RuntimeRow[];
+export type FaultRow = (typeof FAULT_ROWS)[number];
+
 export interface FaultRun {
   server: RunningServer;
   client: FaultClient;
-  row: RuntimeRow;
+  row: FaultRow;
   /** A fresh request id (the fixture server tags its observations with it). */
   id(prefix: string): string;
 }
@@ -48,7 +62,7 @@ export interface Facts {
 export type Check = [ok: boolean, what: string];
 
 export interface KnownLimit {
-  rows: RuntimeRow[];
+  rows: FaultRow[];
   /** Where the runtime's behaviour is described. */
   reference: string;
   /** What the runtime does instead, asserted. */
@@ -62,7 +76,7 @@ export interface FaultCase {
   /** Makes the fault happen; one Facts per request it made. */
   run(run: FaultRun): Promise<Facts[]>;
   /** What the client and the server's observations must show on `row` (`limitRow`: the known limit applies). */
-  judge(facts: Facts[], row: RuntimeRow, limitRow: boolean): Check[];
+  judge(facts: Facts[], row: FaultRow, limitRow: boolean): Check[];
 }
 
 export function eventsOf(facts: Facts, event: string): Observation[] {
@@ -181,7 +195,7 @@ function visiblyCut(f: Facts, protocol: "h1" | "h2"): Check {
 }
 
 const statusIs = (f: Facts, status: number): Check => [f.outcome.status === status, `status ${f.outcome.status}`];
-const protocolOf = (row: RuntimeRow) => (row === "node20-h2c" ? "h2" : "h1");
+const protocolOf = (row: FaultRow) => (row === "node20-h2c" ? "h2" : "h1");
 
 // ---- the faults ----
 
@@ -238,7 +252,7 @@ export const FAULTS: FaultCase[] = [
     },
     judge([f], row) {
       // Each runtime refuses the short body its own way (measured); none waits for the idle limit.
-      const expected: Partial<Record<RuntimeRow, [string, (o: Outcome) => boolean]>> = {
+      const expected: Record<FaultRow, [string, (o: Outcome) => boolean]> = {
         node20: ["400 (Node's parser rejects the short body)", (o) => o.status === 400],
         node24: ["400 (Node's parser rejects the short body)", (o) => o.status === 400],
         "node20-h2c": [
