@@ -69,8 +69,11 @@ export interface BunAdapterOptions<Server extends BunServerLike = BunServerLike>
   idleTimeout?: number;
 }
 
-import { bunIdleAfterAnswer, checkIdleTimeout as checkBunIdleTimeout, serverFor } from "./bun-idle.ts";
-import { holdDeadlineChannels, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
+// Bun keeps even subscribed diagnostics channels weakly (oven-sh/bun#43086): hold the library's own
+// from import on, so a `dc.subscribe()` made after importing this adapter survives garbage collection.
+holdDeadlineChannels();
+
+export { BUN_DEFAULT_IDLE_TIMEOUT } from "./bun-idle.ts";
 
 /** The core's hooks for one exchange. */
 class BunExchange implements AdapterHooks {
