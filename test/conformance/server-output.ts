@@ -16,9 +16,22 @@ export interface RuntimeLine {
   pattern: RegExp;
   /** Where the line is documented. */
   reference: string;
-  /** How many such lines the scenario's firings make, exactly; absent: at most one in the server's whole run. */
-  perScenario?: (firings: Observation[]) => number;
+  /**
+   * How many such lines the scenario's firings make, exactly; "per-request": a line for every request,
+   * firing or not (an access log); absent: at most one in the server's whole run.
+   */
+  perScenario?: ((firings: Observation[]) => number) | "per-request";
 }
+
+/**
+ * How a row's tool shows a `console.warn` line: `wrangler dev` prints it as a boxed warning (`▲ [WARNING] `
+ * before it, a blank line on each side, in colour). The prefix is taken off before the report is judged.
+ */
+const REPORT_PREFIX: Partial<Record<RuntimeRow, RegExp>> = { wrangler: /^▲ \[WARNING\] / };
+
+/** Cut response bodies of the firings: after headers, in the response direction. */
+const cutBodies = (firings: Observation[]) =>
+  firings.filter((f) => f.afterHeaders === true && f.direction === "response").length;
 
 /** The lines each runtime prints by itself that are not the library's report. */
 export const RUNTIME_LINES: Partial<Record<RuntimeRow, RuntimeLine[]>> = {
@@ -43,7 +56,28 @@ export const RUNTIME_LINES: Partial<Record<RuntimeRow, RuntimeLine[]>> = {
       perScenario: (firings) => firings.filter((f) => f.afterHeaders === true && f.direction === "response").length,
     },
   ],
+  wrangler: [
+    {
+      pattern: /^\[wrangler:info\] [A-Z]+ \S+ \d{3} /,
+      reference: "docs/runtime-workers.md (under wrangler dev): its access log, one line per request",
+      perScenario: "per-request",
+    },
+    // workerd under wrangler dev logs a response body that fails after its headers twice, as errors.
+    {
+      pattern: /^✘ \[ERROR\] Uncaught Error: response body /,
+      reference: "docs/runtime-workers.md (under wrangler dev): two ✘ [ERROR] entries per cut response body",
+      perScenario: cutBodies,
+    },
+    {
+      pattern: /^✘ \[ERROR\] Uncaught exception: workerd\/jsg\/.*TimeoutError: response body /,
+      reference: "docs/runtime-workers.md (under wrangler dev): two ✘ [ERROR] entries per cut response body",
+      perScenario: cutBodies,
+    },
+  ],
 };
+
+/** A printed line without its colours and trailing blanks. */
+const plain = (line: string) => line.replace(/\x1b\[[0-9;]*m/g, "").trimEnd();
 
 export interface OutputVerdict {
   ok: boolean;
@@ -71,8 +105,11 @@ export async function judgeOutput(
   const problems: string[] = [];
   const reports: string[] = [];
   const runtimeCounts = new Map<RuntimeLine, number>();
-  for (const line of lines) {
-    const report = REPORT_LINE.exec(line);
+  const prefix = REPORT_PREFIX[server.row];
+  for (const printed of lines) {
+    const line = plain(printed);
+    if (line === "") continue; // a blank line says nothing (wrangler dev frames its warnings with them)
+    const report = REPORT_LINE.exec(prefix === undefined ? line : line.replace(prefix, ""));
     if (report) {
       reports.push(key(report[1], report[2], report[3], report[4]));
       continue;
@@ -88,8 +125,9 @@ export async function judgeOutput(
   let runtimeLines = false;
   for (const a of allowed) {
     const seen = runtimeCounts.get(a) ?? 0;
+    if (a.perScenario === "per-request") continue;
     if (a.perScenario === undefined) {
-      const inWholeRun = server.log.filter((line) => a.pattern.test(line)).length;
+      const inWholeRun = server.log.filter((line) => a.pattern.test(plain(line))).length;
       if (inWholeRun > 1)
         problems.push(`${inWholeRun} lines ${a.pattern} in the run, documented once (${a.reference})`);
       continue;
