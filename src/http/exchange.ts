@@ -233,14 +233,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       else cancelLateBody(pending, reason);
       return Promise.resolve(this.#earlyAnswer!);
     }
-    if (!isThenable(pending)) {
-      // A synchronous handler: nothing to race.
-      try {
-        return Promise.resolve(this.#handlerReturned(pending));
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    }
+    // A synchronous handler: nothing to race.
+    if (!isThenable(pending)) return this.#answerNow(pending, false) as Promise<T | Response>;
     return new Promise<T | Response>((resolve, reject) => {
       this.#settle = resolve;
       Promise.resolve(pending).then(
@@ -266,10 +260,15 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The handler threw synchronously: the same as a rejection, as a promise. */
   handlerThrewNow(error: unknown): Promise<Response> {
+    return this.#answerNow(error, true) as Promise<Response>;
+  }
+
+  /** The answer to the handler's value (or its error, `threw`), as a promise: rejected with what that throws. */
+  #answerNow(value: unknown, threw: boolean): Promise<unknown> {
     try {
-      return Promise.resolve(this.#handlerThrew(error));
-    } catch (rethrown) {
-      return Promise.reject(rethrown);
+      return Promise.resolve(threw ? this.#handlerThrew(value) : this.#handlerReturned(value));
+    } catch (error) {
+      return Promise.reject(error);
     }
   }
 
@@ -420,7 +419,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
   #answerEarly(event: TimeoutEvent): void {
-    this.#finish(undefined); // over; its end is told after the firing's report (see firingOver)
+    this.#finish(undefined); // over; its end is told after the firing's report (see #fired)
     const response = (this.#earlyAnswer = this.#timeoutAnswer(event));
     this.#hooks.answered?.(false);
     this.#settle?.(response);
@@ -428,21 +427,27 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   trackerFired(tracker: DeadlineTracker, error: TimeoutError): void {
     const direction = tracker === this.#requestTracker ? "request" : "response";
-    const event = this.#event(error, direction);
     // The response's total ran out before the handler returned: answer now, as a handler deadline
     // would, and first (see handlerDeadlinePassed).
-    const early = direction === "response" && this.#phase === HANDLING;
-    if (early) this.#answerEarly(event);
-    this.#abortAll(error);
-    if (early) this.#requestTracker?.abort(error);
-    this.#hooks.timedOut?.(event);
-    report(this.#config.onTimeout, event);
-    if (early) this.#firingOver();
+    this.#fired(error, direction, direction === "response" && this.#phase === HANDLING);
   }
 
-  /** A firing that answered early is reported: now the exchange's end is told (start, timeout, end). */
-  #firingOver(): void {
-    this.#hooks.ended?.(this.handlerRequest, "timedOut");
+  /**
+   * A deadline fired: the answer (when it answers `early`, before the handler returned), then the
+   * signals, then the report. An early answer frees both bodies: a handler stuck reading its upload
+   * gets the same error. Its end is told last, once the firing is reported (start, timeout, end).
+   */
+  #fired(error: TimeoutError, direction: TimeoutEvent["direction"], early: boolean): void {
+    const event = this.#event(error, direction);
+    if (early) this.#answerEarly(event);
+    this.#abortAll(error);
+    if (early) {
+      this.#requestTracker?.abort(error);
+      this.#ensureResponseTracker().abort(error); // a no-op for the response's own firing (it ended)
+    }
+    this.#hooks.timedOut?.(event);
+    report(this.#config.onTimeout, event);
+    if (early) this.#hooks.ended?.(this.handlerRequest, "timedOut");
   }
 
   trackerSettled(tracker: DeadlineTracker): void {
@@ -480,17 +485,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       rate: 0,
     });
     this.handlerError = error;
-    const event = this.#event(error, "handler");
     // The answer is decided first, before anything the handler's signal listeners or the report can
     // do: on workerd, the first console.warn of an isolate let the handler's late answer win.
-    this.#answerEarly(event);
-    this.#abortAll(error);
-    // A handler stuck reading its upload gets the same error, and the upload is freed.
-    this.#requestTracker?.abort(error);
-    this.#ensureResponseTracker().abort(error);
-    this.#hooks.timedOut?.(event);
-    report(this.#config.onTimeout, event);
-    this.#firingOver();
+    this.#fired(error, "handler", true);
   }
 
   #clientWentAway(): void {
