@@ -188,19 +188,27 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
 
   get stats(): DeadlineStats {
     const now = this.#clock.now();
-    const idleFor = this.#idleFor(now);
-    const waited = this.#waitedBefore + idleFor;
     const due = this.ended ? Infinity : this.#nextDue(now);
     return {
       state: this.#state,
-      bytes: this.#bytes,
+      ...this.#figures(now),
+      rateCredit: this.#limits.minRate === null ? null : this.#creditAt(now),
+      remaining: due === Infinity ? null : Math.max(0, due - now),
+    };
+  }
+
+  /** The figures at `now`, as the stats and a TimeoutError give them. */
+  #figures(now: number) {
+    const idleFor = this.#idleFor(now);
+    const waited = this.#waitedBefore + idleFor;
+    const bytes = this.#bytes;
+    return {
+      bytes,
       elapsed: now - this.#startedAt,
       waited,
       idleFor,
       waiting: this.waitingNow,
-      rate: waited > 0 ? (this.#bytes * 1000) / waited : 0,
-      rateCredit: this.#limits.minRate === null ? null : this.#creditAt(now),
-      remaining: due === Infinity ? null : Math.max(0, due - now),
+      rate: waited > 0 ? (bytes * 1000) / waited : 0,
     };
   }
 
@@ -232,9 +240,15 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     if (this.#waitTurn !== undefined || this.ended) return;
     const turn = (this.#waitTurn = this.#turns.turn());
     this.#creditFrom = -Infinity;
+    const { idle, minRate } = this.#limits;
+    if (idle === null && minRate === null) return;
     // The wait began no earlier than turn.start: checking from there on is early enough, and the
     // check itself decides on the real figures (lazily; usually the entry is already due later).
-    this.#scheduler.schedule(this, this.#nextDue(turn.start));
+    // (Spelled out rather than through #nextDue: this runs once per chunk, and stays small to inline.)
+    let due = this.#totalDue;
+    if (idle !== null) due = Math.min(due, turn.start + idle);
+    if (minRate !== null) due = Math.min(due, turn.start + (this.#credit * 1000) / minRate);
+    this.#scheduler.schedule(this, due);
   }
 
   /**
@@ -266,16 +280,14 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const minRate = this.#limits.minRate;
     const turn = this.#waitTurn;
     if (turn !== undefined) {
-      this.#waitTurn = undefined;
       const began = turn.end; // NaN: the wait began in this very turn and counts as zero
-      if (!Number.isNaN(began)) {
+      if (Number.isNaN(began)) this.#waitTurn = undefined;
+      else {
+        // The wait ends at this turn's start (an ended turn is never renewed: `turn.end` stays).
         const end = this.#turns.turn().start;
-        if (end > began) this.#waitedBefore += end - began;
         if (end - began >= BURST_GAP_MS) this.#burstBytes = 0; // the socket made us wait: a new burst
-        if (minRate !== null) {
-          const drained = end - Math.max(began, this.#creditFrom);
-          if (drained > 0) this.#credit -= (minRate * drained) / 1000;
-        }
+        if (minRate !== null) this.#credit = this.#creditAt(end);
+        this.#endWait(end);
       }
       this.owner?.trackerWaitEnded?.(this);
     }
@@ -415,8 +427,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   }
 
   #fire(limit: DeadlineLimitName, now: number): void {
-    const idleFor = this.#idleFor(now);
-    const waited = this.#waitedBefore + idleFor;
     const c = this.#limits;
     const error = new TimeoutError({
       subject: this.subject,
@@ -429,11 +439,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
             ? c.minRate!
             : (c.total ?? Math.max(0, this.#totalDue - this.#startedAt)), // a Date already past when set: 0
       ...(limit === "minRate" ? { grace: c.grace } : {}),
-      bytes: this.#bytes,
-      elapsed: now - this.#startedAt,
-      waited,
-      idleFor,
-      rate: waited > 0 ? (this.#bytes * 1000) / waited : 0,
+      ...this.#figures(now), // its `waiting` is not a detail: TimeoutError leaves it out
     });
     this.#error = error;
     this.#endWait(now);
