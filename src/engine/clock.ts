@@ -56,23 +56,22 @@ function checkMs(where: string, field: string, value: unknown, { min = -Infinity
   }
   return value;
 }
-const SAFE = { max: Number.MAX_SAFE_INTEGER };
-const SAFE_DURATION = { min: 0, max: Number.MAX_SAFE_INTEGER };
+// Captured once: setImmediate (Node, Deno, Bun), a macrotask that runs after every queued microtask.
+const immediate = (globalThis as { setImmediate?: (fn: () => void) => void }).setImmediate?.bind(globalThis);
 
-const setImmediateOrUndefined = (globalThis as { setImmediate?: (fn: () => void) => void }).setImmediate;
-
-// Captured once: a macrotask that runs after every queued microtask, used to let streams settle.
-const runAfterMicrotasks: (fn: () => void) => void =
-  typeof setImmediateOrUndefined === "function"
-    ? setImmediateOrUndefined.bind(globalThis)
-    : (fn) => {
-        const channel = new MessageChannel();
-        channel.port1.onmessage = () => {
-          channel.port1.close();
-          fn();
-        };
-        channel.port2.postMessage(null);
-      };
+/** Runs `fn` in a macrotask after every queued microtask (for the virtual clock: lets streams settle). */
+function runAfterMicrotasks(fn: () => void): void {
+  if (immediate !== undefined) {
+    immediate(fn);
+    return;
+  }
+  const channel = new MessageChannel();
+  channel.port1.onmessage = () => {
+    channel.port1.close();
+    fn();
+  };
+  channel.port2.postMessage(null);
+}
 
 interface UnrefTimerHost {
   Deno?: { unrefTimer?(id: number): void };
@@ -91,9 +90,7 @@ export const systemClock: Clock = {
   // Without it (workerd) the only hook is a MessageChannel per turn, which cost a guarded download
   // there more than half the CPU of the bytes themselves. A reading per use is exact and costs less
   // (deployed Workers' clocks do not even move between I/O).
-  ...(typeof setImmediateOrUndefined === "function"
-    ? { afterTurn: (callback: () => void) => runAfterMicrotasks(callback) }
-    : {}),
+  ...(immediate !== undefined ? { afterTurn: (callback: () => void) => immediate(callback) } : {}),
   setTimer(callback, ms) {
     const handle: unknown = setTimeout(callback, Math.min(Math.max(ms, 0), MAX_TIMER_DELAY));
     // Node and Bun return an object with unref(); Deno returns a number and has Deno.unrefTimer.
@@ -179,6 +176,8 @@ interface VirtualTimer {
 export function createVirtualClock(options: { start?: number; wallStart?: number } = {}): VirtualClock {
   checkObject("createVirtualClock", options, "options must be an object like { start, wallStart }");
   checkKeys("createVirtualClock", options, ["start", "wallStart"], "start or wallStart");
+  const SAFE = { max: Number.MAX_SAFE_INTEGER };
+  const SAFE_DURATION = { min: 0, max: Number.MAX_SAFE_INTEGER };
   let now = options.start === undefined ? 0 : checkMs("createVirtualClock", "start", options.start, SAFE);
   const wallOffset =
     (options.wallStart === undefined

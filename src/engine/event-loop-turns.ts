@@ -29,37 +29,37 @@ export interface Turn {
 export const USES_PER_TURN = 16;
 
 export class EventLoopTurns {
-  private current: Turn | null = null;
-  private uses = 0;
-  private closeQueued = false;
-  private readonly clock: Clock;
+  #current: Turn | null = null;
+  #uses = 0;
+  #closeQueued = false;
+  #clock: Clock;
 
   constructor(clock: Clock) {
-    this.clock = clock;
+    this.#clock = clock;
   }
 
   /** The running turn (opened, with one clock reading, if none is). */
   turn(): Turn {
-    const running = this.current;
-    if (running !== null && ++this.uses < USES_PER_TURN) return running;
-    const now = this.clock.now();
-    if (this.clock.afterTurn === undefined) return { start: now, end: now }; // no turn hook: exact readings
+    const running = this.#current;
+    if (running !== null && ++this.#uses < USES_PER_TURN) return running;
+    const now = this.#clock.now();
+    if (this.#clock.afterTurn === undefined) return { start: now, end: now }; // no turn hook: exact readings
     if (running !== null) running.end = now; // renewed: the next turn starts where this one ended
     const opened: Turn = { start: now, end: NaN };
-    this.current = opened;
-    this.uses = 0;
-    if (!this.closeQueued) {
-      this.closeQueued = true;
-      this.clock.afterTurn(this.close);
+    this.#current = opened;
+    this.#uses = 0;
+    if (!this.#closeQueued) {
+      this.#closeQueued = true;
+      this.#clock.afterTurn(this.#close);
     }
     return opened;
   }
 
-  private readonly close = (): void => {
-    this.closeQueued = false;
-    const running = this.current;
+  #close = (): void => {
+    this.#closeQueued = false;
+    const running = this.#current;
     if (running === null) return;
-    running.end = this.clock.now();
-    this.current = null;
+    running.end = this.#clock.now();
+    this.#current = null;
   };
 }

@@ -113,16 +113,3 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
   }
   return out;
 }
-
-/** Applies a validated patch onto current limits. Returns whether minRate or grace changed. */
-export function applyLimits(current: ResolvedLimits, patch: Partial<ResolvedLimits>): boolean {
-  const rateChanged =
-    (patch.minRate !== undefined && patch.minRate !== current.minRate) ||
-    (patch.grace !== undefined && patch.grace !== current.grace);
-  if (patch.idle !== undefined) current.idle = patch.idle;
-  if (patch.minRate !== undefined) current.minRate = patch.minRate;
-  if (patch.grace !== undefined) current.grace = patch.grace;
-  if (patch.total !== undefined) current.total = patch.total;
-  if (patch.totalAt !== undefined) current.totalAt = patch.totalAt;
-  return rateChanged;
-}

@@ -45,30 +45,30 @@ const SWEEP_BATCH_LIMIT = 32;
 export const schedulerTotals = { scheduled: 0, armed: 0 };
 
 export class DeadlineScheduler {
-  readonly clock: Clock;
+  #clock: Clock;
   /** Per-turn clock readings shared by every deadline of this clock. */
   readonly turns: EventLoopTurns;
-  private readonly heap: ScheduledEntry[] = [];
-  private timer: unknown = undefined;
-  private armedAt = Infinity;
+  #heap: ScheduledEntry[] = [];
+  #timer: unknown = undefined;
+  #armedAt = Infinity;
   /** True while a sweep runs: re-inserted entries arm the timer once, at the end. */
-  private sweeping = false;
+  #sweeping = false;
   /** Native timer wake-ups so far (for benchmarks and leak tests). */
   wakeups = 0;
 
   constructor(clock: Clock) {
-    this.clock = clock;
+    this.#clock = clock;
     this.turns = new EventLoopTurns(clock);
   }
 
   /** Entries waiting to be checked. */
   get size(): number {
-    return this.heap.length;
+    return this.#heap.length;
   }
 
   /** Whether a native timer is pending. */
   get armed(): boolean {
-    return this.timer !== undefined;
+    return this.#timer !== undefined;
   }
 
   /** Makes sure `entry` is checked no later than `at`. O(1) when it already is. */
@@ -76,62 +76,62 @@ export class DeadlineScheduler {
     if (entry.heapIndex >= 0) {
       if (at >= entry.scheduledAt) return;
       entry.scheduledAt = at;
-      this.siftUp(entry.heapIndex);
+      this.#siftUp(entry.heapIndex);
     } else {
       if (at === Infinity) return;
       entry.scheduledAt = at;
-      entry.heapIndex = this.heap.length;
-      this.heap.push(entry);
+      entry.heapIndex = this.#heap.length;
+      this.#heap.push(entry);
       schedulerTotals.scheduled++;
-      this.siftUp(entry.heapIndex);
+      this.#siftUp(entry.heapIndex);
     }
-    if (at < this.armedAt && !this.sweeping) this.arm(at);
+    if (at < this.#armedAt && !this.#sweeping) this.#arm(at);
   }
 
   unschedule(entry: ScheduledEntry): void {
     const i = entry.heapIndex;
     if (i < 0) return;
-    const last = this.heap.pop()!;
+    const last = this.#heap.pop()!;
     schedulerTotals.scheduled--;
     entry.heapIndex = -1;
     entry.scheduledAt = Infinity;
     if (last !== entry) {
-      this.heap[i] = last;
+      this.#heap[i] = last;
       last.heapIndex = i;
-      this.siftDown(i);
-      this.siftUp(last.heapIndex);
+      this.#siftDown(i);
+      this.#siftUp(last.heapIndex);
     }
-    if (this.heap.length === 0 && !this.sweeping) this.disarm();
+    if (this.#heap.length === 0 && !this.#sweeping) this.#disarm();
   }
 
-  private arm(at: number): void {
-    if (this.timer !== undefined) this.clock.clearTimer(this.timer);
+  #arm(at: number): void {
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     else schedulerTotals.armed++;
-    this.armedAt = at;
-    const delay = Math.min(Math.max(at - this.clock.now(), 0), MAX_TIMER_DELAY);
-    this.timer = this.clock.setTimer(this.onTimer, delay);
+    this.#armedAt = at;
+    const delay = Math.min(Math.max(at - this.#clock.now(), 0), MAX_TIMER_DELAY);
+    this.#timer = this.#clock.setTimer(this.#onTimer, delay);
   }
 
-  private disarm(): void {
-    if (this.timer !== undefined) {
-      this.clock.clearTimer(this.timer);
+  #disarm(): void {
+    if (this.#timer !== undefined) {
+      this.#clock.clearTimer(this.#timer);
       schedulerTotals.armed--;
     }
-    this.timer = undefined;
-    this.armedAt = Infinity;
+    this.#timer = undefined;
+    this.#armedAt = Infinity;
   }
 
-  private readonly onTimer = (): void => {
-    this.timer = undefined;
+  #onTimer = (): void => {
+    this.#timer = undefined;
     schedulerTotals.armed--;
-    this.armedAt = Infinity;
+    this.#armedAt = Infinity;
     this.wakeups++;
-    const now = this.clock.now();
+    const now = this.#clock.now();
     const horizon = now + SWEEP_LOOKAHEAD_MS;
     const batch: ScheduledEntry[] = [];
-    this.sweeping = true;
-    while (this.heap.length > 0 && this.heap[0]!.scheduledAt <= horizon && batch.length < SWEEP_BATCH_LIMIT) {
-      const entry = this.heap[0]!;
+    this.#sweeping = true;
+    while (this.#heap.length > 0 && this.#heap[0]!.scheduledAt <= horizon && batch.length < SWEEP_BATCH_LIMIT) {
+      const entry = this.#heap[0]!;
       this.unschedule(entry);
       batch.push(entry);
     }
@@ -145,12 +145,12 @@ export class DeadlineScheduler {
       }
       if (next !== Infinity && entry.heapIndex < 0) this.schedule(entry, next);
     }
-    this.sweeping = false;
-    if (this.heap.length > 0 && this.timer === undefined) this.arm(this.heap[0]!.scheduledAt);
+    this.#sweeping = false;
+    if (this.#heap.length > 0 && this.#timer === undefined) this.#arm(this.#heap[0]!.scheduledAt);
   };
 
-  private siftUp(i: number): void {
-    const heap = this.heap;
+  #siftUp(i: number): void {
+    const heap = this.#heap;
     const entry = heap[i]!;
     while (i > 0) {
       const parentIndex = (i - 1) >> 1;
@@ -164,8 +164,8 @@ export class DeadlineScheduler {
     entry.heapIndex = i;
   }
 
-  private siftDown(i: number): void {
-    const heap = this.heap;
+  #siftDown(i: number): void {
+    const heap = this.#heap;
     const n = heap.length;
     const entry = heap[i]!;
     for (;;) {

@@ -42,7 +42,7 @@ export interface TimeoutErrorDetails {
   rate: number;
 }
 
-import { fail, fieldError } from "./validate.ts";
+import { fail, fieldError, typeOf } from "./validate.ts";
 
 const BRAND = Symbol.for("stream-deadlines.TimeoutError");
 
@@ -59,6 +59,11 @@ const DETAIL_FIELDS = [
   "idleFor",
   "rate",
 ] as const satisfies readonly (keyof TimeoutErrorDetails)[];
+/** Limits, counts and durations: finite and never negative (grace only when given). */
+const FIGURES = ["limitValue", "bytes", "elapsed", "waited", "idleFor", "rate", "grace"] as const;
+
+const errorHost = Error as { stackTraceLimit?: number };
+let savedStackTraceLimit: number | undefined;
 
 export class TimeoutError extends Error implements TimeoutErrorDetails {
   override readonly name = "TimeoutError";
@@ -80,7 +85,7 @@ export class TimeoutError extends Error implements TimeoutErrorDetails {
     // and capturing it was a third of the cost of a firing (10,000 firing at once: ~9 µs each).
     // `super` is called plainly (JSR's type check of the public API wants a direct super call).
     super(messageWithoutStack(details), options);
-    restoreStackTraceLimit();
+    errorHost.stackTraceLimit = savedStackTraceLimit;
     const self = this as unknown as Record<string, unknown>;
     self.code = TIMEOUT_ERROR_CODES[details.limit];
     // Every field is an own property, grace too (undefined when not given), as class fields were.
@@ -102,10 +107,7 @@ export class TimeoutError extends Error implements TimeoutErrorDetails {
 
 Object.defineProperty(TimeoutError.prototype, BRAND, { value: true });
 
-const errorHost = Error as { stackTraceLimit?: number };
-let savedStackTraceLimit: number | undefined;
-
-/** Checks the details and turns stack capture off until `restoreStackTraceLimit()` (right after `super`). */
+/** Checks the details and turns stack capture off until the constructor restores it (right after `super`). */
 function messageWithoutStack(details: TimeoutErrorDetails): string {
   checkDetails(details);
   const message = describeTimeout(details);
@@ -114,33 +116,25 @@ function messageWithoutStack(details: TimeoutErrorDetails): string {
   return message;
 }
 
-function restoreStackTraceLimit(): void {
-  errorHost.stackTraceLimit = savedStackTraceLimit;
-}
-
-const DIRECTIONS: readonly unknown[] = ["inbound", "outbound", null];
-/** Limits, counts and durations: finite and never negative. */
-const FIGURES = ["limitValue", "bytes", "elapsed", "waited", "idleFor", "rate"] as const;
-
 /** Bad details throw at once, naming the field, instead of a message reading "undefined". */
-function checkDetails(details: unknown): asserts details is TimeoutErrorDetails {
-  const where = "new TimeoutError(details)";
-  if (typeof details !== "object" || details === null)
-    fail(where, `details must be an object of TimeoutErrorDetails, got ${details === null ? "null" : typeof details}`);
+function checkDetails(details: unknown): void {
   const d = details as Record<string, unknown>;
-  const quoted = (value: unknown) => (typeof value === "string" ? JSON.stringify(value) : typeof value);
+  const where = "new TimeoutError(details)";
+  if (typeof d !== "object" || d === null)
+    fail(where, `details must be an object of TimeoutErrorDetails, got ${typeOf(d)}`);
   if (typeof d.subject !== "string") throw fieldError(where, "subject", "a string", typeof d.subject);
-  if (!DIRECTIONS.includes(d.direction))
+  const quoted = (value: unknown) => (typeof value === "string" ? JSON.stringify(value) : typeof value);
+  if (d.direction !== "inbound" && d.direction !== "outbound" && d.direction !== null)
     throw fieldError(where, "direction", '"inbound", "outbound" or null', quoted(d.direction));
   if (typeof d.limit !== "string" || !Object.hasOwn(TIMEOUT_ERROR_CODES, d.limit))
     throw fieldError(where, "limit", '"idle", "minRate", "total" or "handler"', quoted(d.limit));
-  const check = (field: string, value: unknown) => {
+  for (const field of FIGURES) {
+    const value = d[field];
+    if (field === "grace" && value === undefined) continue;
     if (typeof value !== "number") throw fieldError(where, field, "a number", typeof value);
-    if (!Number.isFinite(value) || value < 0)
+    if (!(value >= 0 && value < Infinity))
       throw fieldError(where, field, "a finite number, 0 or more", value, RangeError);
-  };
-  for (const field of FIGURES) check(field, d[field]);
-  if (d.grace !== undefined) check("grace", d.grace);
+  }
 }
 
 /** True for a TimeoutError from any copy of stream-deadlines (checks a Symbol.for brand). */
@@ -148,26 +142,21 @@ export function isTimeoutError(value: unknown): value is TimeoutError {
   return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
 }
 
-export function formatDuration(ms: number): string {
-  if (ms < 1000) return `${round1(ms)} ms`;
-  return `${(ms / 1000).toFixed(1)} s`;
-}
-
-/** Limits are printed as set: "10 s", "250 ms", "1.5 s". */
-function formatLimitMs(ms: number): string {
-  if (ms < 1000) return `${round1(ms)} ms`;
-  return `${round1(ms / 1000)} s`;
+/** A duration: "250 ms", "1.5 s"; `asSet` (a limit, printed as set): "10 s", not "10.0 s". */
+export function formatDuration(ms: number, asSet?: boolean): string {
+  return ms < 1000 ? `${round1(ms)} ms` : `${asSet ? round1(ms / 1000) : (ms / 1000).toFixed(1)} s`;
 }
 
 export function formatRate(bytesPerSecond: number): string {
   return `${formatBytes(bytesPerSecond)}/s`;
 }
 
+const BYTE_UNITS = ["B", "KiB", "MiB", "GiB"];
+
 export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${round1(bytes)} B`;
-  if (bytes < 1024 * 1024) return `${round1(bytes / 1024)} KiB`;
-  if (bytes < 1024 * 1024 * 1024) return `${round1(bytes / (1024 * 1024))} MiB`;
-  return `${round1(bytes / (1024 * 1024 * 1024))} GiB`;
+  let unit = 0;
+  for (; bytes >= 1024 && unit < 3; unit++) bytes /= 1024; // exact: a power of two
+  return `${round1(bytes)} ${BYTE_UNITS[unit]}`;
 }
 
 function round1(x: number): string {
@@ -175,25 +164,21 @@ function round1(x: number): string {
 }
 
 /**
- * Who takes an outbound body: the client, except for a body we send upstream (fetchWithDeadlines'
+ * The message: what stalled and the figures, then the limit in brackets with the bytes moved. Who
+ * takes an outbound body: the client, except for a body we send upstream (fetchWithDeadlines'
  * upload, subject "upstream request body"), which the upstream takes.
  */
-function receiverOf(subject: string): string {
-  return subject.startsWith("upstream ") ? "the upstream" : "the client";
-}
-
 function describeTimeout(d: TimeoutErrorDetails): string {
-  const moved = d.direction === "outbound" ? "sent" : "received";
-  switch (d.limit) {
-    case "idle":
-      return d.direction === "outbound"
-        ? `${d.subject} stalled: ${receiverOf(d.subject)} took no data for ${formatDuration(d.idleFor)} (idle limit ${formatLimitMs(d.limitValue)}, ${formatBytes(d.bytes)} ${moved})`
-        : `${d.subject} stalled: no data for ${formatDuration(d.idleFor)} (idle limit ${formatLimitMs(d.limitValue)}, ${formatBytes(d.bytes)} ${moved})`;
-    case "minRate":
-      return `${d.subject} too slow: ${formatRate(d.rate)} over ${formatDuration(d.waited)}, below the minimum ${formatRate(d.limitValue)} (grace ${formatLimitMs(d.grace ?? 0)}, ${formatBytes(d.bytes)} ${moved})`;
-    case "total":
-      return `${d.subject} exceeded its total deadline after ${formatDuration(d.elapsed)} (total limit ${formatLimitMs(d.limitValue)}, ${formatBytes(d.bytes)} ${moved})`;
-    case "handler":
-      return `${d.subject} did not return a response within ${formatLimitMs(d.limitValue)} (handler deadline)`;
-  }
+  const { subject, limit, direction } = d;
+  const setting = formatDuration(d.limitValue, true);
+  if (limit === "handler") return `${subject} did not return a response within ${setting} (handler deadline)`;
+  const receiver = subject.startsWith("upstream ") ? "the upstream" : "the client";
+  const what =
+    limit === "idle"
+      ? `stalled: ${direction === "outbound" ? `${receiver} took no` : "no"} data for ${formatDuration(d.idleFor)}`
+      : limit === "minRate"
+        ? `too slow: ${formatRate(d.rate)} over ${formatDuration(d.waited)}, below the minimum ${formatRate(d.limitValue)}`
+        : `exceeded its total deadline after ${formatDuration(d.elapsed)}`;
+  const limitText = limit === "minRate" ? `grace ${formatDuration(d.grace ?? 0, true)}` : `${limit} limit ${setting}`;
+  return `${subject} ${what} (${limitText}, ${formatBytes(d.bytes)} ${direction === "outbound" ? "sent" : "received"})`;
 }

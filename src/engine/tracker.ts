@@ -26,7 +26,7 @@ import { type Clock, defaultClock } from "./clock.ts";
 import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./scheduler.ts";
 import { liveCounts } from "./debug-counters.ts";
 import type { EventLoopTurns, Turn } from "./event-loop-turns.ts";
-import { type DeadlineLimits, type ResolvedLimits, applyLimits, emptyLimits, parseLimits } from "./limits.ts";
+import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
 import { type DeadlineDirection, type DeadlineLimitName, TimeoutError } from "./timeout-error.ts";
 
 /** active: moving bytes; closed: completed; timedOut: a deadline fired; cancelled: its consumer cancelled it; errored: the source failed. */
@@ -109,148 +109,158 @@ export interface TrackerOptions {
 export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   heapIndex = -1;
   scheduledAt = Infinity;
-
-  declare readonly direction: DeadlineDirection;
-  declare readonly subject: string;
-  declare private readonly clock: Clock;
-  declare private readonly scheduler: DeadlineScheduler;
-  declare private readonly turns: EventLoopTurns;
-  private readonly current: ResolvedLimits = emptyLimits();
-  declare private readonly startedAt: number;
-  private totalDue = Infinity;
-  private _state: GuardState = "active";
-  private _error: TimeoutError | undefined;
-  private abortController: AbortController | undefined;
-  declare private readonly userOnTimeout: ((error: TimeoutError) => void) | undefined;
+  readonly direction: DeadlineDirection;
+  readonly subject: string;
   /** Set by the stream guard once it is attached. */
   source: GuardedSource | undefined = undefined;
   /** Told once of a firing and once of the end, however the stream ends. */
-  declare owner: TrackerOwner | undefined;
-  private retired = false;
+  owner: TrackerOwner | undefined;
 
-  private waiting = false;
-  /** The turn in which the current wait began; it counts from that turn's end (see event-loop-turns.ts). */
-  private waitTurn: Turn | undefined;
-  private waitedBefore = 0;
-  private bytes = 0;
+  // Private (#) state: a minifier shortens these names, which are most of a tracker's weight.
+  #clock: Clock;
+  #scheduler: DeadlineScheduler;
+  #turns: EventLoopTurns;
+  #limits: ResolvedLimits = emptyLimits();
+  #startedAt: number;
+  #totalDue = Infinity;
+  #state: GuardState = "active";
+  #error: TimeoutError | undefined = undefined;
+  #abortController: AbortController | undefined = undefined;
+  #onTimeout: ((error: TimeoutError) => void) | undefined;
+  #retired = false;
+  /**
+   * The turn in which the current wait began (it counts from that turn's end, see
+   * event-loop-turns.ts); undefined when the peer is not to blame.
+   */
+  #waitTurn: Turn | undefined = undefined;
+  #waitedBefore = 0;
+  #bytes = 0;
   /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
-  private credit = 0;
+  #credit = 0;
   /** Outbound: bytes taken since the consumer last kept a chunk waiting BURST_GAP_MS or more (see the rate model). */
-  private burstBytes = 0;
+  #burstBytes = 0;
   /** Whether a guard has pulled yet (see failedOnFirstPull). */
-  private firstPullSeen = false;
+  #firstPullSeen = false;
   /** During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. */
-  private creditFrom = -Infinity;
+  #creditFrom = -Infinity;
 
   constructor(options: TrackerOptions) {
     const patch = options.parsedLimits ?? parseLimits(options.limits, `${options.subject} limits`);
+    const clock = (this.#clock = options.clock ?? defaultClock());
     this.direction = options.direction;
     this.subject = options.subject;
-    this.clock = options.clock ?? defaultClock();
-    this.scheduler = schedulerFor(this.clock);
-    this.turns = this.scheduler.turns;
-    this.userOnTimeout = options.onTimeout;
+    this.#turns = (this.#scheduler = schedulerFor(clock)).turns;
+    this.#onTimeout = options.onTimeout;
     this.owner = options.owner;
-    this.startedAt = options.startedAt ?? this.clock.now();
+    const now = clock.now();
+    this.#startedAt = options.startedAt ?? now;
     liveCounts.guards++;
-    const now = options.startedAt === undefined ? this.startedAt : this.clock.now();
-    this.applyPatch(patch, now);
+    this.#apply(patch, now);
     // Never fire inside the constructor (a Date total in the past, a total shorter than the time
     // since `startedAt`): neither the stream nor the owner is attached yet, so the firing would
     // reach nobody and the stream would hang. Due already: the scheduler fires it at once (timer 0).
-    this.scheduler.schedule(this, this.nextDue(now));
+    this.#scheduler.schedule(this, this.#nextDue(now));
   }
 
   get state(): GuardState {
-    return this._state;
+    return this.#state;
   }
 
   get ended(): boolean {
-    return this._state !== "active";
+    return this.#state !== "active";
   }
 
   get error(): TimeoutError | undefined {
-    return this._error;
+    return this.#error;
   }
 
   get limits(): Readonly<ResolvedLimits> {
-    return { ...this.current };
+    return { ...this.#limits };
   }
 
   get signal(): AbortSignal {
-    if (this.abortController === undefined) {
-      this.abortController = new AbortController();
-      if (this._error !== undefined) this.abortController.abort(this._error);
+    if (this.#abortController === undefined) {
+      this.#abortController = new AbortController();
+      if (this.#error !== undefined) this.#abortController.abort(this.#error);
     }
-    return this.abortController.signal;
+    return this.#abortController.signal;
   }
 
   get stats(): DeadlineStats {
-    const now = this.clock.now();
-    const idleFor = this.waiting && !this.ended ? Math.max(0, now - this.waitStartAt(now)) : 0;
-    const waited = this.waitedBefore + idleFor;
-    const due = this.ended ? Infinity : this.nextDue(now);
+    const now = this.#clock.now();
+    const due = this.ended ? Infinity : this.#nextDue(now);
     return {
-      state: this._state,
-      bytes: this.bytes,
-      elapsed: now - this.startedAt,
+      state: this.#state,
+      ...this.#figures(now),
+      rateCredit: this.#limits.minRate === null ? null : this.#creditAt(now),
+      remaining: due === Infinity ? null : Math.max(0, due - now),
+    };
+  }
+
+  /** The figures at `now`, as the stats and a TimeoutError give them. */
+  #figures(now: number) {
+    const idleFor = this.#idleFor(now);
+    const waited = this.#waitedBefore + idleFor;
+    const bytes = this.#bytes;
+    return {
+      bytes,
+      elapsed: now - this.#startedAt,
       waited,
       idleFor,
-      waiting: this.waiting && !this.ended,
-      rate: waited > 0 ? (this.bytes * 1000) / waited : 0,
-      rateCredit: this.current.minRate === null ? null : this.creditNow(now),
-      remaining: due === Infinity ? null : Math.max(0, due - now),
+      waiting: this.waitingNow,
+      rate: waited > 0 ? (bytes * 1000) / waited : 0,
     };
   }
 
   set(limits: DeadlineLimits): void {
     const patch = parseLimits(limits, `${this.subject} limits`);
-    if (this.ended || this.retired) return;
-    const now = this.clock.now();
-    this.applyPatch(patch, now);
-    this.reschedule(now);
+    if (this.ended || this.#retired) return;
+    const now = this.#clock.now();
+    this.#apply(patch, now);
+    // Takes effect at once: a limit already exceeded fires here (checkDue), else the scheduler looks again when due.
+    this.#scheduler.schedule(this, this.checkDue(now));
   }
 
   clear(): void {
     this.set({ idle: null, minRate: null, total: null });
   }
 
-  /** Whether the peer is to blame right now (its clock runs). */
+  /** Whether the peer is to blame right now (its clock runs). A wait always ends when the stream does. */
   get waitingNow(): boolean {
-    return this.waiting && !this.ended;
+    return this.#waitTurn !== undefined;
   }
 
   /** The time the peer has been to blame in total, as of `now` (the clock idle and minRate run on), ms. */
   waitedAt(now: number): number {
-    return this.waitedBefore + (this.waiting && !this.ended ? Math.max(0, now - this.waitStartAt(now)) : 0);
+    return this.#waitedBefore + this.#idleFor(now);
   }
 
   /** The peer is to blame from now on: a read waits on it (inbound) or a chunk waits for it (outbound). */
   startWaiting(): void {
-    if (this.waiting || this.ended) return;
-    const turn = this.turns.turn();
-    this.waiting = true;
-    this.waitTurn = turn;
-    this.creditFrom = -Infinity;
-    const { idle, minRate } = this.current;
+    if (this.#waitTurn !== undefined || this.ended) return;
+    const turn = (this.#waitTurn = this.#turns.turn());
+    this.#creditFrom = -Infinity;
+    const { idle, minRate } = this.#limits;
     if (idle === null && minRate === null) return;
     // The wait began no earlier than turn.start: checking from there on is early enough, and the
     // check itself decides on the real figures (lazily; usually the entry is already due later).
-    let due = this.totalDue;
+    // (Spelled out rather than through #nextDue: this runs once per chunk, and stays small to inline.)
+    let due = this.#totalDue;
     if (idle !== null) due = Math.min(due, turn.start + idle);
-    if (minRate !== null) due = Math.min(due, turn.start + (this.credit * 1000) / minRate);
-    this.scheduler.schedule(this, due);
+    if (minRate !== null) due = Math.min(due, turn.start + (this.#credit * 1000) / minRate);
+    this.#scheduler.schedule(this, due);
   }
 
   /**
    * A `total` already past when the stream was made (a Date in the past) fails it before any byte
-   * moves (guards check on their first pull, fetchWithDeadlines before sending), as a read after a past Go deadline fails. (The
-   * scheduler would fire it on its next tick anyway; data already buffered could slip out first.)
+   * moves (guards check on their first pull, fetchWithDeadlines before sending), as a read after a
+   * past Go deadline fails. (The scheduler would fire it on its next tick anyway; data already
+   * buffered could slip out first.)
    */
   checkOverdue(): void {
-    if (this.totalDue === Infinity || this.ended) return;
-    const now = this.turns.turn().start;
-    if (this.totalDue <= now) this.fire("total", now);
+    if (this.#totalDue === Infinity || this.ended) return;
+    const now = this.#turns.turn().start;
+    if (this.#totalDue <= now) this.#fire("total", now);
   }
 
   /**
@@ -258,62 +268,56 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
    * stream (the pull then has nothing to do). Later calls return false at once.
    */
   failedOnFirstPull(): boolean {
-    if (this.firstPullSeen) return false;
-    this.firstPullSeen = true;
+    if (this.#firstPullSeen) return false;
+    this.#firstPullSeen = true;
     this.checkOverdue();
     return this.ended;
   }
 
   /** `n` bytes moved (delivered by or taken by the peer); ends the current wait if any. */
   progress(n: number): void {
-    this.bytes += n;
-    const minRate = this.current.minRate;
-    if (this.waiting) {
-      this.waiting = false;
-      const began = this.waitTurn!.end; // NaN: the wait began in this very turn and counts as zero
-      this.waitTurn = undefined;
-      if (!Number.isNaN(began)) {
-        const end = this.turns.turn().start;
-        if (end > began) this.waitedBefore += end - began;
-        if (end - began >= BURST_GAP_MS) this.burstBytes = 0; // the socket made us wait: a new burst
-        if (minRate !== null) {
-          const drained = end - Math.max(began, this.creditFrom);
-          if (drained > 0) this.credit -= (minRate * drained) / 1000;
-        }
+    this.#bytes += n;
+    const minRate = this.#limits.minRate;
+    const turn = this.#waitTurn;
+    if (turn !== undefined) {
+      const began = turn.end; // NaN: the wait began in this very turn and counts as zero
+      if (Number.isNaN(began)) this.#waitTurn = undefined;
+      else {
+        // The wait ends at this turn's start (an ended turn is never renewed: `turn.end` stays).
+        const end = this.#turns.turn().start;
+        if (end - began >= BURST_GAP_MS) this.#burstBytes = 0; // the socket made us wait: a new burst
+        if (minRate !== null) this.#credit = this.#creditAt(end);
+        this.#endWait(end);
       }
       this.owner?.trackerWaitEnded?.(this);
     }
     if (minRate !== null) {
-      let cap = (minRate * this.current.grace) / 1000;
+      let cap = (minRate * this.#limits.grace) / 1000;
       if (this.direction === "outbound") {
-        this.burstBytes += n;
-        if (this.burstBytes > cap) cap = Math.min(this.burstBytes, Math.max(cap, OUTBOUND_BURST_CREDIT_MAX));
+        this.#burstBytes += n;
+        if (this.#burstBytes > cap) cap = Math.min(this.#burstBytes, Math.max(cap, OUTBOUND_BURST_CREDIT_MAX));
       }
-      this.credit = Math.min(cap, this.credit + n);
+      this.#credit = Math.min(cap, this.#credit + n);
     }
   }
 
   /** The stream ended without a timeout. Frees its scheduler entry. */
   finish(state: "closed" | "cancelled" | "errored"): void {
     if (this.ended) return;
-    if (this.waiting) {
-      const now = this.clock.now();
-      this.waitedBefore += Math.max(0, now - this.waitStartAt(now));
-      this.waiting = false;
-      this.waitTurn = undefined;
-    }
-    this._state = state;
-    this.release();
+    if (this.#waitTurn !== undefined) this.#endWait(this.#clock.now());
+    this.#end(state);
   }
 
   checkDue(now: number): number {
     if (this.ended) return Infinity;
-    const fired = this.dueLimit(now);
-    if (fired !== null) {
-      this.fire(fired, now);
-      return Infinity;
-    }
-    return this.nextDue(now);
+    const total = this.#totalDue;
+    const idle = this.#idleDue(now);
+    const rate = this.#rateDue(now);
+    const due = Math.min(total, idle, rate);
+    if (due > now) return due;
+    // The limit due at `now`, the earliest-due one when several are (ties: total, idle, minRate).
+    this.#fire(due === total ? "total" : due === idle ? "idle" : "minRate", now);
+    return Infinity;
   }
 
   /**
@@ -341,133 +345,116 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
    * body nobody needs bounded any more (its response has ended). Frees the scheduler entry.
    */
   retire(): void {
-    if (this.ended || this.retired) return;
-    this.current.idle = this.current.minRate = this.current.total = this.current.totalAt = null;
-    this.totalDue = Infinity;
-    this.retired = true;
-    this.scheduler.unschedule(this);
-    liveCounts.guards--;
+    if (this.ended || this.#retired) return;
+    const limits = this.#limits;
+    limits.idle = limits.minRate = limits.total = limits.totalAt = null;
+    this.#totalDue = Infinity;
+    this.#unschedule();
   }
 
-  private release(): void {
-    this.scheduler.unschedule(this);
-    if (!this.retired) liveCounts.guards--;
-    this.retired = true;
+  /** Frees the scheduler entry and the live count, once. */
+  #unschedule(): void {
+    this.#scheduler.unschedule(this);
+    if (!this.#retired) liveCounts.guards--;
+    this.#retired = true;
+  }
+
+  /** The wait in progress ends at `now` (the stream ended or a deadline fired). */
+  #endWait(now: number): void {
+    this.#waitedBefore += this.#idleFor(now);
+    this.#waitTurn = undefined;
+  }
+
+  /** The stream is over: frees the entry; the owner is told of an end that is not a firing. */
+  #end(state: GuardState): void {
+    this.#state = state;
+    this.#unschedule();
     const owner = this.owner;
     this.owner = undefined;
-    if (this._state !== "timedOut") owner?.trackerSettled(this);
+    if (state !== "timedOut") owner?.trackerSettled(this);
   }
 
-  /** When the current wait counts from, judged at `now` (a wait begun in the running turn: from now). */
-  private waitStartAt(now: number): number {
-    const began = this.waitTurn?.end ?? now;
-    return Number.isNaN(began) ? now : began;
+  /** How long the current wait has lasted at `now` (0 when none); a wait begun in the running turn: from now. */
+  #idleFor(now: number): number {
+    return this.#waitTurn === undefined ? 0 : Math.max(0, now - this.#waitStart(now));
   }
 
-  private creditNow(now: number): number {
-    if (!this.waiting) return this.credit;
-    const drained = now - Math.max(this.waitStartAt(now), this.creditFrom);
-    return drained > 0 ? this.credit - ((this.current.minRate ?? 0) * drained) / 1000 : this.credit;
+  /** When the current wait counts from, judged at `now` (only during a wait). */
+  #waitStart(now: number): number {
+    const began = this.#waitTurn!.end;
+    return Number.isNaN(began) ? now : began; // NaN: begun in the running turn
   }
 
-  private applyPatch(patch: Partial<ResolvedLimits>, now: number): void {
-    const rateChanged = applyLimits(this.current, patch);
-    if (rateChanged && this.current.minRate !== null) {
-      this.credit = (this.current.minRate * this.current.grace) / 1000;
-      this.creditFrom = now;
+  #creditAt(now: number): number {
+    if (this.#waitTurn === undefined) return this.#credit;
+    const drained = now - Math.max(this.#waitStart(now), this.#creditFrom);
+    return drained > 0 ? this.#credit - (this.#limits.minRate! * drained) / 1000 : this.#credit;
+  }
+
+  /** Applies a validated patch (see DeadlineController.set): a new minRate or grace starts a fresh grace period. */
+  #apply(patch: Partial<ResolvedLimits>, now: number): void {
+    const c = this.#limits;
+    const rateChanged =
+      (patch.minRate !== undefined && patch.minRate !== c.minRate) ||
+      (patch.grace !== undefined && patch.grace !== c.grace);
+    Object.assign(c, patch); // a patch holds only the fields given (parseLimits leaves out the rest)
+    if (rateChanged && c.minRate !== null) {
+      this.#credit = (c.minRate * c.grace) / 1000;
+      this.#creditFrom = now;
     }
-    if (patch.total !== undefined || patch.totalAt !== undefined) {
-      const { total, totalAt } = this.current;
-      if (total !== null) this.totalDue = this.startedAt + total;
-      else if (totalAt !== null) this.totalDue = now + (totalAt - this.clock.wallNow());
-      else this.totalDue = Infinity;
-    }
+    if (patch.total !== undefined || patch.totalAt !== undefined)
+      this.#totalDue =
+        c.total !== null
+          ? this.#startedAt + c.total
+          : c.totalAt !== null
+            ? now + (c.totalAt - this.#clock.wallNow())
+            : Infinity;
   }
 
-  private idleDue(now: number): number {
-    return this.waiting && this.current.idle !== null ? this.waitStartAt(now) + this.current.idle : Infinity;
+  #idleDue(now: number): number {
+    const idle = this.#limits.idle;
+    return this.#waitTurn !== undefined && idle !== null ? this.#waitStart(now) + idle : Infinity;
   }
 
-  private rateDue(now: number): number {
-    const minRate = this.current.minRate;
-    if (!this.waiting || minRate === null) return Infinity;
-    return Math.max(this.waitStartAt(now), this.creditFrom) + (this.credit * 1000) / minRate;
+  #rateDue(now: number): number {
+    const minRate = this.#limits.minRate;
+    if (this.#waitTurn === undefined || minRate === null) return Infinity;
+    return Math.max(this.#waitStart(now), this.#creditFrom) + (this.#credit * 1000) / minRate;
   }
 
-  private nextDue(now: number): number {
-    return Math.min(this.totalDue, this.idleDue(now), this.rateDue(now));
+  #nextDue(now: number): number {
+    return Math.min(this.#totalDue, this.#idleDue(now), this.#rateDue(now));
   }
 
-  /** The limit that is due at `now`, the earliest-due one when several are. */
-  private dueLimit(now: number): DeadlineLimitName | null {
-    let best: DeadlineLimitName | null = null;
-    let bestAt = now;
-    if (this.totalDue <= bestAt) {
-      best = "total";
-      bestAt = this.totalDue;
-    }
-    const idleDue = this.idleDue(now);
-    if (idleDue <= bestAt && (best === null || idleDue < bestAt)) {
-      best = "idle";
-      bestAt = idleDue;
-    }
-    const rateDue = this.rateDue(now);
-    if (rateDue <= bestAt && (best === null || rateDue < bestAt)) best = "minRate";
-    return best;
-  }
-
-  /** Fires what is due now, or makes sure the scheduler looks again when the next limit is due. */
-  private reschedule(now: number): void {
-    if (this.ended) return;
-    const due = this.nextDue(now);
-    if (due <= now) {
-      this.fire(this.dueLimit(now)!, now);
-      return;
-    }
-    this.scheduler.schedule(this, due);
-  }
-
-  private fire(limit: DeadlineLimitName, now: number): void {
-    if (this.ended) return;
-    const idleFor = this.waiting ? Math.max(0, now - this.waitStartAt(now)) : 0;
-    const waited = this.waitedBefore + idleFor;
-    const c = this.current;
-    const limitValue =
-      limit === "idle"
-        ? c.idle!
-        : limit === "minRate"
-          ? c.minRate!
-          : c.total !== null
-            ? c.total
-            : Math.max(0, this.totalDue - this.startedAt); // a Date already past when set: a limit of 0
+  #fire(limit: DeadlineLimitName, now: number): void {
+    const c = this.#limits;
     const error = new TimeoutError({
       subject: this.subject,
       direction: this.direction,
       limit,
-      limitValue,
+      limitValue:
+        limit === "idle"
+          ? c.idle!
+          : limit === "minRate"
+            ? c.minRate!
+            : (c.total ?? Math.max(0, this.#totalDue - this.#startedAt)), // a Date already past when set: 0
       ...(limit === "minRate" ? { grace: c.grace } : {}),
-      bytes: this.bytes,
-      elapsed: now - this.startedAt,
-      waited,
-      idleFor,
-      rate: waited > 0 ? (this.bytes * 1000) / waited : 0,
+      ...this.#figures(now), // its `waiting` is not a detail: TimeoutError leaves it out
     });
-    this._error = error;
-    this.waitedBefore = waited;
-    this.waiting = false;
-    this.waitTurn = undefined;
-    this._state = "timedOut";
+    this.#error = error;
+    this.#endWait(now);
     const owner = this.owner;
-    this.release();
+    this.#end("timedOut");
     // Stream first (pending reads reject, source cancelled), then the signal, then the reports:
     // whoever reacts to the signal already sees the stream failed.
     this.source?.fail(error);
-    this.abortController?.abort(error);
+    this.#abortController?.abort(error);
     owner?.trackerFired(this, error);
     owner?.trackerSettled(this);
-    if (this.userOnTimeout !== undefined) {
+    const onTimeout = this.#onTimeout;
+    if (onTimeout !== undefined) {
       try {
-        this.userOnTimeout(error);
+        onTimeout(error);
       } catch (callbackError) {
         queueMicrotask(() => {
           throw callbackError;

@@ -63,46 +63,46 @@ export function attachInboundGuardToReader(
 class InboundGuard implements GuardedSource {
   /** The underlying source's type: "bytes" makes the guarded stream a byte stream. */
   readonly type: "bytes" | undefined;
-  private controller!: GuardController;
-  private readonly reader: BodyReader;
-  private readonly tracker: DeadlineTracker;
+  #controller!: GuardController;
+  #reader: BodyReader;
+  #tracker: DeadlineTracker;
 
   constructor(reader: BodyReader, tracker: DeadlineTracker, bytes: boolean) {
     this.type = bytes ? "bytes" : undefined;
-    this.reader = reader;
-    this.tracker = tracker;
+    this.#reader = reader;
+    this.#tracker = tracker;
     tracker.source = this;
   }
 
   start(controller: GuardController): void {
-    this.controller = controller;
+    this.#controller = controller;
   }
 
   pull(): Promise<void> | undefined {
-    if (this.tracker.failedOnFirstPull()) return undefined; // a total already past: the stream is errored
-    this.tracker.startWaiting();
-    return this.reader.read().then(this.onRead, this.onReadError);
+    if (this.#tracker.failedOnFirstPull()) return undefined; // a total already past: the stream is errored
+    this.#tracker.startWaiting();
+    return this.#reader.read().then(this.#onRead, this.#onReadError);
   }
 
   cancel(reason: unknown): Promise<void> {
-    this.tracker.finish("cancelled");
-    return this.reader.cancel(reason);
+    this.#tracker.finish("cancelled");
+    return this.#reader.cancel(reason);
   }
 
   /** A deadline fired (or the owner aborted): fail the stream and free the source, same reason. */
   fail(reason: unknown): void {
-    this.controller.error(reason);
-    this.reader.cancel(reason).catch(ignore);
+    this.#controller.error(reason);
+    this.#reader.cancel(reason).catch(ignore);
   }
 
-  private readonly onRead = (result: ReadResult): Promise<void> | undefined => {
-    const tracker = this.tracker;
+  #onRead = (result: ReadResult): Promise<void> | undefined => {
+    const tracker = this.#tracker;
     if (tracker.ended) return undefined; // failed while the read was pending: the stream already errored
     if (result.done) {
       tracker.finish("closed");
-      this.controller.close();
+      this.#controller.close();
       // A byte stream's pending BYOB read ends only when its request is answered (with 0 bytes, done).
-      if (this.type !== undefined) this.controller.byobRequest?.respond(0);
+      if (this.type !== undefined) this.#controller.byobRequest?.respond(0);
       return undefined;
     }
     const chunk: unknown = result.value;
@@ -113,26 +113,26 @@ class InboundGuard implements GuardedSource {
       return undefined;
     }
     // An empty chunk is no progress: keep waiting, clock still running.
-    if (chunk.byteLength === 0) return this.reader.read().then(this.onRead, this.onReadError);
+    if (chunk.byteLength === 0) return this.#reader.read().then(this.#onRead, this.#onReadError);
     tracker.progress(chunk.byteLength);
-    if (this.type === undefined) this.controller.enqueue(chunk);
-    else this.enqueueTransferred(chunk);
+    if (this.type === undefined) this.#controller.enqueue(chunk);
+    else this.#enqueueTransferred(chunk);
     return undefined;
   };
 
   /** A byte stream's enqueue transfers the chunk's buffer: one that cannot be (shared memory) fails the body. */
-  private enqueueTransferred(chunk: Uint8Array): void {
+  #enqueueTransferred(chunk: Uint8Array): void {
     try {
-      this.controller.enqueue(chunk);
+      this.#controller.enqueue(chunk);
     } catch (error) {
-      this.tracker.finish("errored");
+      this.#tracker.finish("errored");
       this.fail(error);
     }
   }
 
-  private readonly onReadError = (error: unknown): void => {
-    if (this.tracker.ended) return;
-    this.tracker.finish("errored");
-    this.controller.error(error);
+  #onReadError = (error: unknown): void => {
+    if (this.#tracker.ended) return;
+    this.#tracker.finish("errored");
+    this.#controller.error(error);
   };
 }

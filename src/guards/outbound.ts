@@ -83,26 +83,27 @@ export function attachOutboundGuardToReader(
 class OutboundGuard implements GuardedSource {
   /** The underlying source's type: "bytes" makes the guarded stream a byte stream. */
   readonly type: "bytes" | undefined;
-  private controller!: GuardController;
-  private readonly reader: BodyReader;
-  private readonly tracker: DeadlineTracker;
+  #controller!: GuardController;
+  #reader: BodyReader;
+  #tracker: DeadlineTracker;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
-  private held: Uint8Array | undefined = undefined;
-  private reading = false;
-  private sourceDone = false;
+  #held: Uint8Array | undefined = undefined;
+  #reading = false;
+  #sourceDone = false;
   /** Resolves the pending pull while the consumer waits on the producer. */
-  private wakeConsumer: (() => void) | undefined = undefined;
+  #wakeConsumer: (() => void) | undefined = undefined;
   /** Chunks read before the guard was attached: they go out first. */
-  private readonly preread: Uint8Array[];
+  #preread: Uint8Array[];
   /** A read made before the guard was attached: used as the first read ahead. */
-  private pendingRead: Promise<ReadResult> | undefined;
-  private readonly heartbeat: OutboundHeartbeat | undefined;
-  private heartbeatTimer: unknown = undefined;
+  #pendingRead: Promise<ReadResult> | undefined;
+  #heartbeat: OutboundHeartbeat | undefined;
+  #heartbeatTimer: unknown = undefined;
   /**
    * Whether the bytes sent so far end a line: a heartbeat may only go between lines, or it would
    * join the producer's half-written line (a lone "\r" may be half of "\r\n": not a line end yet).
    */
-  private atLineStart = true;
+  #atLineStart = true;
+  #quietFailure: boolean;
 
   constructor(
     reader: BodyReader,
@@ -112,77 +113,78 @@ class OutboundGuard implements GuardedSource {
     heartbeat?: OutboundHeartbeat,
     bytes = false,
     /** Fail with `undefined` when a deadline fires or the owner aborts (see AdapterHooks.quietResponseFailure). */
-    private readonly quietFailure = false,
+    quietFailure = false,
   ) {
     this.type = bytes ? "bytes" : undefined;
-    this.reader = reader;
-    this.tracker = tracker;
+    this.#quietFailure = quietFailure;
+    this.#reader = reader;
+    this.#tracker = tracker;
     // A byte stream refuses an empty chunk (one the peek read ahead): it ends no line, so drop it.
-    this.preread = bytes ? preread.filter((chunk) => !isByteChunk(chunk) || chunk.byteLength > 0) : preread;
-    this.pendingRead = pendingRead;
-    this.heartbeat = heartbeat;
+    this.#preread = bytes ? preread.filter((chunk) => !isByteChunk(chunk) || chunk.byteLength > 0) : preread;
+    this.#pendingRead = pendingRead;
+    this.#heartbeat = heartbeat;
     tracker.source = this;
   }
 
   start(controller: GuardController): void {
-    this.controller = controller;
+    this.#controller = controller;
   }
 
   pull(): Promise<void> | undefined {
-    if (this.tracker.failedOnFirstPull()) return undefined; // a total already past: the stream is errored
-    if (this.held !== undefined) {
-      this.deliver(this.held);
-      this.fill();
+    if (this.#tracker.failedOnFirstPull()) return undefined; // a total already past: the stream is errored
+    if (this.#held !== undefined) {
+      this.#deliver(this.#held);
+      this.#fill();
       return undefined;
     }
-    const early = this.preread.shift();
+    const early = this.#preread.shift();
     if (early !== undefined) {
       if (!isByteChunk(early)) {
-        this.tracker.finish("errored");
-        this.fail(nonByteChunkError(this.tracker.subject, early));
+        this.#tracker.finish("errored");
+        this.fail(nonByteChunkError(this.#tracker.subject, early));
         return undefined;
       }
-      this.deliver(early);
+      this.#deliver(early);
       // More read ahead and not taken: the consumer is to blame until it asks again.
-      if (this.held === undefined && this.preread.length > 0) this.tracker.startWaiting();
-      this.fill();
+      if (this.#held === undefined && this.#preread.length > 0) this.#tracker.startWaiting();
+      this.#fill();
       return undefined;
     }
-    if (this.sourceDone) return undefined;
+    if (this.#sourceDone) return undefined;
     return new Promise<void>((resolve) => {
-      this.wakeConsumer = resolve;
-      this.fill();
-      if (this.wakeConsumer !== undefined) this.armHeartbeat();
+      this.#wakeConsumer = resolve;
+      this.#fill();
+      if (this.#wakeConsumer !== undefined) this.#armHeartbeat();
     });
   }
 
   /** The consumer waits on a quiet producer: plan a heartbeat (SSE only). */
-  private armHeartbeat(): void {
-    const heartbeat = this.heartbeat;
-    if (heartbeat === undefined || this.heartbeatTimer !== undefined || !this.atLineStart) return;
-    this.heartbeatTimer = heartbeat.clock.setTimer(this.beat, heartbeat.every);
+  #armHeartbeat(): void {
+    const heartbeat = this.#heartbeat;
+    if (heartbeat === undefined || this.#heartbeatTimer !== undefined || !this.#atLineStart) return;
+    this.#heartbeatTimer = heartbeat.clock.setTimer(this.#beat, heartbeat.every);
   }
 
-  private readonly beat = (): void => {
-    this.heartbeatTimer = undefined;
-    if (this.wakeConsumer === undefined || this.tracker.ended || !this.atLineStart) return;
+  #beat = (): void => {
+    this.#heartbeatTimer = undefined;
+    if (this.#wakeConsumer === undefined || this.#tracker.ended || !this.#atLineStart) return;
     // Not progress: the consumer asked and gets bytes, but the peer's figures do not move.
-    this.controller.enqueue(new Uint8Array(HEARTBEAT_LINE));
-    this.resolvePull();
+    this.#controller.enqueue(new Uint8Array(HEARTBEAT_LINE));
+    this.#resolvePull();
   };
 
-  private stopHeartbeat(): void {
-    if (this.heartbeatTimer === undefined) return;
-    this.heartbeat!.clock.clearTimer(this.heartbeatTimer);
-    this.heartbeatTimer = undefined;
+  #stopHeartbeat(): void {
+    if (this.#heartbeatTimer === undefined) return;
+    this.#heartbeat!.clock.clearTimer(this.#heartbeatTimer);
+    this.#heartbeatTimer = undefined;
   }
 
   cancel(reason: unknown): Promise<void> {
-    this.held = undefined;
-    this.stopHeartbeat();
-    const sourceReason = this.tracker.cancelledByConsumer(reason);
-    this.resolvePull();
-    return this.reader.cancel(sourceReason);
+    this.#held = undefined;
+    this.#stopHeartbeat();
+    const sourceReason = this.#tracker.cancelledByConsumer(reason);
+    this.#resolvePull();
+    return this.#reader.cancel(sourceReason);
   }
 
   /**
@@ -191,38 +193,38 @@ class OutboundGuard implements GuardedSource {
    * that error is the app's to see).
    */
   fail(reason: unknown): void {
-    this.held = undefined;
-    this.stopHeartbeat();
-    this.controller.error(this.quietFailure && this.tracker.state !== "errored" ? undefined : reason);
-    this.reader.cancel(reason).catch(ignore);
-    this.resolvePull();
+    this.#held = undefined;
+    this.#stopHeartbeat();
+    this.#controller.error(this.#quietFailure && this.#tracker.state !== "errored" ? undefined : reason);
+    this.#reader.cancel(reason).catch(ignore);
+    this.#resolvePull();
   }
 
-  private resolvePull(): void {
-    this.stopHeartbeat();
-    const wake = this.wakeConsumer;
-    this.wakeConsumer = undefined;
+  #resolvePull(): void {
+    this.#stopHeartbeat();
+    const wake = this.#wakeConsumer;
+    this.#wakeConsumer = undefined;
     wake?.();
   }
 
   /** The consumer asked: give it one slice, keep any remainder held (and the consumer to blame). */
-  private deliver(chunk: Uint8Array): void {
+  #deliver(chunk: Uint8Array): void {
     if (this.type !== undefined) {
-      this.deliverBytes(chunk);
+      this.#deliverBytes(chunk);
       return;
     }
     if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
-      this.held = chunk.subarray(OUTBOUND_SLICE_BYTES);
+      this.#held = chunk.subarray(OUTBOUND_SLICE_BYTES);
       chunk = chunk.subarray(0, OUTBOUND_SLICE_BYTES);
     } else {
-      this.held = undefined;
+      this.#held = undefined;
     }
-    this.tracker.progress(chunk.byteLength);
+    this.#tracker.progress(chunk.byteLength);
     // An empty chunk (one the peek read ahead) ends no line: the line state stays as it was.
-    if (this.heartbeat !== undefined && chunk.byteLength > 0)
-      this.atLineStart = chunk[chunk.byteLength - 1] === LINE_FEED;
-    this.controller.enqueue(chunk);
-    if (this.held !== undefined) this.tracker.startWaiting();
+    if (this.#heartbeat !== undefined && chunk.byteLength > 0)
+      this.#atLineStart = chunk[chunk.byteLength - 1] === LINE_FEED;
+    this.#controller.enqueue(chunk);
+    if (this.#held !== undefined) this.#tracker.startWaiting();
   }
 
   /**
@@ -230,66 +232,72 @@ class OutboundGuard implements GuardedSource {
    * or a 64 KiB copy of it, since enqueue transfers the whole buffer and a view would take the held
    * rest with it. A buffer that cannot be transferred (shared memory) fails the body.
    */
-  private deliverBytes(chunk: Uint8Array): void {
-    const request = this.controller.byobRequest;
+  #deliverBytes(chunk: Uint8Array): void {
+    const request = this.#controller.byobRequest;
     if (request != null) {
-      this.fillRequest(request, chunk);
+      this.#fillRequest(request, chunk);
       return;
     }
     let piece = chunk;
     if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
-      this.held = chunk.subarray(OUTBOUND_SLICE_BYTES);
+      this.#held = chunk.subarray(OUTBOUND_SLICE_BYTES);
       piece = chunk.slice(0, OUTBOUND_SLICE_BYTES);
     } else {
-      this.held = undefined;
+      this.#held = undefined;
     }
-    this.tracker.progress(piece.byteLength);
-    if (this.heartbeat !== undefined) this.atLineStart = piece[piece.byteLength - 1] === LINE_FEED;
+    this.#tracker.progress(piece.byteLength);
+    if (this.#heartbeat !== undefined) this.#atLineStart = piece[piece.byteLength - 1] === LINE_FEED;
     try {
-      this.controller.enqueue(piece);
+      this.#controller.enqueue(piece);
     } catch (error) {
-      this.tracker.finish("errored");
+      this.#tracker.finish("errored");
       this.fail(error);
       return;
     }
-    if (this.held !== undefined) this.tracker.startWaiting();
+    if (this.#held !== undefined) this.#tracker.startWaiting();
   }
 
   /** A BYOB read: what fits in the reader's buffer is taken, the rest stays held (the consumer to blame). */
-  private fillRequest(request: ReadableStreamBYOBRequest, chunk: Uint8Array): void {
+  #fillRequest(request: ReadableStreamBYOBRequest, chunk: Uint8Array): void {
     const view = request.view!;
     const taken = Math.min(view.byteLength, chunk.byteLength);
     new Uint8Array(view.buffer, view.byteOffset, taken).set(
       taken === chunk.byteLength ? chunk : chunk.subarray(0, taken),
     );
-    this.held = taken < chunk.byteLength ? chunk.subarray(taken) : undefined;
-    this.tracker.progress(taken);
-    if (this.heartbeat !== undefined) this.atLineStart = chunk[taken - 1] === LINE_FEED;
+    this.#held = taken < chunk.byteLength ? chunk.subarray(taken) : undefined;
+    this.#tracker.progress(taken);
+    if (this.#heartbeat !== undefined) this.#atLineStart = chunk[taken - 1] === LINE_FEED;
     request.respond(taken);
-    if (this.held !== undefined) this.tracker.startWaiting();
+    if (this.#held !== undefined) this.#tracker.startWaiting();
   }
 
   /** Reads ahead one chunk, if none is held or being read. */
-  private fill(): void {
-    if (this.reading || this.held !== undefined || this.preread.length > 0 || this.sourceDone || this.tracker.ended)
+  #fill(): void {
+    if (
+      this.#reading ||
+      this.#held !== undefined ||
+      this.#preread.length > 0 ||
+      this.#sourceDone ||
+      this.#tracker.ended
+    )
       return;
-    this.reading = true;
-    const read = this.pendingRead ?? this.reader.read();
-    this.pendingRead = undefined;
-    read.then(this.onRead, this.onReadError);
+    this.#reading = true;
+    const read = this.#pendingRead ?? this.#reader.read();
+    this.#pendingRead = undefined;
+    read.then(this.#onRead, this.#onReadError);
   }
 
-  private readonly onRead = (result: ReadResult): void => {
-    this.reading = false;
-    const tracker = this.tracker;
+  #onRead = (result: ReadResult): void => {
+    this.#reading = false;
+    const tracker = this.#tracker;
     if (tracker.ended) return;
     if (result.done) {
-      this.sourceDone = true;
+      this.#sourceDone = true;
       tracker.finish("closed");
-      this.controller.close();
+      this.#controller.close();
       // A byte stream's pending BYOB read ends only when its request is answered (with 0 bytes, done).
-      if (this.type !== undefined) this.controller.byobRequest?.respond(0);
-      this.resolvePull();
+      if (this.type !== undefined) this.#controller.byobRequest?.respond(0);
+      this.#resolvePull();
       return;
     }
     const chunk: unknown = result.value;
@@ -299,24 +307,24 @@ class OutboundGuard implements GuardedSource {
       return;
     }
     if (chunk.byteLength === 0) {
-      this.fill();
+      this.#fill();
       return;
     }
-    if (this.wakeConsumer !== undefined) {
-      this.deliver(chunk);
-      this.resolvePull();
-      this.fill();
+    if (this.#wakeConsumer !== undefined) {
+      this.#deliver(chunk);
+      this.#resolvePull();
+      this.#fill();
     } else {
-      this.held = chunk;
+      this.#held = chunk;
       tracker.startWaiting();
     }
   };
 
-  private readonly onReadError = (error: unknown): void => {
-    this.reading = false;
-    if (this.tracker.ended) return;
-    this.tracker.finish("errored");
-    this.controller.error(error);
-    this.resolvePull();
+  #onReadError = (error: unknown): void => {
+    this.#reading = false;
+    if (this.#tracker.ended) return;
+    this.#tracker.finish("errored");
+    this.#controller.error(error);
+    this.#resolvePull();
   };
 }

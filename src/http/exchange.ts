@@ -55,166 +55,168 @@ const bytesResponse: InMemoryResponse = (body, init) => new Response(body as Uin
 const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
 
 export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard, HandlerDeadlineOwner {
-  private phase: Phase = HANDLING;
-  readonly startedAt: number;
+  #phase: Phase = HANDLING;
+  #startedAt: number;
   /** This request's own clock when timers are per request, made at its first use (most requests never arm a timer). */
-  private ownClock: Clock | undefined;
-  requestTracker: DeadlineTracker | undefined;
+  #ownClock: Clock | undefined;
+  #requestTracker: DeadlineTracker | undefined;
   readonly handlerRequest: Request;
   handlerError: TimeoutError | undefined;
-  private responseTracker: DeadlineTracker | undefined;
+  #responseTracker: DeadlineTracker | undefined;
   /** The answer a deadline gave before the handler settled. */
-  private earlyAnswer: Response | undefined;
+  #earlyAnswer: Response | undefined;
   /** The timeout answer made for a framework that caught the request-body timeout (timeoutResponseFor). */
-  private madeTimeoutAnswer: Response | undefined;
+  #madeTimeoutAnswer: Response | undefined;
   /** Settles the exchange's answer while the handler runs (see answer()). */
-  private settle: ((value: Response) => void) | undefined;
-  private abortController: AbortController | undefined;
+  #settle: ((value: Response) => void) | undefined;
+  #abortController: AbortController | undefined;
   /** Why the exchange's signal aborted; undefined until it does (a reason is never undefined). */
-  private abortReason: unknown;
-  private handlerDeadline: HandlerDeadline | undefined;
+  #abortReason: unknown;
+  #handlerDeadline: HandlerDeadline | undefined;
   /** The client's signal, while the exchange listens to it for a disconnect. */
-  private listeningTo: AbortSignal | undefined;
-  private inertRequest: DeadlineController | undefined;
+  #listeningTo: AbortSignal | undefined;
+  #inertRequest: DeadlineController | undefined;
   /**
    * Where the client's signal is read: the handler's Request, or, when that is a copy (a guarded
    * body), the original's signal. The original Request itself is not kept: an adapter's (srvx's)
    * holds its own URL, headers and context objects, about 1 KB a request that nothing needs once the
    * copy exists.
    */
-  private readonly signalSource: { readonly signal: AbortSignal | undefined | null };
+  #signalSource: { readonly signal: AbortSignal | undefined | null };
 
-  constructor(
-    original: Request,
-    private readonly config: ResolvedConfig,
-    private readonly policy: ResolvedPolicy,
-    private readonly hooks: AdapterHooks,
-  ) {
-    this.startedAt = config.clock.now(); // an isolated clock reads the same time
+  #config: ResolvedConfig;
+  #policy: ResolvedPolicy;
+  #hooks: AdapterHooks;
+
+  constructor(original: Request, config: ResolvedConfig, policy: ResolvedPolicy, hooks: AdapterHooks) {
+    this.#config = config;
+    this.#policy = policy;
+    this.#hooks = hooks;
+    this.#startedAt = config.clock.now(); // an isolated clock reads the same time
     this.handlerRequest = original;
-    this.signalSource = original;
+    this.#signalSource = original;
     if (hooks.guardRequestBodyInPlace?.(original, this) !== true) {
       const body = original.body;
       if (body !== null && !original.bodyUsed && !body.locked) {
         const signal = original.signal as AbortSignal | undefined | null;
-        this.signalSource = { signal };
+        this.#signalSource = { signal };
         // A byte stream's guard is one too; a body an adapter reads stays a default stream.
         const hooked = hooks.requestBodyReader?.(body);
         const bytes = hooked === undefined && isByteStream(body);
         this.handlerRequest = requestWithBody(
           original,
           signal,
-          attachInboundGuardToReader(hooked ?? body.getReader(), this.newRequestTracker(), bytes),
+          attachInboundGuardToReader(hooked ?? body.getReader(), this.#newRequestTracker(), bytes),
         );
         // A client that leaves fails a pending read of its upload at once (an adapter that guards in
         // place watches its own connection).
-        this.listenForDisconnect();
+        this.#listenForDisconnect();
       }
     }
     // A response total runs from the request's arrival, and can fire before the handler returns.
-    if (policy.response.total != null || policy.response.totalAt != null) this.ensureResponseTracker();
+    if (policy.response.total != null || policy.response.totalAt != null) this.#ensureResponseTracker();
     if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
   }
 
-  private newRequestTracker(): DeadlineTracker {
-    return (this.requestTracker = new DeadlineTracker({
+  #newRequestTracker(): DeadlineTracker {
+    return (this.#requestTracker = new DeadlineTracker({
       direction: "inbound",
       subject: "request body",
-      parsedLimits: this.policy.request,
-      clock: this.clock,
+      parsedLimits: this.#policy.request,
+      clock: this.#clock,
       owner: this,
-      startedAt: this.startedAt,
+      startedAt: this.#startedAt,
     }));
   }
 
   /** InboundBodyGuard, for an adapter that guards the body inside its own Request. */
   guardRequestBody(reader: BodyReader, bytes?: boolean): ReadableStream<Uint8Array> {
-    if (this.requestTracker !== undefined) throw new Error("stream-deadlines: the request body is guarded already");
-    return attachInboundGuardToReader(reader, this.newRequestTracker(), bytes === true);
+    if (this.#requestTracker !== undefined) throw new Error("stream-deadlines: the request body is guarded already");
+    return attachInboundGuardToReader(reader, this.#newRequestTracker(), bytes === true);
   }
 
   /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
-  private get clock(): Clock {
-    return this.config.timerScope === "request"
-      ? (this.ownClock ??= isolatedClock(this.config.clock))
-      : this.config.clock;
+  get #clock(): Clock {
+    return this.#config.timerScope === "request"
+      ? (this.#ownClock ??= isolatedClock(this.#config.clock))
+      : this.#config.clock;
   }
 
   get request(): DeadlineController {
-    return this.requestTracker ?? (this.inertRequest ??= inertController("request body"));
+    return this.#requestTracker ?? (this.#inertRequest ??= inertController("request body"));
   }
 
   get response(): DeadlineController {
-    return this.ensureResponseTracker();
+    return this.#ensureResponseTracker();
   }
 
   get signal(): AbortSignal {
-    if (this.abortController === undefined) {
-      this.abortController = new AbortController();
-      if (this.abortReason !== undefined) this.abortController.abort(this.abortReason);
-      else this.listenForDisconnect();
+    if (this.#abortController === undefined) {
+      this.#abortController = new AbortController();
+      if (this.#abortReason !== undefined) this.#abortController.abort(this.#abortReason);
+      else this.#listenForDisconnect();
     }
-    return this.abortController.signal;
+    return this.#abortController.signal;
   }
 
   setHandlerTimeout(ms: number | null): void {
     const value = checkHandlerMs("setHandlerTimeout", ms);
-    if (this.phase !== HANDLING) return;
-    this.handlerDeadline ??= new HandlerDeadline(this, this.clock, this.startedAt);
-    this.handlerDeadline.set(value);
+    if (this.#phase !== HANDLING) return;
+    this.#handlerDeadline ??= new HandlerDeadline(this, this.#clock, this.#startedAt);
+    this.#handlerDeadline.set(value);
   }
 
   /** HandlerDeadlineOwner: the time the client kept a read of its upload waiting, which the handler deadline does not count. */
   clientTime(now: number): number {
-    return this.requestTracker?.waitedAt(now) ?? 0;
+    return this.#requestTracker?.waitedAt(now) ?? 0;
   }
 
   /** HandlerDeadlineOwner: whether a read of the upload waits on the client now (the handler's clock is paused). */
   get clientToBlame(): boolean {
-    return this.requestTracker?.waitingNow ?? false;
+    return this.#requestTracker?.waitingNow ?? false;
   }
 
   /** TrackerOwner: a read of the upload was satisfied: the handler's own clock runs again. */
   trackerWaitEnded(tracker: DeadlineTracker): void {
-    if (tracker === this.requestTracker) this.handlerDeadline?.resume();
+    if (tracker === this.#requestTracker) this.#handlerDeadline?.resume();
   }
 
-  private ensureResponseTracker(): DeadlineTracker {
-    return (this.responseTracker ??= new DeadlineTracker({
+  #ensureResponseTracker(): DeadlineTracker {
+    return (this.#responseTracker ??= new DeadlineTracker({
       direction: "outbound",
       subject: "response body",
-      parsedLimits: this.policy.response,
-      clock: this.clock,
+      parsedLimits: this.#policy.response,
+      clock: this.#clock,
       owner: this,
-      startedAt: this.startedAt,
+      startedAt: this.#startedAt,
     }));
   }
 
   /** Listens for the client going away (only once something would react to it). */
-  private listenForDisconnect(): void {
-    if (this.listeningTo !== undefined || this.abortReason !== undefined) return;
-    const clientSignal = this.signalSource.signal;
+  #listenForDisconnect(): void {
+    if (this.#listeningTo !== undefined || this.#abortReason !== undefined) return;
+    const clientSignal = this.#signalSource.signal;
     if (clientSignal == null) return;
     if (clientSignal.aborted) {
-      this.clientWentAway();
+      this.#clientWentAway();
       return;
     }
-    this.listeningTo = clientSignal;
+    this.#listeningTo = clientSignal;
     liveCounts.listeners++;
     clientSignal.addEventListener("abort", this, { once: true });
   }
 
-  private stopListening(): void {
-    if (this.listeningTo === undefined) return;
+  #stopListening(): void {
+    if (this.#listeningTo === undefined) return;
     liveCounts.listeners--;
-    this.listeningTo.removeEventListener("abort", this);
-    this.listeningTo = undefined;
+    this.#listeningTo.removeEventListener("abort", this);
+    this.#listeningTo = undefined;
   }
 
   /** EventListener interface: the client's signal aborted (an object listener needs no closure). */
   handleEvent(): void {
-    this.stopListening();
-    this.clientWentAway();
+    this.#stopListening();
+    this.#clientWentAway();
   }
 
   /**
@@ -223,37 +225,31 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
    * 10,000 stalled uploads every object a pending request keeps counts.
    */
   answer<T>(pending: T | PromiseLike<T>): Promise<T | Response> {
-    if (this.phase !== HANDLING) {
+    if (this.#phase !== HANDLING) {
       // Answered while the handler's synchronous part ran (a `set()` or `setHandlerTimeout()` already
       // past): nothing to wait for; whatever the handler returns is late.
-      const reason = this.lateReason();
+      const reason = this.#lateReason();
       if (isThenable(pending)) Promise.resolve(pending).then((value) => cancelLateBody(value, reason), ignore);
       else cancelLateBody(pending, reason);
-      return Promise.resolve(this.earlyAnswer!);
+      return Promise.resolve(this.#earlyAnswer!);
     }
-    if (!isThenable(pending)) {
-      // A synchronous handler: nothing to race.
-      try {
-        return Promise.resolve(this.handlerReturned(pending));
-      } catch (error) {
-        return Promise.reject(error);
-      }
-    }
+    // A synchronous handler: nothing to race.
+    if (!isThenable(pending)) return this.#answerNow(pending, false) as Promise<T | Response>;
     return new Promise<T | Response>((resolve, reject) => {
-      this.settle = resolve;
+      this.#settle = resolve;
       Promise.resolve(pending).then(
         (value) => {
-          if (this.phase !== HANDLING) return cancelLateBody(value, this.lateReason());
+          if (this.#phase !== HANDLING) return cancelLateBody(value, this.#lateReason());
           try {
-            resolve(this.handlerReturned(value));
+            resolve(this.#handlerReturned(value));
           } catch (error) {
             reject(error);
           }
         },
         (error: unknown) => {
-          if (this.phase !== HANDLING) return;
+          if (this.#phase !== HANDLING) return;
           try {
-            resolve(this.handlerThrew(error));
+            resolve(this.#handlerThrew(error));
           } catch (rethrown) {
             reject(rethrown);
           }
@@ -264,29 +260,34 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The handler threw synchronously: the same as a rejection, as a promise. */
   handlerThrewNow(error: unknown): Promise<Response> {
+    return this.#answerNow(error, true) as Promise<Response>;
+  }
+
+  /** The answer to the handler's value (or its error, `threw`), as a promise: rejected with what that throws. */
+  #answerNow(value: unknown, threw: boolean): Promise<unknown> {
     try {
-      return Promise.resolve(this.handlerThrew(error));
-    } catch (rethrown) {
-      return Promise.reject(rethrown);
+      return Promise.resolve(threw ? this.#handlerThrew(value) : this.#handlerReturned(value));
+    } catch (error) {
+      return Promise.reject(error);
     }
   }
 
-  private lateReason(): unknown {
-    return this.handlerError ?? this.responseTracker?.error;
+  #lateReason(): unknown {
+    return this.handlerError ?? this.#responseTracker?.error;
   }
 
   /** The answer to a firing before headers: the adapter's, or the option's. */
-  private timeoutAnswer(event: TimeoutEvent): Response {
-    const hooks = this.hooks;
+  #timeoutAnswer(event: TimeoutEvent): Response {
+    const hooks = this.#hooks;
     return timeoutAnswer(
-      hooks.timeoutResponse === undefined ? this.config.timeoutResponse : (e) => hooks.timeoutResponse!(e),
+      hooks.timeoutResponse === undefined ? this.#config.timeoutResponse : (e) => hooks.timeoutResponse!(e),
       event,
     );
   }
 
   /** ExchangeControls: a nested withDeadlines applies its own limits here, field by field. */
   join(fields: readonly (RequestPolicy | undefined | null | void)[]): boolean {
-    if (this.phase !== HANDLING) return false;
+    if (this.#phase !== HANDLING) return false;
     for (const patch of fields) {
       if (patch == null) continue;
       if (patch.request !== undefined) this.request.set(patch.request);
@@ -298,56 +299,56 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
   timeoutResponseFor(error: unknown): Response | undefined {
-    if (!isTimeoutError(error) || this.requestTracker === undefined || error !== this.requestTracker.error)
+    if (!isTimeoutError(error) || this.#requestTracker === undefined || error !== this.#requestTracker.error)
       return undefined;
-    return (this.madeTimeoutAnswer = this.timeoutAnswer(this.event(error, "request")));
+    return (this.#madeTimeoutAnswer = this.#timeoutAnswer(this.#event(error, "request")));
   }
 
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
-  handlerThrew(error: unknown): Response {
-    if (this.phase !== HANDLING) return this.earlyAnswer!; // answered already: the throw is late
-    if (isTimeoutError(error) && this.requestTracker !== undefined && error === this.requestTracker.error) {
-      this.finish("timedOut");
-      this.hooks.answered?.(false);
-      return this.timeoutAnswer(this.event(error, "request"));
+  #handlerThrew(error: unknown): Response {
+    if (this.#phase !== HANDLING) return this.#earlyAnswer!; // answered already: the throw is late
+    if (isTimeoutError(error) && this.#requestTracker !== undefined && error === this.#requestTracker.error) {
+      this.#finish("timedOut");
+      this.#hooks.answered?.(false);
+      return this.#timeoutAnswer(this.#event(error, "request"));
     }
-    this.finish("threw");
+    this.#finish("threw");
     throw error;
   }
 
   /** The handler returned: pass the value on, with its body guarded when it has one to guard. */
-  private handlerReturned<T>(result: T): T | Response | Promise<Response> {
-    const requestError = this.requestTracker?.error;
+  #handlerReturned<T>(result: T): T | Response | Promise<Response> {
+    const requestError = this.#requestTracker?.error;
     if (
       requestError !== undefined &&
       isResponse(result) &&
       result.status >= 400 &&
-      result !== this.madeTimeoutAnswer // a framework that asked for the timeout answer (Hono) has it already
+      result !== this.#madeTimeoutAnswer // a framework that asked for the timeout answer (Hono) has it already
     ) {
       // The request body's deadline fired before the response, and the handler (a framework's error
       // handler) answered with an error of its own, often with keep-alive and the rest of the upload
       // unread on the connection: the client gets the timeout answer instead (408, Connection: close).
-      const event = this.event(requestError, "request");
-      this.finish("timedOut");
+      const event = this.#event(requestError, "request");
+      this.#finish("timedOut");
       cancelLateBody(result, requestError);
-      this.hooks.answered?.(false);
-      return this.timeoutAnswer(event);
+      this.#hooks.answered?.(false);
+      return this.#timeoutAnswer(event);
     }
-    this.moveTo(ANSWERED);
-    if (!isResponse(result) || passThroughUntouched(this.handlerRequest, result)) return this.passOn(result);
-    return this.guardResponseBody(result);
+    this.#moveTo(ANSWERED);
+    if (!isResponse(result) || passThroughUntouched(this.handlerRequest, result)) return this.#passOn(result);
+    return this.#guardResponseBody(result);
   }
 
   /** The answer goes out with a body the core does not guard: the exchange is over. */
-  private passOn<T>(response: T): T {
-    this.finish("answered");
-    this.hooks.answered?.(false);
+  #passOn<T>(response: T): T {
+    this.#finish("answered");
+    this.#hooks.answered?.(false);
     return response;
   }
 
-  private async guardResponseBody(result: Response): Promise<Response> {
+  async #guardResponseBody(result: Response): Promise<Response> {
     const init = { status: result.status, statusText: result.statusText, headers: result.headers };
-    const hooks = this.hooks;
+    const hooks = this.#hooks;
     const body = result.body!; // a getter: read once (the peek and the byte-stream probe use this stream)
     let reader = hooks.responseBodyReader?.(body) ?? body.getReader();
     // A body already in memory (a string, bytes) and small needs no guard: it fits the socket's
@@ -359,12 +360,12 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     } catch (error) {
       // The body failed at once: the client gets the status and headers, and a failed body, as it
       // would have without the peek; nothing of this request stays behind.
-      return this.passOn(new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), init));
+      return this.#passOn(new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), init));
     }
     if (peek.done) {
       const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);
-      const own = this.config.inMemoryResponse;
-      return this.passOn(
+      const own = this.#config.inMemoryResponse;
+      return this.#passOn(
         own !== undefined
           ? own(bytes, init)
           : hooks.inMemoryResponse !== undefined
@@ -372,16 +373,16 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
             : bytesResponse(bytes, init),
       );
     }
-    if (this.signalSource.signal?.aborted) this.clientWentAway();
-    const tracker = this.ensureResponseTracker();
+    if (this.#signalSource.signal?.aborted) this.#clientWentAway();
+    const tracker = this.#ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
-      reader.cancel(this.abortReason).catch(ignore);
-      return this.passOn(new Response(null, init));
+      reader.cancel(this.#abortReason).catch(ignore);
+      return this.#passOn(new Response(null, init));
     }
-    this.moveTo(STREAMING);
-    const every = this.policy.sseHeartbeat;
-    const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.clock } : undefined;
+    this.#moveTo(STREAMING);
+    const every = this.#policy.sseHeartbeat;
+    const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.#clock } : undefined;
     // A byte stream's guard is one too (asked only now: see reopenPeekedBody), except where the runtime
     // is the body's only reader (responseToRuntime) or an adapter reads it (responseBodyReader: workerd
     // reads a byte stream in 4 KiB BYOB reads).
@@ -393,119 +394,117 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       attachOutboundGuardToReader(reader, tracker, peek.chunks, pending, heartbeat, bytes, hooks.quietResponseFailure),
       init,
     );
-    this.listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
+    this.#listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
     hooks.answered?.(true);
     return guarded;
   }
 
   /** The one place the phase changes: forward only (DONE is final). */
-  private moveTo(phase: Phase): void {
-    if (phase > this.phase) this.phase = phase;
-    this.handlerDeadline?.stop(); // the handler is done (or late) in every phase but HANDLING
+  #moveTo(phase: Phase): void {
+    if (phase > this.#phase) this.#phase = phase;
+    this.#handlerDeadline?.stop(); // the handler is done (or late) in every phase but HANDLING
   }
 
-  private abortAll(reason: unknown): void {
-    if (this.abortReason !== undefined) return;
-    this.abortReason = reason;
-    this.abortController?.abort(reason);
+  #abortAll(reason: unknown): void {
+    if (this.#abortReason !== undefined) return;
+    this.#abortReason = reason;
+    this.#abortController?.abort(reason);
   }
 
-  private event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
+  #event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
     // Once the handler returned, its response's headers are out (or going out): a firing of either
     // body then reaches the client as an aborted body.
-    return timeoutEvent(error, this.handlerRequest, direction, this.phase !== HANDLING);
+    return timeoutEvent(error, this.handlerRequest, direction, this.#phase !== HANDLING);
   }
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
-  private answerEarly(event: TimeoutEvent): void {
-    this.finish(undefined); // over; its end is told after the firing's report (see firingOver)
-    const response = (this.earlyAnswer = this.timeoutAnswer(event));
-    this.hooks.answered?.(false);
-    this.settle?.(response);
+  #answerEarly(event: TimeoutEvent): void {
+    this.#finish(undefined); // over; its end is told after the firing's report (see #fired)
+    const response = (this.#earlyAnswer = this.#timeoutAnswer(event));
+    this.#hooks.answered?.(false);
+    this.#settle?.(response);
   }
 
   trackerFired(tracker: DeadlineTracker, error: TimeoutError): void {
-    const direction = tracker === this.requestTracker ? "request" : "response";
-    const event = this.event(error, direction);
+    const direction = tracker === this.#requestTracker ? "request" : "response";
     // The response's total ran out before the handler returned: answer now, as a handler deadline
     // would, and first (see handlerDeadlinePassed).
-    const early = direction === "response" && this.phase === HANDLING;
-    if (early) this.answerEarly(event);
-    this.abortAll(error);
-    if (early) this.requestTracker?.abort(error);
-    this.hooks.timedOut?.(event);
-    report(this.config.onTimeout, event);
-    if (early) this.firingOver();
+    this.#fired(error, direction, direction === "response" && this.#phase === HANDLING);
   }
 
-  /** A firing that answered early is reported: now the exchange's end is told (start, timeout, end). */
-  private firingOver(): void {
-    this.hooks.ended?.(this.handlerRequest, "timedOut");
+  /**
+   * A deadline fired: the answer (when it answers `early`, before the handler returned), then the
+   * signals, then the report. An early answer frees both bodies: a handler stuck reading its upload
+   * gets the same error. Its end is told last, once the firing is reported (start, timeout, end).
+   */
+  #fired(error: TimeoutError, direction: TimeoutEvent["direction"], early: boolean): void {
+    const event = this.#event(error, direction);
+    if (early) this.#answerEarly(event);
+    this.#abortAll(error);
+    if (early) {
+      this.#requestTracker?.abort(error);
+      this.#ensureResponseTracker().abort(error); // a no-op for the response's own firing (it ended)
+    }
+    this.#hooks.timedOut?.(event);
+    report(this.#config.onTimeout, event);
+    if (early) this.#hooks.ended?.(this.handlerRequest, "timedOut");
   }
 
   trackerSettled(tracker: DeadlineTracker): void {
-    if (tracker === this.requestTracker) {
-      this.handlerDeadline?.resume(); // no read waits on the client any more
+    if (tracker === this.#requestTracker) {
+      this.#handlerDeadline?.resume(); // no read waits on the client any more
       return;
     }
-    if (tracker !== this.responseTracker || this.phase !== STREAMING) return;
-    this.hooks.responseBodyEnded?.(tracker.state);
+    if (tracker !== this.#responseTracker || this.#phase !== STREAMING) return;
+    this.#hooks.responseBodyEnded?.(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
-    if (tracker.state === "cancelled") this.abortAll(clientWentAwayError());
-    this.finish(tracker.state as ExchangeOutcome);
+    if (tracker.state === "cancelled") this.#abortAll(clientWentAwayError());
+    this.#finish(tracker.state as ExchangeOutcome);
   }
 
   /** TrackerOwner: for an adapter told of the body's end, the producer of a body the client left learns why as an AbortError. */
   cancelReason(tracker: DeadlineTracker, reason: unknown): unknown {
-    return tracker === this.responseTracker &&
-      this.hooks.responseBodyEnded !== undefined &&
-      this.abortReason !== undefined
-      ? this.abortReason
+    return tracker === this.#responseTracker &&
+      this.#hooks.responseBodyEnded !== undefined &&
+      this.#abortReason !== undefined
+      ? this.#abortReason
       : reason;
   }
 
   handlerDeadlinePassed(now: number, limit: number): void {
-    if (this.phase !== HANDLING) return;
+    if (this.#phase !== HANDLING) return;
     const error = new TimeoutError({
       subject: "handler",
       direction: null,
       limit: "handler",
       limitValue: limit,
-      bytes: this.requestTracker?.stats.bytes ?? 0,
-      elapsed: now - this.startedAt,
+      bytes: this.#requestTracker?.stats.bytes ?? 0,
+      elapsed: now - this.#startedAt,
       waited: 0,
       idleFor: 0,
       rate: 0,
     });
     this.handlerError = error;
-    const event = this.event(error, "handler");
     // The answer is decided first, before anything the handler's signal listeners or the report can
     // do: on workerd, the first console.warn of an isolate let the handler's late answer win.
-    this.answerEarly(event);
-    this.abortAll(error);
-    // A handler stuck reading its upload gets the same error, and the upload is freed.
-    this.requestTracker?.abort(error);
-    this.ensureResponseTracker().abort(error);
-    this.hooks.timedOut?.(event);
-    report(this.config.onTimeout, event);
-    this.firingOver();
+    this.#fired(error, "handler", true);
   }
 
-  private clientWentAway(): void {
-    const why: unknown = this.signalSource.signal?.reason ?? clientWentAwayError();
-    this.abortAll(why);
+  #clientWentAway(): void {
+    const why: unknown = this.#signalSource.signal?.reason ?? clientWentAwayError();
+    this.#abortAll(why);
     // A pending read of the upload fails at once with the same reason (no deadline fired: no report).
-    this.requestTracker?.abort(why);
-    this.ensureResponseTracker().abort(why);
+    this.#requestTracker?.abort(why);
+    this.#ensureResponseTracker().abort(why);
   }
 
   /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
-  private finish(outcome: ExchangeOutcome | undefined): void {
-    const first = this.phase !== DONE;
-    this.moveTo(DONE);
-    this.stopListening();
-    this.requestTracker?.retire();
-    this.responseTracker?.retire();
-    if (first && outcome !== undefined) this.hooks.ended?.(this.handlerRequest, outcome);
+  #finish(outcome: ExchangeOutcome | undefined): void {
+    const first = this.#phase !== DONE;
+    this.#moveTo(DONE);
+    this.#stopListening();
+    this.#requestTracker?.retire();
+    this.#responseTracker?.retire();
+    if (first && outcome !== undefined) this.#hooks.ended?.(this.handlerRequest, outcome);
   }
 }

@@ -20,34 +20,38 @@ export class HandlerDeadline implements ScheduledEntry {
   heapIndex = -1;
   scheduledAt = Infinity;
   /** When the deadline is next looked at (Infinity: off, or paused until the client's wait ends). */
-  due = Infinity;
+  #due = Infinity;
   /** The limit in force, ms of the handler's own time; null: off. */
-  limit: number | null = null;
-  constructor(
-    private readonly owner: HandlerDeadlineOwner,
-    private readonly clock: Clock,
-    private readonly startedAt: number,
-  ) {}
+  #limit: number | null = null;
+  #owner: HandlerDeadlineOwner;
+  #clock: Clock;
+  #startedAt: number;
+
+  constructor(owner: HandlerDeadlineOwner, clock: Clock, startedAt: number) {
+    this.#owner = owner;
+    this.#clock = clock;
+    this.#startedAt = startedAt;
+  }
 
   checkDue(now: number): number {
-    if (this.limit === null || now < this.due) return this.due;
-    this.due = this.nextDue(now);
-    if (this.due <= now) {
-      const limit = this.limit;
+    if (this.#limit === null || now < this.#due) return this.#due;
+    this.#due = this.#nextDue(now);
+    if (this.#due <= now) {
+      const limit = this.#limit;
       this.stop();
-      this.owner.handlerDeadlinePassed(now, limit);
+      this.#owner.handlerDeadlinePassed(now, limit);
       return Infinity;
     }
-    return this.due;
+    return this.#due;
   }
 
   /**
    * When the handler's own time reaches the limit if the client is not to blame from now on;
    * Infinity while it is (the client's wait ending calls resume()).
    */
-  private nextDue(now: number): number {
-    if (this.owner.clientToBlame) return Infinity;
-    return now + (this.limit! - (now - this.startedAt - this.owner.clientTime(now)));
+  #nextDue(now: number): number {
+    if (this.#owner.clientToBlame) return Infinity;
+    return now + (this.#limit! - (now - this.#startedAt - this.#owner.clientTime(now)));
   }
 
   /** Sets the limit, ms of the handler's own time; a limit already passed fires inside this call. */
@@ -56,10 +60,10 @@ export class HandlerDeadline implements ScheduledEntry {
       this.stop();
       return;
     }
-    this.limit = ms;
-    const now = this.clock.now();
-    this.due = now; // looked at now: fires if already past, else finds its next due time
-    this.reschedule(this.checkDue(now));
+    this.#limit = ms;
+    const now = this.#clock.now();
+    this.#due = now; // looked at now: fires if already past, else finds its next due time
+    this.#reschedule(this.checkDue(now));
   }
 
   /**
@@ -70,21 +74,21 @@ export class HandlerDeadline implements ScheduledEntry {
    * already due fires on the scheduler's next tick.
    */
   resume(): void {
-    if (this.limit === null || this.heapIndex >= 0) return;
-    const now = this.clock.now();
-    this.due = Math.max(now, this.nextDue(now));
-    this.reschedule(this.due);
+    if (this.#limit === null || this.heapIndex >= 0) return;
+    const now = this.#clock.now();
+    this.#due = Math.max(now, this.#nextDue(now));
+    this.#reschedule(this.#due);
   }
 
-  private reschedule(at: number): void {
-    const scheduler = schedulerFor(this.clock);
+  #reschedule(at: number): void {
+    const scheduler = schedulerFor(this.#clock);
     scheduler.unschedule(this); // the deadline may move later: re-insert at the exact time
     if (at !== Infinity) scheduler.schedule(this, at);
   }
 
   stop(): void {
-    this.limit = null;
-    this.due = Infinity;
-    schedulerFor(this.clock).unschedule(this);
+    this.#limit = null;
+    this.#due = Infinity;
+    schedulerFor(this.#clock).unschedule(this);
   }
 }

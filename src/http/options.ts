@@ -62,12 +62,12 @@ export interface WithDeadlinesOptions<Args extends unknown[] = unknown[]> {
   timerScope?: "shared" | "request";
 }
 
-export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
+export const DEFAULT_REQUEST_LIMITS: Readonly<DeadlineLimits> = /* @__PURE__ */ Object.freeze({
   idle: 30_000,
   minRate: 240,
   grace: 5_000,
 });
-export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = Object.freeze({
+export const DEFAULT_RESPONSE_LIMITS: Readonly<DeadlineLimits> = /* @__PURE__ */ Object.freeze({
   idle: 30_000,
   minRate: 240,
   grace: 5_000,

@@ -33,78 +33,81 @@ const PEEK_HOPS = 12;
  * no promise race, array or closure per read (the peek runs for every response with a body).
  */
 class Peek {
-  private readonly chunks: Uint8Array[] = [];
-  private size = 0;
-  private reads = 0;
-  private hops = 0;
-  private finished = false;
-  private pending: Promise<ReadResult> | undefined;
-  private timer: ReturnType<typeof setTimeout> | undefined;
-  private resolve!: (peek: BodyPeek) => void;
-  private reject!: (error: unknown) => void;
+  #chunks: Uint8Array[] = [];
+  #size = 0;
+  #reads = 0;
+  #hops = 0;
+  #finished = false;
+  #pending: Promise<ReadResult> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #resolve!: (peek: BodyPeek) => void;
+  #reject!: (error: unknown) => void;
 
-  constructor(
-    private readonly reader: BodyReader,
-    private readonly limit: number,
-  ) {}
+  #reader: BodyReader;
+  #limit: number;
+
+  constructor(reader: BodyReader, limit: number) {
+    this.#reader = reader;
+    this.#limit = limit;
+  }
 
   run(): Promise<BodyPeek> {
     return new Promise<BodyPeek>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-      this.next();
-      if (!TIMERS_BELONG_TO_REQUESTS) queueMicrotask(this.tick);
+      this.#resolve = resolve;
+      this.#reject = reject;
+      this.#next();
+      if (!TIMERS_BELONG_TO_REQUESTS) queueMicrotask(this.#tick);
     });
   }
 
-  private next(): void {
-    const read = (this.pending = this.reader.read());
-    read.then(this.onRead, this.onError);
-    if (TIMERS_BELONG_TO_REQUESTS) this.timer = setTimeout(this.giveUp, 0);
+  #next(): void {
+    const read = (this.#pending = this.#reader.read());
+    read.then(this.#onRead, this.#onError);
+    if (TIMERS_BELONG_TO_REQUESTS) this.#timer = setTimeout(this.#giveUp, 0);
   }
 
-  private finish(done: boolean, pending: Promise<ReadResult> | undefined): void {
-    this.finished = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.resolve({ chunks: this.chunks, done, pending });
+  #finish(done: boolean, pending: Promise<ReadResult> | undefined): void {
+    this.#finished = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#resolve({ chunks: this.#chunks, done, pending });
   }
 
-  private readonly onRead = (result: ReadResult): void => {
-    if (this.finished) return; // given up: the guard takes this read as its first
-    if (this.timer !== undefined) clearTimeout(this.timer);
+  #onRead = (result: ReadResult): void => {
+    if (this.#finished) return; // given up: the guard takes this read as its first
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (result.done) {
-      this.finish(true, undefined);
+      this.#finish(true, undefined);
       return;
     }
     const chunk: unknown = result.value;
-    this.chunks.push(chunk as Uint8Array);
+    this.#chunks.push(chunk as Uint8Array);
     if (!(chunk instanceof Uint8Array)) {
-      this.finish(false, undefined); // the guard refuses it
+      this.#finish(false, undefined); // the guard refuses it
       return;
     }
-    this.size += chunk.byteLength;
-    if (++this.reads >= 3 || this.size > this.limit) {
-      this.finish(false, undefined);
+    this.#size += chunk.byteLength;
+    if (++this.#reads >= 3 || this.#size > this.#limit) {
+      this.#finish(false, undefined);
       return;
     }
-    this.next();
+    this.#next();
   };
 
-  private readonly onError = (error: unknown): void => {
-    if (this.finished) return; // given up: the guard sees the failure on the pending read
-    this.finished = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.reject(error);
+  #onError = (error: unknown): void => {
+    if (this.#finished) return; // given up: the guard sees the failure on the pending read
+    this.#finished = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#reject(error);
   };
 
-  private readonly giveUp = (): void => {
-    if (!this.finished) this.finish(false, this.pending);
+  #giveUp = (): void => {
+    if (!this.#finished) this.#finish(false, this.#pending);
   };
 
-  private readonly tick = (): void => {
-    if (this.finished) return;
-    if (++this.hops >= PEEK_HOPS) this.finish(false, this.pending);
-    else queueMicrotask(this.tick);
+  #tick = (): void => {
+    if (this.#finished) return;
+    if (++this.#hops >= PEEK_HOPS) this.#finish(false, this.#pending);
+    else queueMicrotask(this.#tick);
   };
 }
 

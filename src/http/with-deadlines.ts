@@ -20,7 +20,7 @@ import {
 import { defaultTimeoutReporter, defaultTimeoutResponse } from "./timeout-answer.ts";
 
 /** The public API uses no adapter capability. */
-const NO_HOOKS: AdapterHooks = Object.freeze({});
+const NO_HOOKS: AdapterHooks = /* @__PURE__ */ Object.freeze({});
 
 /** Checks the options once, and returns the handler of one exchange (see adapter-contract.ts). */
 export function createDeadlinesHandler<Args extends unknown[], Result>(
