@@ -106,12 +106,7 @@ class BunExchange implements AdapterHooks {
    * guard. With this hook, the guarded body is a default stream: Bun.serve reads it with default reads.
    */
   responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader {
-    const reader = body.getReader();
-    const textAware = {
-      read: () => reader.read().then(stringsAsBytes),
-      cancel: (reason?: unknown) => reader.cancel(reason),
-    };
-    return textAware as unknown as BodyReader; // Bun's reader types overload read(): the shape is the same
+    return new TextAwareReader(body.getReader()) as unknown as BodyReader; // Bun's reader types overload read()
   }
 
   /** Hook: diagnostics_channel, before the handler runs. */
@@ -127,6 +122,19 @@ class BunExchange implements AdapterHooks {
   /** Hook: diagnostics_channel, when the exchange is over. */
   ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
     publishEnd(handlerRequest, outcome);
+  }
+}
+
+/** A reader whose string chunks come out as UTF-8 bytes; methods on the prototype (no closures per body). */
+class TextAwareReader {
+  constructor(private readonly reader: ReadableStreamDefaultReader<unknown>) {}
+
+  read(): Promise<{ done: boolean; value?: unknown }> {
+    return this.reader.read().then(stringsAsBytes);
+  }
+
+  cancel(reason?: unknown): Promise<void> {
+    return this.reader.cancel(reason);
   }
 }
 
@@ -160,13 +168,12 @@ export function withBunDeadlines<Server extends BunServerLike, Result extends Bu
     // Bun's timer ignores upload bytes and kills quiet responses: the library's limits take over.
     // (Without a server, as when a test calls the handler directly, there is no timer to manage.)
     server?.timeout(request, 0);
-    const restore = () => server?.timeout(request, idleTimeout);
     const exchange = new BunExchange(request);
     let response: Result | Response;
     try {
       response = await underDeadlines(request, [server], exchange);
     } catch (error) {
-      restore();
+      server?.timeout(request, idleTimeout);
       throw error;
     }
     // After server.upgrade() the connection is a WebSocket with its own idleTimeout: leave it be.

@@ -65,6 +65,41 @@ function runtimeSignalOf(request: Request): AbortSignal | undefined {
   return Reflect.get(Object.getPrototypeOf(request) as object, "signal", request) as AbortSignal | undefined;
 }
 
+/**
+ * Deno's own keys of a Response whose body is a string or bytes it sends straight from memory (its
+ * "serve fast" path: status 200, at most a Content-Type), found once on a probe Response; undefined
+ * on a Deno without them (then withDeadlines finds small bodies with its in-memory peek).
+ */
+const servedFromMemory = ((): { body: symbol; consumed: symbol } | undefined => {
+  if (typeof (globalThis as { Deno?: unknown }).Deno !== "object") return undefined;
+  try {
+    const probe = new Response("x", { headers: { "content-type": "text/plain" } });
+    const keys = new Map(Object.getOwnPropertySymbols(probe).map((key) => [key.description, key]));
+    const body = keys.get("serve fast body");
+    const consumed = keys.get("serve fast consumed");
+    const fields = probe as unknown as Record<symbol, unknown>;
+    if (body === undefined || consumed === undefined || fields[body] !== "x" || fields[consumed] !== false)
+      return undefined;
+    return { body, consumed };
+  } catch {
+    return undefined;
+  }
+})();
+
+/**
+ * Hook: the size of a body Deno sends straight from memory (a string counts 3 bytes a UTF-16 unit,
+ * the most its UTF-8 takes), read from Deno's own fields: no body getter, which would make a stream
+ * of it. Undefined for any other body (a stream, a Blob, a Response with more headers).
+ */
+function denoInMemoryBodySize(response: Response): number | undefined {
+  if (servedFromMemory === undefined) return undefined;
+  const fields = response as unknown as Record<symbol, unknown>;
+  const body = fields[servedFromMemory.body];
+  if (body == null || fields[servedFromMemory.consumed] !== false) return undefined;
+  if (typeof body === "string") return body.length * 3;
+  return body instanceof Uint8Array ? body.byteLength : undefined;
+}
+
 /** The handler runs: Deno's signal can only abort because the client went away. */
 const HANDLER = 0;
 /** The Response went to Deno: Deno's signal may abort after a success; only a cancel of the body counts. */
@@ -134,6 +169,11 @@ class ClientSignal implements AdapterHooks {
 
   bodyDone(): void {
     this.phase = DONE;
+  }
+
+  /** Hook: a small body Deno sends from memory goes out untouched (see denoInMemoryBodySize). */
+  inMemoryBodySize(response: Response): number | undefined {
+    return denoInMemoryBodySize(response);
   }
 
   /** Hook: whether the core guards the body of its answer. */

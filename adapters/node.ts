@@ -86,9 +86,12 @@ export function createNodeListener(
     if (http2Request) req.stream.once("finish", () => endUnreadUpload(req));
     const request = new GuardableNodeRequest({ req, res } as ConstructorParameters<typeof GuardableNodeRequest>[0]);
     const context = contextOf(request as unknown as Request);
+    // Two reactions per request, not three: a handler error is answered as srvx answers one.
     guarded(request as unknown as Request, [context], http2Request ? http2Hooks : http1)
-      .catch((error: unknown) => handlerFailed(error, context))
-      .then((response) => sendNodeResponse(res as never, response))
+      .then(
+        (response) => sendNodeResponse(res as never, response),
+        (error: unknown) => sendNodeResponse(res as never, handlerFailed(error, context)),
+      )
       .catch((error: unknown) => sendFailed(res, error));
   };
 }

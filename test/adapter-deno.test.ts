@@ -426,3 +426,56 @@ describe.skipIf(!existsSync(DENO)).each([
     expect(stderrLines().slice(before).join("\n")).toMatch(/Error: the producer failed/);
   });
 });
+
+/**
+ * Deno sends a body made from a string or bytes straight from memory ("serve fast"): the adapter finds
+ * such a body in Deno's own fields (no body getter, which would make a stream of it), and a small one
+ * goes out as the handler's own Response, unread. Anything else still goes through withDeadlines.
+ */
+describe.skipIf(!existsSync(DENO))("stream-deadlines/deno: small bodies in memory", () => {
+  it("a small string or bytes body is handed back untouched; a large or streamed one is not", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sd-deno-memory-"));
+    const script = join(dir, "memory.ts");
+    writeFileSync(
+      script,
+      `
+import { withDenoDeadlines } from ${JSON.stringify(pathToFileURL(join(root, "adapters/deno.ts")).href)};
+const info = { remoteAddr: { hostname: "127.0.0.1" } };
+const cases: Record<string, () => Response> = {
+  text: () => new Response("hello world\\n", { headers: { "content-type": "text/plain" } }),
+  bytes: () => new Response(new Uint8Array(1000).fill(97)),
+  json: () => Response.json({ ok: true }),
+  large: () => new Response("x".repeat(100 * 1024)),
+  stream: () => new Response(new ReadableStream({ pull(c) { c.enqueue(new Uint8Array(3)); c.close(); } })),
+};
+const out: Record<string, unknown> = {};
+for (const [name, make] of Object.entries(cases)) {
+  let made: Response | undefined;
+  const handler = withDenoDeadlines(() => (made = make()));
+  const returned = await handler(new Request("http://x/" + name), info);
+  out[name] = { same: returned === made, bytes: (await returned.arrayBuffer()).byteLength };
+}
+console.log(JSON.stringify(out));
+`,
+    );
+    try {
+      const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) => {
+        const child = spawn(DENO, ["run", "-A", "--quiet", script], { stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+        child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+        child.once("exit", (code) => (code === 0 ? resolve({ stdout }) : reject(new Error(stderr))));
+      });
+      expect(JSON.parse(stdout)).toEqual({
+        text: { same: true, bytes: 12 },
+        bytes: { same: true, bytes: 1000 },
+        json: { same: true, bytes: 11 },
+        large: { same: false, bytes: 100 * 1024 },
+        stream: { same: false, bytes: 3 },
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});

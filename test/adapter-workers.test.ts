@@ -9,7 +9,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { build } from "esbuild";
+import { Miniflare } from "miniflare";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WORKERS_COMPATIBILITY_DATE, WORKERS_COMPATIBILITY_FLAGS } from "../harness/workers-config.ts";
 import { runCell } from "./conformance/conformance-runner.ts";
 import { launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
@@ -81,4 +84,56 @@ describe("stream-deadlines/workers: the first handler deadline of a fresh isolat
       rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+/**
+ * In workerd a read of a native body (even one made from a string) resolves only in a later turn of
+ * its event loop, so the in-memory peek bounds its wait with a timer: a small body must still be
+ * found in memory (passed on, no pipe kept in ctx.waitUntil), and a streamed one must still be guarded.
+ */
+describe("stream-deadlines/workers: the in-memory peek in workerd", () => {
+  const dir = mkdtempSync(join(tmpdir(), "sd-workers-peek-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("finds every small body in memory, and guards every streamed one", async () => {
+    const root = fileURLToPath(new URL("..", import.meta.url));
+    const entry = join(dir, "peek.ts");
+    writeFileSync(
+      entry,
+      `import { withWorkersDeadlines } from ${JSON.stringify(join(root, "adapters/workers.ts"))};
+const streamed = () =>
+  new Response(new ReadableStream({
+    async pull(c) { await new Promise((r) => setTimeout(r, 5)); c.enqueue(new Uint8Array(3)); c.close(); },
+  }));
+const small = () => new Response("hello world\\n", { headers: { "content-type": "text/plain" } });
+async function piped(make, times) {
+  let pipes = 0;
+  const ctx = { waitUntil: () => { pipes++; } };
+  const handler = withWorkersDeadlines(make, { onTimeout: false });
+  for (let i = 0; i < times; i++) await (await handler(new Request("http://x/"), {}, ctx)).arrayBuffer();
+  return pipes;
+}
+export default {
+  async fetch() {
+    return Response.json({ small: await piped(small, 50), streamed: await piped(streamed, 10) });
+  },
+};
+`,
+    );
+    const script = join(dir, "peek.mjs");
+    await build({ entryPoints: [entry], outfile: script, bundle: true, format: "esm", logLevel: "warning" });
+    const mf = new Miniflare({
+      modules: true,
+      scriptPath: script,
+      modulesRoot: dir,
+      compatibilityDate: WORKERS_COMPATIBILITY_DATE,
+      compatibilityFlags: WORKERS_COMPATIBILITY_FLAGS,
+    });
+    try {
+      const response = await mf.dispatchFetch("http://worker/");
+      expect(await response.json()).toEqual({ small: 0, streamed: 10 });
+    } finally {
+      await mf.dispose();
+    }
+  }, 60_000);
 });

@@ -7,6 +7,8 @@
  * is read before and after. Rounds rotate the order of the variants; figures are medians.
  *
  *   npx tsx bench/http/run-cpu-per-request.ts --runtime deno|bun|workers|node [--variants bare,guarded,subscribed]
+ *   (or built: npx tsc -p bench/tsconfig.build.json && node .bench-out/bench/http/run-cpu-per-request.js …,
+ *   which runs the Node servers built too, without tsx)
  *        [--requests 20000] [--rounds 8] [--connections 32] [--path /small]
  *        [--transfer download|upload [--bytes 268435456]]
  *
@@ -20,7 +22,8 @@
 import { type ChildProcess, execFile } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { dirname, join, sep } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { startListeningServer } from "../servers/bench-server-process.ts";
 import { ROOT } from "../shared/paths.ts";
@@ -43,7 +46,10 @@ const CONNECTIONS = Number(option("connections", "32"));
 const PATH = option("path", "/small");
 const TRANSFER = option("transfer", "") as "" | "download" | "upload";
 const BYTES = Number(option("bytes", String(256 * 1024 * 1024)));
-const TICK_US = 1e6 / 100; // USER_HZ: /proc reports CPU time in 1/100 s
+const TICK_US = 1e6 / 100;
+/** The built bench servers, when this file runs built (node .bench-out/bench/http/run-cpu-per-request.js). */
+const here = dirname(fileURLToPath(import.meta.url));
+const builtServers = here.includes(`${sep}.bench-out${sep}`) ? join(here, "../servers") : undefined; // USER_HZ: /proc reports CPU time in 1/100 s
 
 function serverCommand(variant: string): [string, string[]] {
   switch (runtime) {
@@ -68,15 +74,19 @@ function serverCommand(variant: string): [string, string[]] {
         ],
       ];
     case "node":
-      return [
-        process.execPath,
-        [
-          "--import",
-          require.resolve("tsx"),
-          join(root, "bench/servers/serve-bench-node.ts"),
-          ...serverVariantArgs(variant),
-        ],
-      ];
+      // Built into .bench-out/ by tsc when this file runs from there: tsx's per-closure name helper adds
+      // its own cost to every closure made per request, more of them in the guarded variants.
+      return builtServers
+        ? [process.execPath, [join(builtServers, "serve-bench-node.js"), ...serverVariantArgs(variant)]]
+        : [
+            process.execPath,
+            [
+              "--import",
+              require.resolve("tsx"),
+              join(root, "bench/servers/serve-bench-node.ts"),
+              ...serverVariantArgs(variant),
+            ],
+          ];
   }
 }
 

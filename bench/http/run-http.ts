@@ -16,7 +16,11 @@
  * channels (bench/shared/subscribe.ts), in the same rotation: `ratio http.<runtime>.<measure>.subscribed`
  * is that server over bare, `…subscribed.vs-guarded` over the guarded server without a subscriber.
  *
- *   node .bench-out/bench/http/run-http.js [--quick] [--subscribed] [node node-h2 deno bun workers]
+ *   node .bench-out/bench/http/run-http.js [--quick] [--subscribed] [--small-only [--rounds N]] [node node-h2 deno bun workers]
+ *
+ * `--small-only`: the small-request measure alone (no transfers, nothing written to .bench-out), in
+ * --rounds interleaved rounds (default 5): `ratio http.<runtime>.small` with less noise, for a
+ * change to the per-request path.
  */
 import { type ChildProcess, execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -34,7 +38,9 @@ const root = ROOT;
 const here = dirname(fileURLToPath(import.meta.url)); // .bench-out/bench/http
 const servers = join(here, "../servers");
 const quick = process.argv.includes("--quick");
-const ROUNDS = quick ? 1 : 3;
+const smallOnly = process.argv.includes("--small-only");
+const roundsAt = process.argv.indexOf("--rounds");
+const ROUNDS = roundsAt > 0 ? Number(process.argv[roundsAt + 1]) : smallOnly ? 5 : quick ? 1 : 3;
 const SMALL_SECONDS = quick ? 1 : 3;
 const TRANSFER_BYTES = quick ? 64 * 1024 * 1024 : 1024 * 1024 * 1024;
 const CONNECTIONS = 32;
@@ -42,7 +48,7 @@ const SUBSCRIBED = process.argv.includes("--subscribed");
 
 type Runtime = "node" | "deno" | "bun" | "workers" | "node-h2";
 const ALL: Runtime[] = ["node", "node-h2", "deno", "bun", "workers"];
-const named = process.argv.slice(2).filter((a) => !a.startsWith("-")) as Runtime[];
+const named = process.argv.slice(2).filter((a, i, all) => !a.startsWith("-") && all[i - 1] !== "--rounds") as Runtime[];
 const runtimes = named.length ? named : ALL;
 
 /**
@@ -145,6 +151,7 @@ interface Measures {
 
 async function measure(runtime: Runtime, url: string): Promise<Measures> {
   if (runtime === "node-h2") return { download: await transfer("h2download", url) };
+  if (smallOnly) return { small: await smallRps(url) };
   return {
     small: await smallRps(url),
     download: await transfer("download", url),
@@ -201,6 +208,7 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
     // Warm them all (JIT, connection pools), then rotate: bare, guarded, floor; guarded, floor, bare; …
     for (const [, server] of servers) {
       if (runtime === "node-h2") await transfer("h2download", server.url, 64 * MiB);
+      else if (smallOnly) await smallRps(server.url, 1);
       else {
         await smallRps(server.url, 1);
         await transfer("download", server.url, 64 * MiB);
@@ -263,8 +271,10 @@ async function benchRuntime(runtime: Runtime): Promise<void> {
   }
 }
 
-mkdirSync(join(root, ".bench-out"), { recursive: true });
-writeFileSync(
-  join(root, ".bench-out/http-results.json"),
-  JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, results }, null, 2),
-);
+if (!smallOnly) {
+  mkdirSync(join(root, ".bench-out"), { recursive: true });
+  writeFileSync(
+    join(root, ".bench-out/http-results.json"),
+    JSON.stringify({ date: new Date().toISOString(), node: process.version, quick, results }, null, 2),
+  );
+}

@@ -3,7 +3,7 @@
  * `--inspect`, workerd's inspector): V8's sampling profiler runs only while a fixed number of
  * requests comes in from autocannon (a separate process), so start-up and warm-up are not in it.
  *
- *   npx tsx bench/profile/profile-cdp.ts --runtime deno|workers --variant guarded [--requests 50000]
+ *   npx tsx bench/profile/profile-cdp.ts --runtime deno|workers|node --variant guarded [--requests 50000]
  *        [--warmup 20000] [--path /small] [--interval-us 50] [--out .bench-out/profile-deno-guarded.cpuprofile] [--top 40]
  *
  * Prints self time by function (and by file), as a share of all samples; writes the .cpuprofile
@@ -13,7 +13,8 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { ROOT } from "../shared/paths.ts";
 import { type CpuProfile, summarize } from "./summarize-cpuprofile.ts";
@@ -35,7 +36,7 @@ function option(name: string, fallback: string): string {
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1]! : fallback;
 }
 
-const runtime = option("runtime", "deno") as "deno" | "workers";
+const runtime = option("runtime", "deno") as "deno" | "workers" | "node";
 const variant = option("variant", "guarded");
 const REQUESTS = Number(option("requests", "50000"));
 const WARMUP = Number(option("warmup", "20000")); // fewer for big bodies: --path "/download?bytes=8388608" --warmup 20
@@ -46,31 +47,51 @@ const INSPECTOR_PORT = 9300 + Math.floor(Math.random() * 500);
 
 function start(): Promise<{ url: string; child: ChildProcess }> {
   const [command, args]: [string, string[]] =
-    runtime === "deno"
+    runtime === "node"
       ? [
-          join(root, "node_modules/.bin/deno"),
-          [
-            "run",
-            "-A",
-            "--quiet",
-            `--inspect=127.0.0.1:${INSPECTOR_PORT}`,
-            join(root, "bench/servers/serve-bench-deno.ts"),
-            "--variant",
-            variant,
-          ],
-        ]
-      : [
           process.execPath,
-          [
-            "--import",
-            require.resolve("tsx"),
-            join(root, "bench/servers/serve-bench-workers.ts"),
-            "--variant",
-            variant,
-            "--inspector-port",
-            String(INSPECTOR_PORT),
-          ],
-        ];
+          // Built by tsc into .bench-out/ when this file runs from there (no tsx: see bench/README.md).
+          basename(dirname(dirname(dirname(fileURLToPath(import.meta.url))))) === ".bench-out"
+            ? [
+                `--inspect=127.0.0.1:${INSPECTOR_PORT}`,
+                join(root, ".bench-out/bench/servers/serve-bench-node.js"),
+                "--variant",
+                variant,
+              ]
+            : [
+                `--inspect=127.0.0.1:${INSPECTOR_PORT}`,
+                "--import",
+                require.resolve("tsx"),
+                join(root, "bench/servers/serve-bench-node.ts"),
+                "--variant",
+                variant,
+              ],
+        ]
+      : runtime === "deno"
+        ? [
+            join(root, "node_modules/.bin/deno"),
+            [
+              "run",
+              "-A",
+              "--quiet",
+              `--inspect=127.0.0.1:${INSPECTOR_PORT}`,
+              join(root, "bench/servers/serve-bench-deno.ts"),
+              "--variant",
+              variant,
+            ],
+          ]
+        : [
+            process.execPath,
+            [
+              "--import",
+              require.resolve("tsx"),
+              join(root, "bench/servers/serve-bench-workers.ts"),
+              "--variant",
+              variant,
+              "--inspector-port",
+              String(INSPECTOR_PORT),
+            ],
+          ];
   const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   return new Promise((resolve, reject) => {

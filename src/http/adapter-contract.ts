@@ -37,6 +37,15 @@ export interface AdapterHooks {
    */
   inMemoryResponse?: InMemoryResponse;
   /**
+   * The size in bytes of a response body the adapter knows to be whole in memory already (a string or
+   * bytes its runtime sends in one go), found without reading it; undefined when it does not know.
+   * A body of at most UNGUARDED_DECLARED_LENGTH bytes then goes out untouched, as a small body found
+   * by the in-memory peek would, but without the peek's stream, reads and new Response (Deno: the
+   * body getter alone makes a stream of a static body). Not asked when the user gives
+   * `inMemoryResponse` (that option builds the response from the bytes read).
+   */
+  inMemoryBodySize?(response: Response): number | undefined;
+  /**
    * The answer to a deadline that fires before the headers, in place of the `timeoutResponse` option
    * (the adapter applies the user's own itself: Node drops `Connection` from it on HTTP/2). A throw or
    * a non-Response is reported, and the default answer goes out.

@@ -335,7 +335,14 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       return this.#timeoutAnswer(event);
     }
     this.#moveTo(ANSWERED);
-    if (!isResponse(result) || passThroughUntouched(this.handlerRequest, result)) return this.#passOn(result);
+    if (!isResponse(result)) return this.#passOn(result);
+    // A small body the adapter knows is in memory goes out as the peek would pass it, unread.
+    const inMemory = this.#config.inMemoryResponse === undefined ? this.#hooks.inMemoryBodySize?.(result) : undefined;
+    if (
+      (inMemory !== undefined && inMemory <= UNGUARDED_DECLARED_LENGTH) ||
+      passThroughUntouched(this.handlerRequest, result)
+    )
+      return this.#passOn(result);
     return this.#guardResponseBody(result);
   }
 
