@@ -18,7 +18,7 @@ import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
 import { type BodyReader, isByteStream } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
-import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./adapter-contract.ts";
+import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./hooks.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
 import {

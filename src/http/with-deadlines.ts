@@ -5,7 +5,7 @@
  */
 import { checkClock, systemClock } from "../engine/clock.ts";
 import { checkFunction, checkOptions, fail, kind, typeOf } from "../engine/validate.ts";
-import type { AdapterHandler, AdapterHooks } from "./adapter-contract.ts";
+import type { AdapterHandler, AdapterHooks } from "./hooks.ts";
 import { type ExchangeControls, findDeadlines, keepControls } from "./controls.ts";
 import { Exchange } from "./exchange.ts";
 import {

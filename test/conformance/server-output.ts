@@ -77,6 +77,7 @@ export const RUNTIME_LINES: Partial<Record<RuntimeRow, RuntimeLine[]>> = {
 };
 
 /** A printed line without its colours and trailing blanks. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape is what starts a colour code
 const plain = (line: string) => line.replace(/\x1b\[[0-9;]*m/g, "").trimEnd();
 
 export interface OutputVerdict {
