@@ -26,7 +26,7 @@
  * `server.upgrade()` (the handler returns `undefined`) passes through untouched.
  *
  * Only structural types here: published sources must not depend on @types/bun (the project's own
- * checks type this file against it: tsconfig.check-bun.json).
+ * checks type this file against it: test/types/tsconfig.bun.json).
  */
 import {
   type AdapterHooks,

@@ -21,7 +21,7 @@
  * limit cannot help there, so put a proxy with a header timeout in front of a public Deno server.
  *
  * Only structural types here: published sources must not depend on @types/deno (the project's own
- * checks type this file against it: tsconfig.check-deno.json).
+ * checks type this file against it: test/types/tsconfig.deno.json).
  */
 import {
   type AdapterHooks,

@@ -5,7 +5,7 @@
  * Why not srvx's body wrapped by the core: srvx turns the IncomingMessage into a web stream
  * (`Readable.toWeb`, which also copies every chunk), the core wraps that in a guarded stream and
  * hands the handler a copy of the Request carrying it. On Node 20 a web stream weighs 2.4 KB, and the
- * pass-through plus the copy 6 KB per pending upload (bench/run-stream-floor-memory.ts). Reading the
+ * pass-through plus the copy 6 KB per pending upload (bench/scale/run-stream-floor-memory.ts). Reading the
  * IncomingMessage directly, one stream serves: the guarded one.
  */
 import { Readable } from "node:stream";

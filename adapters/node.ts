@@ -124,7 +124,7 @@ function sendFailed(res: ServerResponse | Http2ServerResponse, error: unknown): 
 /**
  * The default timeout answer, as a FastResponse: srvx writes its text at once, where a Response's
  * body would go through a stream (measured: about a third of the CPU of cutting 10,000 stalled
- * uploads at once, bench/run-scale.ts). HTTP/2 goes without `Connection: close`.
+ * uploads at once, bench/scale/run-scale.ts). HTTP/2 goes without `Connection: close`.
  */
 function fastTimeoutResponse(connectionClose: boolean): (event: TimeoutEvent) => Response {
   return (event) => {

@@ -15,13 +15,13 @@
  *   `enable_request_signal` compatibility flag, `request.signal` also aborts at once (~3 ms).
  * - workerd gives JavaScript reads of a native body (a proxied `fetch()`) in 4 KiB chunks; the
  *   adapter has withDeadlines read such bodies with BYOB reads that grow from 4 KiB (a small body
- *   costs no large buffer) to 1 MiB while the body keeps filling them (measured: bench/run-workers-proxy.ts).
+ *   costs no large buffer) to 1 MiB while the body keeps filling them (measured: bench/workers/run-workers-proxy.ts).
  * - The policy's client address is the `CF-Connecting-IP` header, which Cloudflare's edge sets
  *   (and overwrites) on every request. Behind anything else (local miniflare/wrangler accept a
  *   client-sent value) it is only as trustworthy as whatever sets it.
  *
  * Only structural types here: published sources must not depend on @cloudflare/workers-types
- * (the project's own checks type this file against it: tsconfig.check-workers.json).
+ * (the project's own checks type this file against it: test/types/tsconfig.workers.json).
  */
 import { UNGUARDED_DECLARED_LENGTH } from "../src/index.ts";
 import {
@@ -70,14 +70,14 @@ const inWorkerd = FixedLength !== undefined;
  * read fills up to its buffer with what has already arrived (it never waits for more), so a fast
  * proxied body crosses into JavaScript far less often. The cost is per crossing: proxying 200 MiB
  * took 3.2× the CPU of workerd's native pass-through with 64 KiB reads, 1.9× with 256 KiB and 1.04×
- * with 1 MiB (a bare BYOB pass-through, bench/run-workers-proxy.ts).
+ * with 1 MiB (a bare BYOB pass-through, bench/workers/run-workers-proxy.ts).
  */
 export const NATIVE_READ_BYTES = 1024 * 1024;
 
 /**
  * The first read of a body takes this much (workerd's own chunk size): two large buffers (a chunk
  * and the end) for every small response cost more CPU than the rest of its guarded path
- * (bench/run-cpu-per-request.ts).
+ * (bench/http/run-cpu-per-request.ts).
  */
 const FIRST_READ_BYTES = 4 * 1024;
 

@@ -34,7 +34,7 @@ const SWEEP_LOOKAHEAD_MS = 25;
  * At most this many entries per timer task: when thousands fall due at once, the rest are swept in
  * the next task (the timer re-arms at once), so the event loop keeps serving in between. Firing
  * 9,000 in one pass blocked the loop for a quarter of a second; a cut on Node (the 408 written, the
- * socket closed) costs about 0.1 ms, so 32 keep each task near 3 ms (bench/run-scale.ts).
+ * socket closed) costs about 0.1 ms, so 32 keep each task near 3 ms (bench/scale/run-scale.ts).
  */
 const SWEEP_BATCH_LIMIT = 32;
 

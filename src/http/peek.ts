@@ -29,7 +29,7 @@ const PEEK_HOPS = 12;
  * workerd resolves a read of its native bodies (even one made from a string) only in a later turn
  * of its event loop, never within microtasks: there a zero timer per read bounds the wait (cleared
  * when the read wins; without it no small body on Workers was ever found in memory, and each one
- * paid the whole guard: bench/run-cpu-per-request.ts). One object per peek, callbacks made once:
+ * paid the whole guard: bench/http/run-cpu-per-request.ts). One object per peek, callbacks made once:
  * no promise race, array or closure per read (the peek runs for every response with a body).
  */
 class Peek {
