@@ -95,13 +95,28 @@ describe("Workers adapter: BYOB reads of native bodies", () => {
   });
 });
 
+/**
+ * Runs `body` with the adapter loaded as in workerd: the globals it looks for (stand-ins: plain
+ * identity transforms) set, and removed again after.
+ */
+async function withWorkerdStandIns(
+  body: (adapter: typeof import("../adapters/workers.ts").withWorkersDeadlines) => Promise<void>,
+): Promise<void> {
+  for (const name of ["FixedLengthStream", "IdentityTransformStream"])
+    (globalThis as Record<string, unknown>)[name] = class extends TransformStream<Uint8Array, Uint8Array> {};
+  vi.resetModules();
+  try {
+    await body((await import("../adapters/workers.ts")).withWorkersDeadlines);
+  } finally {
+    for (const name of ["FixedLengthStream", "IdentityTransformStream"])
+      delete (globalThis as Record<string, unknown>)[name];
+    vi.resetModules();
+  }
+}
+
 describe("Workers adapter: uploads stay byte streams", () => {
   it("the handler's guarded upload takes a BYOB reader, as workerd's native upload does", async () => {
-    for (const name of ["FixedLengthStream", "IdentityTransformStream"])
-      (globalThis as Record<string, unknown>)[name] = class extends TransformStream<Uint8Array, Uint8Array> {};
-    vi.resetModules();
-    try {
-      const { withWorkersDeadlines } = await import("../adapters/workers.ts");
+    await withWorkerdStandIns(async (withWorkersDeadlines) => {
       const ctx = { waitUntil: (_promise: Promise<unknown>) => {} };
       const fetch = withWorkersDeadlines(
         async (request: Request) => {
@@ -118,21 +133,13 @@ describe("Workers adapter: uploads stay byte streams", () => {
       const upload = new Request("http://localhost/", { method: "POST", body: new Uint8Array(10_000) });
       const response = await fetch(upload, {}, ctx);
       expect(await response.text()).toBe("10000");
-    } finally {
-      for (const name of ["FixedLengthStream", "IdentityTransformStream"])
-        delete (globalThis as Record<string, unknown>)[name];
-      vi.resetModules();
-    }
+    });
   });
 });
 
 describe("Workers adapter: an upload the handler never read", () => {
   it("is cancelled once the handler has returned (wrangler dev's body-draining middleware then leaves it alone); a later read fails and says why", async () => {
-    for (const name of ["FixedLengthStream", "IdentityTransformStream"])
-      (globalThis as Record<string, unknown>)[name] = class extends TransformStream<Uint8Array, Uint8Array> {};
-    vi.resetModules();
-    try {
-      const { withWorkersDeadlines } = await import("../adapters/workers.ts");
+    await withWorkerdStandIns(async (withWorkersDeadlines) => {
       const ctx = { waitUntil: (_promise: Promise<unknown>) => {} };
       let kept: Request | undefined;
       const fetch = withWorkersDeadlines(
@@ -160,11 +167,7 @@ describe("Workers adapter: an upload the handler never read", () => {
       await expect(kept!.text()).rejects.toThrow(
         /stream-deadlines\/workers: the upload was released: the handler returned without reading it/,
       );
-    } finally {
-      for (const name of ["FixedLengthStream", "IdentityTransformStream"])
-        delete (globalThis as Record<string, unknown>)[name];
-      vi.resetModules();
-    }
+    });
   });
 });
 
