@@ -8,10 +8,11 @@
  * runtime's adapter with the short limits below), a fresh demo server is started, then:
  *   - a connection tracker samples /proc/net/tcp every 100 ms: which connections the server still
  *     holds (bench/attack/attack-conntrack.ts);
- *   - an honest client (bench/attack/attack-honest.ts) makes small uploads and downloads from 127.0.0.2;
- *   - slowhttptest opens CONNECTIONS attack connections from 127.0.0.1 (as fast as it can: -r 1000)
- *     and keeps them slow; the attack ends after SECONDS, or earlier once the server holds none of
- *     them any more (slowhttptest never closes one of its own accord).
+ *   - an honest client (bench/attack/attack-honest.ts) makes small uploads and downloads from 127.0.0.2,
+ *     alone for 3 s (its unloaded p99), then throughout the attack;
+ *   - slowhttptest opens the attack's connections from 127.0.0.1 (300 at -r 1000, or with --manual the
+ *     manual's examples: 1,000 / 3,000 / 8,000 at -r 200) and keeps them slow; the window lasts its full
+ *     length for bare and guarded alike, unless the machine's TCP memory passes TCP_MEM_CAP_MIB.
  *
  * Prints, per runtime, mode and variant:
  *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_ok <fraction of honest requests that succeeded>
@@ -73,6 +74,8 @@ const connectionsFor = (mode: Mode) => CONNECTIONS_OPTION ?? (MANUAL ? MANUAL_CO
  */
 const SECONDS_OPTION = argv.includes("--seconds") ? option("--seconds", 18) : undefined;
 const secondsFor = (mode: Mode) => SECONDS_OPTION ?? (MANUAL ? Math.ceil(connectionsFor(mode) / RATE) + 18 : 18);
+/** How long the honest client runs alone before the attack (its unloaded p99). */
+const UNLOADED_MS = 3_000;
 /** After the attacker has gone, how long the server gets before its RSS is read again. */
 const SETTLE_MS = 3_000;
 const positional = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
@@ -443,6 +446,8 @@ interface CellResult {
   tcpCounters: Record<string, number>;
   /** Node only: event-loop delay (max and p99 over 200 ms) and RSS, s after slowhttptest started. */
   loop: { atS: number; max: number; p99: number; rss: number; cpuMs: number }[];
+  /** The honest client alone on the server, for UNLOADED_MS before the attack. */
+  unloaded: { attempts: number; ok: number; p50: number; p99: number };
   honest: {
     attempts: number;
     ok: number;
@@ -547,6 +552,10 @@ async function attack(
         `${runtime} ${variant}: the honest client failed before the attack: ${JSON.stringify(warm.failures)}`,
       );
 
+    // The honest client alone first: its p99 on the unloaded server is what the attack's is compared with.
+    const unloaded = runHonestClient({ ...HONEST, url: server.url });
+    await new Promise((resolve) => setTimeout(resolve, UNLOADED_MS));
+    const unloadedTally = await unloaded.stop();
     const pid = listenerPid(server.port, server.child.pid!);
     const rssStart = rssMiB(pid);
     let rssPeak = rssStart;
@@ -676,6 +685,12 @@ async function attack(
       tcpMem: { start: tcpMemStart, peak: tcpMemPeak, end: tcpMemEnd, series200ms: tcpMemSeries },
       tcpCounters: counterDelta(countersStart, countersAtAttackEnd),
       loop,
+      unloaded: {
+        attempts: unloadedTally.attempts,
+        ok: unloadedTally.ok,
+        p50: percentile(unloadedTally.latencies, 50),
+        p99: percentile(unloadedTally.latencies, 99),
+      },
       honest: {
         attempts: tally.attempts,
         ok: tally.ok,
@@ -751,7 +766,7 @@ try {
             `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
               `all cut at ${r.allCutS?.toFixed(1) ?? "-"} s, slowhttptest left at ${r.attackerExitedS?.toFixed(1) ?? "-"} s; cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
               `still held at the end: ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(1)} MiB in send queues; ` +
-              `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
+              `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms (unloaded p99 ${fmt(r.unloaded.p99, 1)} ms)${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
           );
           console.error(
             `    cuts ${r.firstCutS?.toFixed(2) ?? "-"}-${r.lastCutS?.toFixed(2) ?? "-"} s; ` +
@@ -791,9 +806,9 @@ try {
 // --- table ---------------------------------------------------------------------------------------
 
 console.log(
-  "\n| runtime | mode | limit (+ accuracy) | variant | honest_ok | honest_p99 | cut_within_limit | cut_by_end | cut after (median / max) | deadlines fired | held at the end (send queues) |",
+  "\n| runtime | mode | connections | limit (+ accuracy) | variant | honest_ok | honest_p99 (unloaded) | cut_within_limit | cut_by_end | cut after (median / max) | held at the end (send queues) | RSS start / peak / end | load |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 const ordered = runtimes.flatMap((runtime) =>
   modes.flatMap((mode) =>
     (["bare", "guarded"] as const).map((variant) =>
@@ -807,8 +822,11 @@ for (const r of ordered) {
     r.heldMedianMs === null ? "–" : `${(r.heldMedianMs / 1000).toFixed(2)} / ${(r.heldMaxMs! / 1000).toFixed(2)} s`;
   const held = Math.round(r.connections * (1 - r.cutByEnd));
   console.log(
-    `| ${r.runtime} | ${r.mode} | ${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ${fmt(r.honest.p99, 0)} ms | ` +
-      `${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ${fmt(r.firedFraction, 2)} | ${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB |`,
+    `| ${r.runtime} | ${r.mode} | ${r.connections} of ${r.connectionsWanted}${r.ended === "tcp memory cap" ? " (TCP memory cap)" : ""} | ` +
+      `${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ` +
+      `${fmt(r.honest.p99, 0)} ms (${fmt(r.unloaded.p99, 0)} ms) | ${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ` +
+      `${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB | ` +
+      `${fmt(r.rss.start, 0)} / ${fmt(r.rss.peak, 0)} / ${fmt(r.rss.end, 0)} MiB | ${r.load1.toFixed(1)} |`,
   );
 }
 const totalSeconds = (performance.now() - started) / 1000;
