@@ -25,6 +25,12 @@ export interface TrackedConnection {
   releasedAt: number | undefined;
   /** Bytes in the server's send queue at the last sample that saw it held (tx_queue). */
   sendQueue: number;
+  /**
+   * ms of the last sample at which its send queue had grown (or of the first sample): after it, the server
+   * had stopped handing the kernel more bytes, so a slow reader's stall, as a response deadline sees it,
+   * began no later than this.
+   */
+  lastGrowth: number;
 }
 
 /** "0100007F" → "127.0.0.1" (/proc/net/tcp prints IPv4 addresses in host byte order: little-endian here). */
@@ -93,9 +99,17 @@ export class ConnectionTracker {
       if (known === undefined || known.releasedAt !== undefined) {
         // New (or a port reused after a release: a new connection; the old record is kept under a suffix).
         if (known !== undefined) this.connections.set(`${peer}#${known.firstSeen.toFixed(0)}`, known);
-        this.connections.set(peer, { peer, firstSeen: now, lastSeen: now, releasedAt: undefined, sendQueue });
+        this.connections.set(peer, {
+          peer,
+          firstSeen: now,
+          lastSeen: now,
+          releasedAt: undefined,
+          sendQueue,
+          lastGrowth: now,
+        });
       } else {
         known.lastSeen = now;
+        if (sendQueue > known.sendQueue) known.lastGrowth = now;
         known.sendQueue = sendQueue;
       }
     }

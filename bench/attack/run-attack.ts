@@ -418,6 +418,12 @@ interface CellResult {
   connections: number;
   cutWithinLimit: number;
   cutByEnd: number;
+  /**
+   * The connections the server cut, timed from the last sample at which its send queue grew (when a slow
+   * reader's stall began, as the server saw it) to the release: median, max, and the fraction of all
+   * attack connections cut within limit + accuracy of it. Meaningful in slow-read.
+   */
+  afterStall: { medianMs: number | null; maxMs: number | null; within: number };
   /** Median and max time the server held the connections it cut, ms. */
   heldMedianMs: number | null;
   heldMaxMs: number | null;
@@ -638,6 +644,8 @@ async function attack(
         `  ${runtime} ${mode} ${variant}: only ${n} of ${connectionsWanted} attack connections reached the server; slowhttptest said:\n` +
           attackerLog.replace(ANSI_ESCAPES, "").split("\n").slice(-12).join("\n"),
       );
+    // Slow read: from the last sample at which the server's send queue grew (the stall) to the release.
+    const afterStall = cut.map((c) => c.releasedAt! - c.lastGrowth);
     const acceptedAtS = attackConnections.map((c) => (c.firstSeen - t0) / 1000).sort((a, b) => a - b);
     const backlog = tracker.samples
       .map((at, i) => ({ atS: (at - t0) / 1000, waiting: tracker.backlog[i]! }))
@@ -660,6 +668,11 @@ async function attack(
       cutWithinLimit: n ? within / n : Number.NaN,
       cutByEnd: n ? cut.length / n : Number.NaN,
       heldMedianMs: held.length ? percentile(held, 50) : null,
+      afterStall: {
+        medianMs: afterStall.length ? percentile(afterStall, 50) : null,
+        maxMs: afterStall.length ? Math.max(...afterStall) : null,
+        within: n ? afterStall.filter((ms) => ms <= limitMs + accuracyMs).length / n : Number.NaN,
+      },
       heldMaxMs: held.length ? Math.max(...held) : null,
       clientClosed:
         attackerLeftAt !== undefined && /No open connections left/.test(attackerLog)
@@ -770,6 +783,8 @@ try {
           );
           console.error(
             `    cuts ${r.firstCutS?.toFixed(2) ?? "-"}-${r.lastCutS?.toFixed(2) ?? "-"} s; ` +
+              `after the send queue stopped growing: median ${r.afterStall.medianMs?.toFixed(0) ?? "-"} ms, ` +
+              `max ${r.afterStall.maxMs?.toFixed(0) ?? "-"} ms, ${fmt(r.afterStall.within, 2)} within the limit; ` +
               `RSS start ${fmt(r.rss.start, 0)} MiB, peak ${fmt(r.rss.peak, 0)}, attack end ${fmt(r.rss.attackEnd, 0)}, ` +
               `${r.rss.settleMs / 1000} s later ${fmt(r.rss.end, 0)}; kernel TCP memory ${fmt(r.tcpMem.start, 0)} -> peak ${fmt(r.tcpMem.peak, 0)} -> ${fmt(r.tcpMem.end, 0)} MiB`,
           );
