@@ -25,6 +25,12 @@ export interface TrackedConnection {
   releasedAt: number | undefined;
   /** Bytes in the server's send queue at the last sample that saw it held (tx_queue). */
   sendQueue: number;
+  /**
+   * ms of the last sample at which its send queue had grown (or of the first sample): after it, the server
+   * had stopped handing the kernel more bytes, so a slow reader's stall, as a response deadline sees it,
+   * began no later than this.
+   */
+  lastGrowth: number;
 }
 
 /** "0100007F" → "127.0.0.1" (/proc/net/tcp prints IPv4 addresses in host byte order: little-endian here). */
@@ -34,7 +40,11 @@ function ipv4(hex: string): string {
 }
 
 /** Server-side sockets on `port` that a process still holds: peer → bytes in its send queue. */
-export function heldPeers(port: number, table = readFileSync("/proc/net/tcp", "utf8")): Map<string, number> {
+export function heldPeers(
+  port: number,
+  table = readFileSync("/proc/net/tcp", "utf8"),
+  listen?: { backlog: number },
+): Map<string, number> {
   const held = new Map<string, number>();
   const portHex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
   for (const line of table.split("\n")) {
@@ -42,7 +52,11 @@ export function heldPeers(port: number, table = readFileSync("/proc/net/tcp", "u
     const fields = line.trim().split(/\s+/);
     if (fields.length < 10 || !fields[1]!.endsWith(portHex)) continue;
     const state = fields[3];
-    if (state === "0A") continue; // LISTEN
+    if (state === "0A") {
+      // LISTEN: its rx_queue is the accept queue, connections the kernel has set up and the server not yet taken.
+      if (listen) listen.backlog = Number.parseInt(fields[4]!.split(":")[1]!, 16);
+      continue;
+    }
     if (fields[9] === "0") continue; // orphaned: no process holds it any more
     const [remIp, remPort] = fields[2]!.split(":");
     held.set(`${ipv4(remIp!)}:${Number.parseInt(remPort!, 16)}`, Number.parseInt(fields[4]!.split(":")[0]!, 16));
@@ -54,6 +68,8 @@ export class ConnectionTracker {
   readonly connections = new Map<string, TrackedConnection>();
   /** Sample times (ms), in order. */
   readonly samples: number[] = [];
+  /** The listening socket's accept queue at each sample: connections waiting for the server to accept them. */
+  readonly backlog: number[] = [];
   private timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(
@@ -74,16 +90,26 @@ export class ConnectionTracker {
 
   sample(): void {
     const now = performance.now();
-    const held = heldPeers(this.port);
+    const listen = { backlog: 0 };
+    const held = heldPeers(this.port, undefined, listen);
     this.samples.push(now);
+    this.backlog.push(listen.backlog);
     for (const [peer, sendQueue] of held) {
       const known = this.connections.get(peer);
       if (known === undefined || known.releasedAt !== undefined) {
         // New (or a port reused after a release: a new connection; the old record is kept under a suffix).
         if (known !== undefined) this.connections.set(`${peer}#${known.firstSeen.toFixed(0)}`, known);
-        this.connections.set(peer, { peer, firstSeen: now, lastSeen: now, releasedAt: undefined, sendQueue });
+        this.connections.set(peer, {
+          peer,
+          firstSeen: now,
+          lastSeen: now,
+          releasedAt: undefined,
+          sendQueue,
+          lastGrowth: now,
+        });
       } else {
         known.lastSeen = now;
+        if (sendQueue > known.sendQueue) known.lastGrowth = now;
         known.sendQueue = sendQueue;
       }
     }

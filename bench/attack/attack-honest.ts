@@ -15,6 +15,8 @@ export interface HonestResult {
   failures: Record<string, number>;
   /** When each failed attempt started (performance.now(), ms). */
   failedAt: number[];
+  /** Each failed attempt: what went wrong, when it started (performance.now(), ms) and how long it took (ms). */
+  failed: { kind: string; start: number; ms: number }[];
 }
 
 export interface HonestOptions {
@@ -72,7 +74,19 @@ function once(options: HonestOptions, kind: "upload" | "download"): Promise<stri
         response.on("aborted", () => done("response aborted"));
       },
     );
-    const timer = setTimeout(() => done("timeout"), options.timeoutMs);
+    // Where a timeout caught the request: before the connection, before the response's head, or in its body.
+    let phase = "connecting";
+    let received = 0;
+    request.on("socket", (socket) => socket.once("connect", () => (phase = "waiting for the head")));
+    request.on("response", (response) => {
+      phase = "in the body";
+      response.on("data", (chunk: Buffer) => (received += chunk.length));
+    });
+    const timer = setTimeout(
+      () =>
+        done(phase === "in the body" ? `timeout in the body (${Math.round(received / 1024)} KiB)` : `timeout ${phase}`),
+      options.timeoutMs,
+    );
     request.on("error", (error: NodeJS.ErrnoException) => done(error.code ?? "request error"));
     if (kind === "upload") request.end(Buffer.alloc(options.uploadBytes, 0x61));
     else request.end();
@@ -81,7 +95,7 @@ function once(options: HonestOptions, kind: "upload" | "download"): Promise<stri
 
 /** Runs until `stop()`; resolves with the tally once every request in flight has ended. */
 export function runHonestClient(options: HonestOptions): { stop(): Promise<HonestResult> } {
-  const result: HonestResult = { attempts: 0, ok: 0, latencies: [], failures: {}, failedAt: [] };
+  const result: HonestResult = { attempts: 0, ok: 0, latencies: [], failures: {}, failedAt: [], failed: [] };
   let running = true;
   const loop = async (index: number) => {
     let n = index;
@@ -89,12 +103,15 @@ export function runHonestClient(options: HonestOptions): { stop(): Promise<Hones
       const kind = n++ % 2 === 0 ? "upload" : "download";
       const started = performance.now();
       const failure = await once(options, kind);
+      const ms = performance.now() - started;
       result.attempts++;
-      result.latencies.push(performance.now() - started);
+      result.latencies.push(ms);
       if (failure === undefined) result.ok++;
       else {
-        result.failures[`${kind} ${failure}`] = (result.failures[`${kind} ${failure}`] ?? 0) + 1;
+        const coarse = `${kind} ${failure.replace(/ \(.*\)$/, "")}`;
+        result.failures[coarse] = (result.failures[coarse] ?? 0) + 1;
         result.failedAt.push(started);
+        result.failed.push({ kind: `${kind} ${failure}`, start: started, ms });
       }
       if (running) await new Promise((resolve) => setTimeout(resolve, options.pauseMs));
     }

@@ -8,10 +8,11 @@
  * runtime's adapter with the short limits below), a fresh demo server is started, then:
  *   - a connection tracker samples /proc/net/tcp every 100 ms: which connections the server still
  *     holds (bench/attack/attack-conntrack.ts);
- *   - an honest client (bench/attack/attack-honest.ts) makes small uploads and downloads from 127.0.0.2;
- *   - slowhttptest opens CONNECTIONS attack connections from 127.0.0.1 (as fast as it can: -r 1000)
- *     and keeps them slow; the attack ends after SECONDS, or earlier once the server holds none of
- *     them any more (slowhttptest never closes one of its own accord).
+ *   - an honest client (bench/attack/attack-honest.ts) makes small uploads and downloads from 127.0.0.2,
+ *     alone for 3 s (its unloaded p99), then throughout the attack;
+ *   - slowhttptest opens the attack's connections from 127.0.0.1 (300 at -r 1000, or with --manual the
+ *     manual's examples: 1,000 / 3,000 / 8,000 at -r 200) and keeps them slow; the window lasts its full
+ *     length for bare and guarded alike, unless the machine's TCP memory passes TCP_MEM_CAP_MIB.
  *
  * Prints, per runtime, mode and variant:
  *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_ok <fraction of honest requests that succeeded>
@@ -27,7 +28,7 @@
  *   npx tsx bench/attack/run-attack.ts [node deno bun workers] [slow-body slow-read slowloris] [--seconds N] [--connections N]
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -56,11 +57,31 @@ const option = (name: string, fallback: number) => {
   if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} needs a positive number`);
   return value;
 };
-const SECONDS = option("--seconds", 18);
-const CONNECTIONS = option("--connections", 300);
+/**
+ * `--manual`: each mode with the parameters of slowhttptest's own manual (its examples), at its scale:
+ * slowloris `-c 1000 -H -i 10 -r 200 -x 24 -p 3`, slow POST `-c 3000 -B -i 110 -r 200 -s 8192 -x 10`,
+ * slow read `-c 8000 -X -r 200 -w 512 -y 1024 -n 5 -z 32 -k 3`. `--connections N` then overrides -c.
+ */
+const MANUAL = argv.includes("--manual");
+const MANUAL_CONNECTIONS: Record<Mode, number> = { slowloris: 1000, "slow-body": 3000, "slow-read": 8000 };
+/** slowhttptest's connection rate (-r) in each profile: connections opened per second. */
+const RATE = MANUAL ? 200 : 1000;
+const CONNECTIONS_OPTION = argv.includes("--connections") ? option("--connections", 300) : undefined;
+const connectionsFor = (mode: Mode) => CONNECTIONS_OPTION ?? (MANUAL ? MANUAL_CONNECTIONS[mode] : 300);
+/**
+ * How long an attack lasts at most: 18 s by default; with --manual, the time slowhttptest takes to open
+ * every connection at -r 200, plus 18 s (the longest limit, workerd's 15 s header bound, and a margin).
+ */
+const SECONDS_OPTION = argv.includes("--seconds") ? option("--seconds", 18) : undefined;
+const secondsFor = (mode: Mode) => SECONDS_OPTION ?? (MANUAL ? Math.ceil(connectionsFor(mode) / RATE) + 18 : 18);
+/** How long the honest client runs alone before the attack (its unloaded p99). */
+const UNLOADED_MS = 3_000;
+/** After the attacker has gone, how long the server gets before its RSS is read again. */
+const SETTLE_MS = 3_000;
 const positional = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
 for (const p of positional)
-  if (![...RUNTIMES, ...MODES].includes(p as never)) throw new TypeError(`unknown argument "${p}"`);
+  if (![...RUNTIMES, ...MODES, "bare", "guarded"].includes(p as never)) throw new TypeError(`unknown argument "${p}"`);
+const namedVariants = (["bare", "guarded"] as const).filter((v) => positional.includes(v));
 const namedRuntimes = RUNTIMES.filter((r) => positional.includes(r));
 const namedModes = MODES.filter((m) => positional.includes(m));
 const runtimes = namedRuntimes.length ? namedRuntimes : RUNTIMES;
@@ -90,6 +111,13 @@ const HONEST = {
   localAddress: "127.0.0.2",
 };
 const ATTACKER = "127.0.0.1";
+/**
+ * The kernel's TCP memory is one pool for the whole machine (tcp_mem: pressure at 1.5 GiB, hard limit 2.2 GiB
+ * here), and on loopback it also holds the attacker's side. An attack stops early if it passes this.
+ */
+const TCP_MEM_CAP_MIB = 1_400;
+/** What a slow reader asks for: 1 GiB, so that the response outlasts any attack and only a deadline ends it. */
+const SLOW_READ_BYTES = 2 ** 30;
 
 /**
  * The limit an attack connection should be cut within, and what is added to it: body modes, the
@@ -131,19 +159,46 @@ function slowhttptestArgs(mode: Mode, url: string, csvPrefix: string): string[] 
   // connection of its own to the attack counted at the server (the honest client measures availability).
   const common = [
     "-c",
-    String(CONNECTIONS),
+    String(connectionsFor(mode)),
     "-r",
-    "1000",
+    String(RATE),
     "-l",
-    String(SECONDS + 30),
+    String(secondsFor(mode) + 30),
     "-g",
     "-o",
     csvPrefix,
     "-p",
-    "100",
+    MANUAL ? "3" : "100",
     "-e",
     "127.0.0.1:9",
   ];
+  if (MANUAL)
+    switch (mode) {
+      case "slow-body":
+        // The manual's slow POST: Content-Length 8192, then up to 10 bytes of body every 110 s.
+        return ["-B", "-u", `${url}/upload`, "-i", "110", "-s", "8192", "-x", "10", ...common];
+      case "slow-read":
+        // The manual's slow read: a 1-KiB window at most, 32 bytes read every 5 s, 3 requests pipelined.
+        return [
+          "-X",
+          "-u",
+          `${url}/download?bytes=${SLOW_READ_BYTES}`,
+          "-w",
+          "512",
+          "-y",
+          "1024",
+          "-n",
+          "5",
+          "-z",
+          "32",
+          "-k",
+          "3",
+          ...common,
+        ];
+      case "slowloris":
+        // The manual's slowloris: one more header line of up to 24 bytes every 10 s.
+        return ["-H", "-u", `${url}/`, "-i", "10", "-x", "24", ...common];
+    }
   switch (mode) {
     case "slow-body":
       // R.U.D.Y.: headers with Content-Length 64 KiB, then up to 66 bytes of body each second.
@@ -153,7 +208,7 @@ function slowhttptestArgs(mode: Mode, url: string, csvPrefix: string): string[] 
       return [
         "-X",
         "-u",
-        `${url}/download?bytes=1073741824`,
+        `${url}/download?bytes=${SLOW_READ_BYTES}`,
         "-k",
         "1",
         "-n",
@@ -227,6 +282,8 @@ interface Server {
   log: string[];
   /** "[stream-deadlines] … timeout:" lines the demo printed (one per deadline that fired). */
   fired: number;
+  /** Node only: the loop probe's samples (epoch ms, loop delay max and p99 in ms, RSS MiB). */
+  probe: { at: number; max: number; p99: number; rss: number; cpuMs: number }[];
 }
 
 async function startServer(runtime: Runtime, variant: Variant, configFile: string): Promise<Server> {
@@ -242,19 +299,27 @@ async function startServer(runtime: Runtime, variant: Variant, configFile: strin
     configFile,
   ];
   if (variant === "bare") args.push("--bare");
+  // Node serves in this process: the loop probe (event-loop delay and RSS every 200 ms) is loaded into it.
+  if (runtime === "node") args.splice(2, 0, "--import", join(root, "bench/attack/loop-probe.ts"));
   const child = startGroup(process.execPath, args);
   const log: string[] = [];
   let server: Server | undefined;
   let fired = 0;
-  let partial = "";
-  const countFirings = (data: Buffer) => {
-    const lines = (partial + data.toString()).split("\n");
-    partial = lines.pop()!;
-    for (const line of lines) if (/^\[stream-deadlines\] .* timeout( after headers)?: /.test(line)) fired++;
+  const probe: Server["probe"] = [];
+  const partial = { stdout: "", stderr: "" };
+  const countFirings = (stream: "stdout" | "stderr") => (data: Buffer) => {
+    const lines = (partial[stream] + data.toString()).split("\n");
+    partial[stream] = lines.pop()!;
+    for (const line of lines) {
+      if (/^\[stream-deadlines\] .* timeout( after headers)?: /.test(line)) fired++;
+      const sample = /^# loop-probe (\d+) ([\d.]+) ([\d.]+) ([\d.]+) (\d+)/.exec(line);
+      if (sample)
+        probe.push({ at: +sample[1]!, max: +sample[2]!, p99: +sample[3]!, rss: +sample[4]!, cpuMs: +sample[5]! });
+    }
     if (server) server.fired = fired;
   };
-  child.stdout!.on("data", countFirings);
-  child.stderr!.on("data", countFirings);
+  child.stdout!.on("data", countFirings("stdout"));
+  child.stderr!.on("data", countFirings("stderr"));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`${runtime} ${variant}: no "listening on" within 60 s\n${log.join("")}`)),
@@ -267,7 +332,7 @@ async function startServer(runtime: Runtime, variant: Variant, configFile: strin
       if (match) {
         clearTimeout(timer);
         child.stdout!.off("data", onData);
-        server = { child, url: match[1]!, port: Number(match[2]), log, fired };
+        server = { child, url: match[1]!, port: Number(match[2]), log, fired, probe };
         resolve(server);
       }
     };
@@ -283,6 +348,54 @@ async function startServer(runtime: Runtime, variant: Variant, configFile: strin
   });
 }
 
+// --- the server's memory ---------------------------------------------------------------------------
+
+/** The process that holds the listening socket on `port` (deno, bun and workerd run under a node launcher). */
+function listenerPid(port: number, fallback: number): number {
+  const portHex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const inodes = new Set<string>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = "";
+    try {
+      text = readFileSync(table, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const f = line.trim().split(/\s+/);
+      if (f.length >= 10 && f[1]!.endsWith(portHex) && f[3] === "0A") inodes.add(f[9]!);
+    }
+  }
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+        if (inode !== undefined && inodes.has(inode)) return Number(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  }
+  return fallback;
+}
+
+/** Resident memory of a process, MiB (VmRSS), or NaN once it is gone. */
+function rssMiB(pid: number): number {
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb === undefined ? Number.NaN : Number(kb) / 1024;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 // --- one attack ----------------------------------------------------------------------------------
 
 interface CellResult {
@@ -294,13 +407,23 @@ interface CellResult {
   limitNote: string;
   attackSeconds: number;
   /**
-   * Why the attack ended: "time" (SECONDS passed), "all closed" (slowhttptest had no connection
+   * Why the window ended: "time" (its seconds passed), or "tcp memory cap" (the machine's TCP memory passed
+   * TCP_MEM_CAP_MIB). Formerly also "all closed" (slowhttptest had no connection
    * left), "all cut" (the server held none of them any more; slowhttptest may not have noticed).
    */
-  ended: "time" | "all closed" | "all cut";
+  ended: "time" | "tcp memory cap";
+  /** When slowhttptest exited of its own accord (no connection left), and when the server had cut them all, s. */
+  attackerExitedS: number | null;
+  allCutS: number | null;
   connections: number;
   cutWithinLimit: number;
   cutByEnd: number;
+  /**
+   * The connections the server cut, timed from the last sample at which its send queue grew (when a slow
+   * reader's stall began, as the server saw it) to the release: median, max, and the fraction of all
+   * attack connections cut within limit + accuracy of it. Meaningful in slow-read.
+   */
+  afterStall: { medianMs: number | null; maxMs: number | null; within: number };
   /** Median and max time the server held the connections it cut, ms. */
   heldMedianMs: number | null;
   heldMaxMs: number | null;
@@ -312,6 +435,25 @@ interface CellResult {
   heldSendQueueBytes: number;
   /** Load average (1 min) of the machine when the attack ended: the machine is shared. */
   load1: number;
+  /** The attack connections asked of slowhttptest. */
+  connectionsWanted: number;
+  /** When the server accepted the attack connections (first seen held), s after slowhttptest started. */
+  acceptedS: { first: number | null; median: number | null; last: number | null };
+  /** The listening socket's accept queue (connections set up by the kernel, not yet accepted), every 100 ms. */
+  acceptQueue: { max: number; series100ms: number[] };
+  /** When the server let go of its first and its last attack connection, s after slowhttptest started. */
+  firstCutS: number | null;
+  lastCutS: number | null;
+  /** The server process's RSS, MiB: before the attack, its peak, when the attacker left, and SETTLE_MS later. */
+  rss: { start: number; peak: number; attackEnd: number; end: number; settleMs: number };
+  /** The kernel's TCP buffer memory on the whole machine (/proc/net/sockstat "TCP: mem"), MiB. */
+  tcpMem: { start: number; peak: number; end: number; series200ms: number[] };
+  /** Machine-wide TCP counters that moved during the attack (memory pressure, prunes, drops, retransmissions). */
+  tcpCounters: Record<string, number>;
+  /** Node only: event-loop delay (max and p99 over 200 ms) and RSS, s after slowhttptest started. */
+  loop: { atS: number; max: number; p99: number; rss: number; cpuMs: number }[];
+  /** The honest client alone on the server, for UNLOADED_MS before the attack. */
+  unloaded: { attempts: number; ok: number; p50: number; p99: number };
   honest: {
     attempts: number;
     ok: number;
@@ -320,7 +462,65 @@ interface CellResult {
     p99: number;
     failures: Record<string, number>;
     failedAtS: number[];
+    failed: { kind: string; startS: number; endS: number }[];
   };
+}
+
+/** The kernel's TCP counters that tell memory pressure, drops and retransmissions (/proc/net/netstat, /proc/net/snmp). */
+const TCP_COUNTERS = [
+  "TcpExt.TCPMemoryPressures",
+  "TcpExt.TCPMemoryPressuresChrono",
+  "TcpExt.TCPAbortOnMemory",
+  "TcpExt.PruneCalled",
+  "TcpExt.RcvPruned",
+  "TcpExt.TCPRcvQDrop",
+  "TcpExt.TCPBacklogDrop",
+  "TcpExt.ListenOverflows",
+  "TcpExt.ListenDrops",
+  "TcpExt.TCPTimeouts",
+  "TcpExt.TCPAbortOnData",
+  "TcpExt.TCPAbortOnClose",
+  "TcpExt.TCPAbortOnTimeout",
+  "TcpExt.TCPZeroWindowDrop",
+  "Tcp.RetransSegs",
+  "Tcp.OutRsts",
+];
+function tcpCounters(): Record<string, number> {
+  const values: Record<string, number> = {};
+  for (const file of ["/proc/net/netstat", "/proc/net/snmp"]) {
+    let lines: string[] = [];
+    try {
+      lines = readFileSync(file, "utf8").trim().split("\n");
+    } catch {
+      continue;
+    }
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const names = lines[i]!.split(/\s+/);
+      const numbers = lines[i + 1]!.split(/\s+/);
+      const prefix = names[0]!.replace(/:$/, "");
+      for (let j = 1; j < names.length; j++) {
+        const key = `${prefix}.${names[j]}`;
+        if (TCP_COUNTERS.includes(key)) values[key] = Number(numbers[j]);
+      }
+    }
+  }
+  return values;
+}
+const counterDelta = (before: Record<string, number>, after: Record<string, number>) =>
+  Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k.replace(/^\w+\./, ""), v - (before[k] ?? 0)] as const)
+      .filter(([, v]) => v !== 0),
+  );
+
+/** TCP buffer memory the kernel has allocated, machine-wide (pages of 4 KiB), MiB. */
+function tcpMemMiB(): number {
+  try {
+    const pages = /TCP:.* mem (\d+)/.exec(readFileSync("/proc/net/sockstat", "utf8"))?.[1];
+    return pages === undefined ? Number.NaN : (Number(pages) * 4096) / 2 ** 20;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 const percentile = (xs: number[], p: number) => {
@@ -358,6 +558,23 @@ async function attack(
         `${runtime} ${variant}: the honest client failed before the attack: ${JSON.stringify(warm.failures)}`,
       );
 
+    // The honest client alone first: its p99 on the unloaded server is what the attack's is compared with.
+    const unloaded = runHonestClient({ ...HONEST, url: server.url });
+    await new Promise((resolve) => setTimeout(resolve, UNLOADED_MS));
+    const unloadedTally = await unloaded.stop();
+    const pid = listenerPid(server.port, server.child.pid!);
+    const rssStart = rssMiB(pid);
+    let rssPeak = rssStart;
+    const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(pid) || 0)), 200);
+    const tcpMemStart = tcpMemMiB();
+    let tcpMemPeak = tcpMemStart;
+    const countersStart = tcpCounters();
+    const tcpMemSeries: number[] = [];
+    const tcpMemTimer = setInterval(() => {
+      const mem = tcpMemMiB();
+      tcpMemSeries.push(Math.round(mem));
+      tcpMemPeak = Math.max(tcpMemPeak, mem);
+    }, 200);
     tracker.start();
     const honest = runHonestClient({ ...HONEST, url: server.url });
     const csvPrefix = join(workDir, `${runtime}-${mode}-${variant}`);
@@ -366,17 +583,28 @@ async function attack(
     let attackerLog = "";
     attacker.stdout!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
     attacker.stderr!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
-    const attackerExited = new Promise<"all closed">((resolve) => attacker.once("exit", () => resolve("all closed")));
+    // The window lasts secondsFor(mode) whatever happens to the attack, so that bare and guarded are compared over
+    // the same time (an earlier version ended a guarded attack once every connection was cut, which dropped the
+    // cheap honest requests after it and made honest_ok depend on how soon the server cut). It ends early only if
+    // the machine's TCP memory passes TCP_MEM_CAP_MIB: the kernel's TCP memory is shared by every process here.
+    let attackerExitedAt: number | undefined;
+    attacker.once("exit", () => (attackerExitedAt = performance.now()));
+    let allCutAt: number | undefined;
     let watch: ReturnType<typeof setInterval> | undefined;
-    const allCut = new Promise<"all cut">((resolve) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const ended = await new Promise<"time" | "tcp memory cap">((resolve) => {
       watch = setInterval(() => {
         const seen = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
-        if (seen.length >= CONNECTIONS && seen.every((c) => c.releasedAt !== undefined)) resolve("all cut");
+        if (
+          allCutAt === undefined &&
+          seen.length >= connectionsFor(mode) &&
+          seen.every((c) => c.releasedAt !== undefined)
+        )
+          allCutAt = performance.now();
+        if (tcpMemMiB() > TCP_MEM_CAP_MIB) resolve("tcp memory cap");
       }, SAMPLE_MS);
+      timer = setTimeout(() => resolve("time"), secondsFor(mode) * 1000);
     });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeUp = new Promise<"time">((resolve) => (timer = setTimeout(() => resolve("time"), SECONDS * 1000)));
-    const ended = await Promise.race([attackerExited, allCut, timeUp]);
     clearInterval(watch);
     clearTimeout(timer);
     // The last look at the server while the attacker still holds every connection it has.
@@ -385,8 +613,17 @@ async function attack(
     const load1 = loadavg()[0]!;
     // Honest requests already under way finish (or time out) while the attack still stands; none starts after it.
     const tally = await honest.stop();
-    if (ended !== "all closed") await stopGroup(attacker, "SIGINT", 3_000);
-    else if (!/No open connections left/.test(attackerLog)) {
+    const attackerLeftAt = attackerExitedAt; // on its own, before it is stopped here
+    await stopGroup(attacker, "SIGINT", 3_000);
+    const rssAtAttackEnd = rssMiB(pid);
+    const countersAtAttackEnd = tcpCounters();
+    // The server's memory once the attacker has gone: after SETTLE_MS with no traffic.
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+    clearInterval(rssTimer);
+    clearInterval(tcpMemTimer);
+    const rssEnd = rssMiB(pid);
+    const tcpMemEnd = tcpMemMiB();
+    if (attackerLeftAt !== undefined && !/No open connections left/.test(attackerLog)) {
       throw new Error(
         `${runtime} ${mode} ${variant}: slowhttptest ended early:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
       );
@@ -401,11 +638,23 @@ async function attack(
     const held = cut.map((c) => c.releasedAt! - c.firstSeen);
     const within = held.filter((ms) => ms <= limitMs + accuracyMs).length;
     const n = attackConnections.length;
-    if (ended !== "all closed" && n < CONNECTIONS * 0.9) {
-      throw new Error(
-        `${runtime} ${mode} ${variant}: only ${n} of ${CONNECTIONS} attack connections reached the server:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
+    const connectionsWanted = connectionsFor(mode);
+    if (n < connectionsWanted * 0.9)
+      console.error(
+        `  ${runtime} ${mode} ${variant}: only ${n} of ${connectionsWanted} attack connections reached the server; slowhttptest said:\n` +
+          attackerLog.replace(ANSI_ESCAPES, "").split("\n").slice(-12).join("\n"),
       );
-    }
+    // Slow read: from the last sample at which the server's send queue grew (the stall) to the release.
+    const afterStall = cut.map((c) => c.releasedAt! - c.lastGrowth);
+    const acceptedAtS = attackConnections.map((c) => (c.firstSeen - t0) / 1000).sort((a, b) => a - b);
+    const backlog = tracker.samples
+      .map((at, i) => ({ atS: (at - t0) / 1000, waiting: tracker.backlog[i]! }))
+      .filter((x) => x.atS >= 0);
+    const cutTimes = cut.map((c) => c.releasedAt! - t0).sort((a, b) => a - b);
+    const epoch0 = performance.timeOrigin + t0;
+    const loop = server.probe
+      .filter((x) => x.at >= epoch0 - 2_000 && x.at <= performance.timeOrigin + tEnd + 1_000)
+      .map((x) => ({ ...x, atS: Number(((x.at - epoch0) / 1000).toFixed(1)) }));
     return {
       runtime,
       mode,
@@ -419,13 +668,42 @@ async function attack(
       cutWithinLimit: n ? within / n : Number.NaN,
       cutByEnd: n ? cut.length / n : Number.NaN,
       heldMedianMs: held.length ? percentile(held, 50) : null,
+      afterStall: {
+        medianMs: afterStall.length ? percentile(afterStall, 50) : null,
+        maxMs: afterStall.length ? Math.max(...afterStall) : null,
+        within: n ? afterStall.filter((ms) => ms <= limitMs + accuracyMs).length / n : Number.NaN,
+      },
       heldMaxMs: held.length ? Math.max(...held) : null,
-      clientClosed: ended === "all closed" ? CONNECTIONS : lastCsvClosed(`${csvPrefix}.csv`),
+      clientClosed:
+        attackerLeftAt !== undefined && /No open connections left/.test(attackerLog)
+          ? connectionsWanted
+          : lastCsvClosed(`${csvPrefix}.csv`),
       firedFraction: n ? server.fired / n : Number.NaN,
       heldSendQueueBytes: attackConnections
         .filter((c) => c.releasedAt === undefined || c.releasedAt > tEnd)
         .reduce((sum, c) => sum + c.sendQueue, 0),
       load1,
+      connectionsWanted,
+      attackerExitedS: attackerLeftAt === undefined ? null : (attackerLeftAt - t0) / 1000,
+      allCutS: allCutAt === undefined ? null : (allCutAt - t0) / 1000,
+      acceptedS: {
+        first: acceptedAtS[0] ?? null,
+        median: acceptedAtS.length ? percentile(acceptedAtS, 50) : null,
+        last: acceptedAtS.at(-1) ?? null,
+      },
+      acceptQueue: { max: Math.max(0, ...backlog.map((x) => x.waiting)), series100ms: backlog.map((x) => x.waiting) },
+      firstCutS: cutTimes.length ? cutTimes[0]! / 1000 : null,
+      lastCutS: cutTimes.length ? cutTimes.at(-1)! / 1000 : null,
+      rss: { start: rssStart, peak: rssPeak, attackEnd: rssAtAttackEnd, end: rssEnd, settleMs: SETTLE_MS },
+      tcpMem: { start: tcpMemStart, peak: tcpMemPeak, end: tcpMemEnd, series200ms: tcpMemSeries },
+      tcpCounters: counterDelta(countersStart, countersAtAttackEnd),
+      loop,
+      unloaded: {
+        attempts: unloadedTally.attempts,
+        ok: unloadedTally.ok,
+        p50: percentile(unloadedTally.latencies, 50),
+        p99: percentile(unloadedTally.latencies, 99),
+      },
       honest: {
         attempts: tally.attempts,
         ok: tally.ok,
@@ -434,6 +712,11 @@ async function attack(
         p99: percentile(tally.latencies, 99),
         failures: tally.failures,
         failedAtS: tally.failedAt.map((t) => Number(((t - t0) / 1000).toFixed(1))),
+        failed: tally.failed.map((f) => ({
+          kind: f.kind,
+          startS: Number(((f.start - t0) / 1000).toFixed(2)),
+          endS: Number(((f.start + f.ms - t0) / 1000).toFixed(2)),
+        })),
       },
     };
   } finally {
@@ -463,7 +746,8 @@ const configFile = join(workDir, "demo-config.json");
 writeFileSync(configFile, JSON.stringify(DEMO_CONFIG));
 const started = performance.now();
 console.log(
-  `# attack bench: slowhttptest ${version}, ${CONNECTIONS} connections per attack (-r 1000), ${SECONDS} s per attack, loopback; ` +
+  `# attack bench: slowhttptest ${version}, ${MANUAL ? "the manual's parameters" : "short attacks"}: ` +
+    `${modes.map((m) => `${m} ${connectionsFor(m)} connections for at most ${secondsFor(m)} s`).join(", ")} (-r ${RATE}); loopback; ` +
     `guarded limits: request ${JSON.stringify(DEMO_CONFIG.request)}, response ${JSON.stringify(DEMO_CONFIG.response)}, ` +
     `Node headersTimeout ${NODE_HEADERS_TIMEOUT_MS} ms (adapter default); bare: each runtime's own server and defaults; ` +
     `honest client: ${HONEST.loops} loops of ${HONEST.uploadBytes / 1024} KiB uploads / ${HONEST.downloadBytes / 1024} KiB downloads, a new connection each, timeout ${HONEST.timeoutMs} ms; ` +
@@ -478,7 +762,7 @@ try {
       // Alternate which variant goes first, so neither always runs on a machine fresh from the other.
       const order: Variant[] =
         (runtimes.indexOf(runtime) + modes.indexOf(mode)) % 2 === 0 ? ["bare", "guarded"] : ["guarded", "bare"];
-      for (const variant of order) {
+      for (const variant of order.filter((v) => namedVariants.length === 0 || namedVariants.includes(v))) {
         const name = `attack.${runtime}.${mode}.${variant}`;
         try {
           const r = await attack(runtime, mode, variant, configFile, workDir);
@@ -493,10 +777,33 @@ try {
             .join(", ");
           console.error(
             `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
-              `cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
+              `all cut at ${r.allCutS?.toFixed(1) ?? "-"} s, slowhttptest left at ${r.attackerExitedS?.toFixed(1) ?? "-"} s; cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
               `still held at the end: ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(1)} MiB in send queues; ` +
-              `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms${failures ? ` (${failures}, started at ${r.honest.failedAtS.join(", ")} s)` : ""}; load ${r.load1.toFixed(1)}`,
+              `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms (unloaded p99 ${fmt(r.unloaded.p99, 1)} ms)${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
           );
+          console.error(
+            `    cuts ${r.firstCutS?.toFixed(2) ?? "-"}-${r.lastCutS?.toFixed(2) ?? "-"} s; ` +
+              `after the send queue stopped growing: median ${r.afterStall.medianMs?.toFixed(0) ?? "-"} ms, ` +
+              `max ${r.afterStall.maxMs?.toFixed(0) ?? "-"} ms, ${fmt(r.afterStall.within, 2)} within the limit; ` +
+              `RSS start ${fmt(r.rss.start, 0)} MiB, peak ${fmt(r.rss.peak, 0)}, attack end ${fmt(r.rss.attackEnd, 0)}, ` +
+              `${r.rss.settleMs / 1000} s later ${fmt(r.rss.end, 0)}; kernel TCP memory ${fmt(r.tcpMem.start, 0)} -> peak ${fmt(r.tcpMem.peak, 0)} -> ${fmt(r.tcpMem.end, 0)} MiB`,
+          );
+          console.error(
+            `    accepted ${r.acceptedS.first?.toFixed(2)} / ${r.acceptedS.median?.toFixed(2)} / ${r.acceptedS.last?.toFixed(2)} s (first / median / last); ` +
+              `accept queue max ${r.acceptQueue.max}, per 100 ms: ${r.acceptQueue.series100ms.slice(0, 120).join(" ")}`,
+          );
+          console.error(
+            `    TCP counters: ${JSON.stringify(r.tcpCounters)}; TCP memory (MiB) per 200 ms: ${r.tcpMem.series200ms.join(" ")}`,
+          );
+          if (r.honest.failed.length)
+            console.error(
+              `    honest failures (start-end, s): ${r.honest.failed.map((f) => `${f.kind} ${f.startS}-${f.endS}`).join("; ")}`,
+            );
+          if (r.loop.length)
+            console.error(
+              `    loop delay max (ms) per 200 ms from ${r.loop[0]!.atS} s: ${r.loop.map((x) => x.max.toFixed(0)).join(" ")}\n` +
+                `    server CPU ms per 200 ms: ${r.loop.map((x) => x.cpuMs).join(" ")}`,
+            );
         } catch (error) {
           console.log(
             `figure ${name}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`,
@@ -514,9 +821,9 @@ try {
 // --- table ---------------------------------------------------------------------------------------
 
 console.log(
-  "\n| runtime | mode | limit (+ accuracy) | variant | honest_ok | honest_p99 | cut_within_limit | cut_by_end | cut after (median / max) | deadlines fired | held at the end (send queues) |",
+  "\n| runtime | mode | connections | limit (+ accuracy) | variant | honest_ok | honest_p99 (unloaded) | cut_within_limit | cut_by_end | cut after (median / max) | held at the end (send queues) | RSS start / peak / end | load |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 const ordered = runtimes.flatMap((runtime) =>
   modes.flatMap((mode) =>
     (["bare", "guarded"] as const).map((variant) =>
@@ -530,21 +837,25 @@ for (const r of ordered) {
     r.heldMedianMs === null ? "–" : `${(r.heldMedianMs / 1000).toFixed(2)} / ${(r.heldMaxMs! / 1000).toFixed(2)} s`;
   const held = Math.round(r.connections * (1 - r.cutByEnd));
   console.log(
-    `| ${r.runtime} | ${r.mode} | ${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ${fmt(r.honest.p99, 0)} ms | ` +
-      `${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ${fmt(r.firedFraction, 2)} | ${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB |`,
+    `| ${r.runtime} | ${r.mode} | ${r.connections} of ${r.connectionsWanted}${r.ended === "tcp memory cap" ? " (TCP memory cap)" : ""} | ` +
+      `${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ` +
+      `${fmt(r.honest.p99, 0)} ms (${fmt(r.unloaded.p99, 0)} ms) | ${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ` +
+      `${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB | ` +
+      `${fmt(r.rss.start, 0)} / ${fmt(r.rss.peak, 0)} / ${fmt(r.rss.end, 0)} MiB | ${r.load1.toFixed(1)} |`,
   );
 }
 const totalSeconds = (performance.now() - started) / 1000;
 console.log(`\n# ${results.length} attacks in ${totalSeconds.toFixed(0)} s`);
 mkdirSync(join(root, ".bench-out"), { recursive: true });
 writeFileSync(
-  join(root, ".bench-out/attack-results.json"),
+  join(root, MANUAL ? ".bench-out/attack-results-manual.json" : ".bench-out/attack-results.json"),
   JSON.stringify(
     {
       date: new Date().toISOString(),
       slowhttptest: version,
-      connections: CONNECTIONS,
-      seconds: SECONDS,
+      profile: MANUAL ? "manual" : "short",
+      connections: Object.fromEntries(modes.map((m) => [m, connectionsFor(m)])),
+      seconds: Object.fromEntries(modes.map((m) => [m, secondsFor(m)])),
       config: DEMO_CONFIG,
       totalSeconds,
       results,
