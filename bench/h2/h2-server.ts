@@ -11,7 +11,8 @@
  * One JSON object per line on stdout (`{"event":…}`); commands on stdin:
  *   baseline   heap/RSS after gc, and the open streams
  *   measure    heap/RSS after gc with the stalled streams open (and how many the server holds)
- *   stats      the loop histogram since 50 ms before the phase's first stalled stream was due, the firings, the open stalled streams, the debug counters
+ *   stats      the loop histogram since 50 ms before the phase's first stalled stream was due, the firings,
+ *              the open stalled streams, the debug counters
  *   quit
  * Stalled streams are those whose path carries `stall=1`: the server counts them open until their
  * response closes, and emits `reaped` with the loop figures once the last one has closed.

@@ -492,7 +492,10 @@ async function startServer(mode: "bare" | "guarded"): Promise<{ server: ServerPr
   return { server, port };
 }
 
-/** Each kind of stalled stream on a fresh server (so that its RSS baseline is its own); then slow read and rapid reset. */
+/**
+ * Each kind of stalled stream on a fresh server (so that its RSS baseline is its own); then, on the second,
+ * slow read and rapid reset.
+ */
 async function runMode(mode: "bare" | "guarded"): Promise<void> {
   let { server, port } = await startServer(mode);
   try {
