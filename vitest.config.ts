@@ -18,6 +18,7 @@ const SOCKET_TESTS = [
   "test/fresh-clone.test.ts",
   "test/demo-bare.test.ts",
   "test/frameworks.test.ts",
+  "test/h2-abuse.test.ts",
 ];
 
 /**

@@ -42,6 +42,8 @@ export interface Observation {
 export interface RunningServer {
   row: RuntimeRow;
   port: number;
+  /** The launched process (for Deno, Bun and workerd, the parent of the runtime's own process). */
+  pid: number;
   /** Everything the fixture server observed, in order. */
   observations: Observation[];
   /** Resolves with the first observation (from `since` on) that matches, or undefined after `timeoutMs`. */
@@ -157,6 +159,7 @@ export async function launch(
   return {
     row,
     port,
+    pid: child.pid!,
     observations,
     log,
     waitFor(match, timeoutMs, since = 0) {
