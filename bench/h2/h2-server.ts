@@ -18,12 +18,12 @@
  * response closes, and emits `reaped` with the loop figures once the last one has closed.
  */
 import http2 from "node:http2";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { toNodeHandler } from "srvx/node";
 import { serve } from "../../adapters/node.ts";
 import { deadlineDebugCounters, type TimeoutEvent } from "../../src/index.ts";
 import { benchHandler } from "../shared/http-bench-app.ts";
+import { emit, loopDelay, memory } from "../shared/server-figures.ts";
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,32 +34,9 @@ function arg(name: string, fallback?: string): string {
 
 const mode = arg("mode");
 const IDLE = Number(arg("idle"));
-const LOOP_RESOLUTION_MS = 10;
-const gc = (globalThis as { gc?: () => void }).gc;
-if (gc === undefined) throw new Error("h2-server: run node with --expose-gc");
-
-const emit = (event: string, data: Record<string, unknown> = {}) =>
-  process.stdout.write(`${JSON.stringify({ event, ...data })}\n`);
-
-function memory() {
-  gc!();
-  gc!();
-  const { heapUsed, rss, external, arrayBuffers } = process.memoryUsage();
-  return { heapUsed, rss, external, arrayBuffers };
-}
-
-const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-histogram.enable();
-const ms = (ns: number) => ns / 1e6;
-/** As bench/scale: Node's histogram records whole intervals; the delay is what exceeds the 10 ms period. */
-const delayOf = (ns: number) => Math.max(0, ms(ns) - LOOP_RESOLUTION_MS);
-const loopFigures = () => ({
-  p50: delayOf(histogram.percentile(50)),
-  p99: delayOf(histogram.percentile(99)),
-  max: delayOf(histogram.max),
-  intervalP99: ms(histogram.percentile(99)),
-  samples: histogram.count,
-});
+if ((globalThis as { gc?: () => void }).gc === undefined) throw new Error("h2-server: run node with --expose-gc");
+const loopWindow = loopDelay();
+const loopFigures = loopWindow.figures;
 
 const firings: Record<string, number> = {};
 const onTimeout = (event: TimeoutEvent) => {
@@ -113,7 +90,7 @@ server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHtt
   // covers the mass expiry from just before it.
   if (stalledSeen === 1)
     setTimeout(() => {
-      histogram.reset();
+      loopWindow.reset();
       armed = true;
     }, IDLE - 50);
   stream.once("close", () => {

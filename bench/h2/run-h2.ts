@@ -19,10 +19,10 @@
  * Run: bash bench/h2/run-h2.sh [--n N] [--connections C] [--idle MS] [--watch MS] [--server-node PATH]
  * Output: `figure h2.node.<bare|guarded>.…` lines on stdout; progress on stderr.
  */
+import { EventLines, type Json } from "../shared/event-lines.ts";
 import { type ChildProcess, spawn } from "node:child_process";
 import http2 from "node:http2";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 function arg(name: string, fallback: string): string {
@@ -57,9 +57,6 @@ const quantile = (values: number[], q: number) => {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * q))]!;
 };
 
-// biome-ignore lint/suspicious/noExplicitAny: parsed JSON lines of the server, read by field
-type Json = Record<string, any>;
-
 const children = new Set<ChildProcess>();
 process.on("exit", () => {
   for (const child of children) if (child.exitCode === null) child.kill("SIGKILL");
@@ -71,8 +68,7 @@ setTimeout(() => {
 
 class ServerProcess {
   readonly child: ChildProcess;
-  private readonly events: Json[] = [];
-  private waiters: { name: string; resolve: (e: Json) => void }[] = [];
+  private readonly lines: EventLines;
 
   constructor(readonly mode: string) {
     this.child = spawn(SERVER_NODE, ["--expose-gc", SERVER_JS, "--mode", mode, "--idle", String(IDLE)], {
@@ -83,38 +79,11 @@ class ServerProcess {
       children.delete(this.child);
       if (code !== 0) log(`server (${mode}) exited with ${code ?? signal}`);
     });
-    createInterface({ input: this.child.stdout! }).on("line", (line) => {
-      let event: Json;
-      try {
-        event = JSON.parse(line) as Json;
-      } catch {
-        log(`server: ${line}`);
-        return;
-      }
-      const waiter = this.waiters.find((w) => w.name === event.event);
-      if (waiter !== undefined) {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        waiter.resolve(event);
-      } else this.events.push(event);
-    });
+    this.lines = new EventLines(this.child.stdout!, log);
   }
 
   next(name: string, timeoutMs: number): Promise<Json> {
-    const i = this.events.findIndex((e) => e.event === name);
-    if (i >= 0) return Promise.resolve(this.events.splice(i, 1)[0]!);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no "${name}" from the server within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      this.waiters.push({
-        name,
-        resolve: (e) => {
-          clearTimeout(timer);
-          resolve(e);
-        },
-      });
-    });
+    return this.lines.next(name, timeoutMs);
   }
 
   ask(command: string, answer: string, timeoutMs = 20_000): Promise<Json> {

@@ -14,10 +14,10 @@
  * Run: bash bench/scale/run-scale.sh [--n N] [--idle MS]   (builds with tsc, raises the fd limit per process)
  * Output: `figure scale.node.…` lines on stdout; progress and diagnostics on stderr.
  */
+import { EventLines, type Json } from "../shared/event-lines.ts";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import http from "node:http";
 import path from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
 function arg(name: string, fallback: string): string {
@@ -87,14 +87,10 @@ const watchdog = setTimeout(() => {
 }, RUN_LIMIT_MS);
 watchdog.unref();
 
-// biome-ignore lint/suspicious/noExplicitAny: parsed JSON lines of the server, read by field
-type Json = Record<string, any>;
-
 /** The server's JSON event lines, awaited by name. */
 class ServerProcess {
   readonly child: ChildProcess;
-  private readonly events: Json[] = [];
-  private waiters: { name: string; resolve: (e: Json) => void }[] = [];
+  private readonly lines: EventLines;
   private exited = false;
 
   constructor(mode: string) {
@@ -105,20 +101,7 @@ class ServerProcess {
       "pipe",
       SERVER_NODE,
     );
-    createInterface({ input: this.child.stdout! }).on("line", (line) => {
-      let event: Json;
-      try {
-        event = JSON.parse(line) as Json;
-      } catch {
-        log(`server: ${line}`);
-        return;
-      }
-      const waiter = this.waiters.find((w) => w.name === event.event);
-      if (waiter !== undefined) {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        waiter.resolve(event);
-      } else this.events.push(event);
-    });
+    this.lines = new EventLines(this.child.stdout!, log);
     this.child.once("exit", (code, signal) => {
       this.exited = true;
       if (code !== 0) log(`server (${mode}) exited with ${code ?? signal}`);
@@ -126,21 +109,7 @@ class ServerProcess {
   }
 
   next(name: string, timeoutMs: number): Promise<Json> {
-    const i = this.events.findIndex((e) => e.event === name);
-    if (i >= 0) return Promise.resolve(this.events.splice(i, 1)[0]!);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no "${name}" from the server within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      this.waiters.push({
-        name,
-        resolve: (e) => {
-          clearTimeout(timer);
-          resolve(e);
-        },
-      });
-    });
+    return this.lines.next(name, timeoutMs);
   }
 
   send(command: string): void {

@@ -19,13 +19,13 @@
  */
 import http from "node:http";
 import { execFileSync } from "node:child_process";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { createInterface } from "node:readline";
 import { writeHeapSnapshot } from "node:v8";
 import { toNodeHandler } from "srvx/node";
 import { createNodeListener, nodeServerLimits } from "../../adapters/node.ts";
 import { deadlineDebugCounters } from "../../src/index.ts";
 import { benchHandler, withPassThroughBody } from "../shared/http-bench-app.ts";
+import { emit, loopDelay, memory } from "../shared/server-figures.ts";
 
 function arg(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -41,43 +41,9 @@ const IDLE = Number(arg("idle"));
 const SETTLE_MS = Number(arg("settle", "150"));
 /** The histogram is reset this long before the earliest possible due time. */
 const RESET_BEFORE_MS = 50;
-const LOOP_RESOLUTION_MS = 10;
-
-const gc = (globalThis as { gc?: () => void }).gc;
-if (gc === undefined) throw new Error("scale-server: run node with --expose-gc");
-
-function emit(event: string, data: Record<string, unknown> = {}): void {
-  process.stdout.write(`${JSON.stringify({ event, ...data })}\n`);
-}
-
-function memory(): { heapUsed: number; rss: number; external: number; arrayBuffers: number } {
-  gc!();
-  gc!();
-  const { heapUsed, rss, external, arrayBuffers } = process.memoryUsage();
-  return { heapUsed, rss, external, arrayBuffers };
-}
-
-const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-histogram.enable();
-const ms = (ns: number) => ns / 1e6;
-/**
- * Node's histogram records the whole interval between two ticks of its timer, the sampling period
- * included (an idle loop reads 10.2 ms at a 10 ms resolution). The delay is what exceeds the
- * period, as fastify's under-pressure and Kibana compute it; the raw intervals are kept beside it.
- */
-const delayOf = (ns: number) => Math.max(0, ms(ns) - LOOP_RESOLUTION_MS);
-function loopFigures(): Record<string, number> {
-  return {
-    p50: delayOf(histogram.percentile(50)),
-    p99: delayOf(histogram.percentile(99)),
-    max: delayOf(histogram.max),
-    intervalP50: ms(histogram.percentile(50)),
-    intervalP99: ms(histogram.percentile(99)),
-    intervalMax: ms(histogram.max),
-    resolution: LOOP_RESOLUTION_MS,
-    samples: histogram.count,
-  };
-}
+if ((globalThis as { gc?: () => void }).gc === undefined) throw new Error("scale-server: run node with --expose-gc");
+const loopWindow = loopDelay();
+const loopFigures = loopWindow.figures;
 
 let listener: http.RequestListener;
 // Bare: srvx's toNodeHandler leaves a rejected handler promise unhandled (a client that resets its
@@ -188,7 +154,7 @@ server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
     // The earliest any deadline can be due: the first request's body read begins after it arrived.
     resetAt = now + IDLE - RESET_BEFORE_MS;
     setTimeout(() => {
-      histogram.reset();
+      loopWindow.reset();
       resetDone = true;
     }, IDLE - RESET_BEFORE_MS);
   }
