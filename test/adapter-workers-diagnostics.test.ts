@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WORKERS_COMPATIBILITY_FLAGS } from "../demo/serve-workers-config.ts";
-import { runCell } from "./conformance/conformance-runner.ts";
+import { observedFirings, runCell } from "./conformance/conformance-runner.ts";
 import { launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { appliesTo, CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
 
@@ -30,11 +30,7 @@ describe("workerd with nodejs_compat: diagnostics_channel", () => {
   }
 
   it("every firing is published exactly once on diagnostics_channel", () => {
-    const firings = (kind: string) =>
-      server.observations
-        .filter((o) => o.event === kind)
-        .map(({ t: _, event: __, ...fields }) => JSON.stringify(fields))
-        .sort();
+    const firings = (kind: string) => observedFirings(server, kind);
     expect(firings("timeout").length).toBeGreaterThan(0);
     expect(firings("diagnostics-timeout")).toEqual(firings("timeout"));
   });

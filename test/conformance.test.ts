@@ -4,7 +4,7 @@
  * behaviour ("limit"), never skipped. The matrix is printed at the end.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Cell, formatMatrix, runCell } from "./conformance/conformance-runner.ts";
+import { type Cell, formatMatrix, observedFirings, runCell } from "./conformance/conformance-runner.ts";
 import { ALL_ROWS, launch, type RunningServer } from "../harness/runtime-launchers.ts";
 import { connect, exchange, requestHead, sleep } from "../harness/raw-http-client.ts";
 import { appliesTo, CONFORMANCE_CONFIG, SCENARIOS } from "./conformance/scenarios.ts";
@@ -58,11 +58,7 @@ for (const row of ALL_ROWS) {
     // Every firing onTimeout saw was published once on the adapter's diagnostics channel (the demo
     // subscribes when observed). The workers and wrangler rows run without nodejs_compat: no channel there.
     it("every firing is published exactly once on diagnostics_channel", () => {
-      const firings = (kind: string) =>
-        server.observations
-          .filter((o) => o.event === kind)
-          .map(({ t: _, event: __, ...fields }) => JSON.stringify(fields))
-          .sort();
+      const firings = (kind: string) => observedFirings(server, kind);
       expect(firings("timeout").length).toBeGreaterThan(0);
       expect(firings("diagnostics-timeout")).toEqual(row === "workers" || row === "wrangler" ? [] : firings("timeout"));
     });

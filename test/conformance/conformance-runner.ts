@@ -1,7 +1,18 @@
 /** Runs the scenario table against runtime rows and collects the runtime × scenario matrix. */
-import { launch, type RuntimeRow } from "../../harness/runtime-launchers.ts";
+import { launch, type RunningServer, type RuntimeRow } from "../../harness/runtime-launchers.ts";
 import { appliesTo, CONFORMANCE_CONFIG, type Scenario, SCENARIOS } from "./scenarios.ts";
 import { judgeOutput, RUNTIME_LINES } from "./server-output.ts";
+
+/**
+ * The server's observations of one kind ("timeout": what onTimeout saw; "diagnostics-timeout": what a
+ * diagnostics_channel subscriber got), without their times, sorted: two kinds compare as multisets.
+ */
+export function observedFirings(server: RunningServer, kind: string): string[] {
+  return server.observations
+    .filter((o) => o.event === kind)
+    .map(({ t: _, event: __, ...fields }) => JSON.stringify(fields))
+    .sort();
+}
 
 export type CellKind = "ok" | "FAIL" | "limit" | "n/a";
 
