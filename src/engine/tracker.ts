@@ -244,11 +244,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     if (idle === null && minRate === null) return;
     // The wait began no earlier than turn.start: checking from there on is early enough, and the
     // check itself decides on the real figures (lazily; usually the entry is already due later).
-    // (Spelled out rather than through #nextDue: this runs once per chunk, and stays small to inline.)
-    let due = this.#totalDue;
-    if (idle !== null) due = Math.min(due, turn.start + idle);
-    if (minRate !== null) due = Math.min(due, turn.start + (this.#credit * 1000) / minRate);
-    this.#scheduler.schedule(this, due);
+    this.#scheduler.schedule(this, this.#nextDue(turn.start));
   }
 
   /**
