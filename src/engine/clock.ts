@@ -29,22 +29,16 @@ const CLOCK_METHODS = ["now", "wallNow", "setTimer", "clearTimer"] as const;
 
 /** Refuses anything that is not a Clock at once, naming the field (a missing method would only crash later, in a timer). */
 export function checkClock(where: string, field: string, value: unknown): asserts value is Clock {
-  const missing =
-    typeof value !== "object" || value === null
-      ? CLOCK_METHODS
-      : CLOCK_METHODS.filter((name) => typeof (value as Record<string, unknown>)[name] !== "function");
-  const badAfterTurn =
-    missing.length === 0 &&
-    (value as Clock).afterTurn !== undefined &&
-    typeof (value as Clock).afterTurn !== "function";
-  if (missing.length > 0 || badAfterTurn) {
-    const detail = badAfterTurn
-      ? "afterTurn is not a function"
-      : typeof value === "object" && value !== null
-        ? `an object without ${missing.join(", ")}`
-        : kind(value);
-    throw fieldError(where, field, "a Clock ({ now, wallNow, setTimer, clearTimer })", detail);
+  let detail: string | undefined;
+  if (typeof value !== "object" || value === null) detail = kind(value);
+  else {
+    const missing = CLOCK_METHODS.filter((name) => typeof (value as Record<string, unknown>)[name] !== "function");
+    const clock = value as Clock;
+    if (missing.length > 0) detail = `an object without ${missing.join(", ")}`;
+    else if (clock.afterTurn !== undefined && typeof clock.afterTurn !== "function")
+      detail = "afterTurn is not a function";
   }
+  if (detail !== undefined) throw fieldError(where, field, "a Clock ({ now, wallNow, setTimer, clearTimer })", detail);
 }
 
 /** A finite number of milliseconds, for the virtual clock's own calls (`max`: largest magnitude). */
