@@ -115,20 +115,17 @@ class InboundGuard implements GuardedSource {
     // An empty chunk is no progress: keep waiting, clock still running.
     if (chunk.byteLength === 0) return this.#reader.read().then(this.#onRead, this.#onReadError);
     tracker.progress(chunk.byteLength);
-    if (this.type === undefined) this.#controller.enqueue(chunk);
-    else this.#enqueueTransferred(chunk);
-    return undefined;
-  };
-
-  /** A byte stream's enqueue transfers the chunk's buffer: one that cannot be (shared memory) fails the body. */
-  #enqueueTransferred(chunk: Uint8Array): void {
+    // A byte stream's enqueue transfers the chunk's buffer: one that cannot be (shared memory) fails
+    // the body. (A default stream's enqueue cannot throw here: the stream is still readable, as the
+    // tracker has not ended.)
     try {
       this.#controller.enqueue(chunk);
     } catch (error) {
-      this.#tracker.finish("errored");
+      tracker.finish("errored");
       this.fail(error);
     }
-  }
+    return undefined;
+  };
 
   #onReadError = (error: unknown): void => {
     if (this.#tracker.ended) return;
