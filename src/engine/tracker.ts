@@ -27,7 +27,7 @@ import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./sch
 import { liveCounts } from "./debug-counters.ts";
 import type { EventLoopTurns, Turn } from "./event-loop-turns.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
-import { type DeadlineDirection, type DeadlineLimitName, TimeoutError } from "./timeout-error.ts";
+import { type DeadlineDirection, TimeoutError } from "./timeout-error.ts";
 
 /** active: moving bytes; closed: completed; timedOut: a deadline fired; cancelled: its consumer cancelled it; errored: the source failed. */
 export type GuardState = "active" | "closed" | "timedOut" | "cancelled" | "errored";
@@ -422,19 +422,17 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     return Math.min(this.#totalDue, this.#idleDue(now), this.#rateDue(now));
   }
 
-  #fire(limit: DeadlineLimitName, now: number): void {
+  #fire(limit: "idle" | "minRate" | "total", now: number): void {
     const c = this.#limits;
     const error = new TimeoutError({
       subject: this.subject,
       direction: this.direction,
       limit,
       limitValue:
-        limit === "idle"
-          ? c.idle!
-          : limit === "minRate"
-            ? c.minRate!
-            : (c.total ?? Math.max(0, this.#totalDue - this.#startedAt)), // a Date already past when set: 0
-      ...(limit === "minRate" ? { grace: c.grace } : {}),
+        limit === "total"
+          ? (c.total ?? Math.max(0, this.#totalDue - this.#startedAt)) // a Date already past when set: 0
+          : c[limit]!,
+      grace: limit === "minRate" ? c.grace : undefined,
       ...this.#figures(now), // its `waiting` is not a detail: TimeoutError leaves it out
     });
     this.#error = error;
