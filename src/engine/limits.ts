@@ -58,7 +58,8 @@ function checkOptionalPositive(where: string, field: string, value: unknown, uni
   if (value === undefined) return undefined;
   if (value === null || value === 0) return null;
   if (typeof value !== "number") throw fieldError(where, field, `a number of ${unit}${OFF}`, describe(value));
-  if (!Number.isFinite(value) || value < 0)
+  if (!(value >= 0 && value < Infinity))
+    // NaN, Infinity or negative
     throw fieldError(where, field, `a positive finite number of ${unit}${OFF}`, describe(value), RangeError);
   if (value > MAX_LIMIT)
     throw fieldError(where, field, `at most Number.MAX_SAFE_INTEGER ${unit}${OFF}`, describe(value), RangeError);
@@ -79,10 +80,11 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
   if (idle !== undefined) out.idle = idle;
   const minRate = checkOptionalPositive(where, "minRate", record.minRate, "bytes per second");
   if (minRate !== undefined) out.minRate = minRate;
-  if (record.grace !== undefined && record.grace !== null) {
-    const grace = record.grace;
+  const grace = record.grace;
+  if (grace === null) out.grace = DEFAULT_GRACE_MS;
+  else if (grace !== undefined) {
     if (typeof grace !== "number") throw fieldError(where, "grace", "a number of milliseconds", describe(grace));
-    if (!Number.isFinite(grace) || grace <= 0 || grace > MAX_LIMIT) {
+    if (!(grace > 0 && grace <= MAX_LIMIT)) {
       const expected = "a positive finite number of milliseconds, at most Number.MAX_SAFE_INTEGER";
       throw fieldError(where, "grace", expected, describe(grace), RangeError);
     }
@@ -94,8 +96,6 @@ export function parseLimits(input: unknown, where = "stream-deadlines"): Partial
         RangeError,
       );
     out.grace = grace;
-  } else if (record.grace === null) {
-    out.grace = DEFAULT_GRACE_MS;
   }
   const total = record.total;
   if (total instanceof Date) {
