@@ -88,7 +88,7 @@ export const systemClock: Clock = {
   setTimer(callback, ms) {
     const handle: unknown = setTimeout(callback, Math.min(Math.max(ms, 0), MAX_TIMER_DELAY));
     // Node and Bun return an object with unref(); Deno returns a number and has Deno.unrefTimer.
-    if (typeof handle === "object" && handle !== null && typeof (handle as { unref?: unknown }).unref === "function") {
+    if (typeof (handle as { unref?: unknown } | null)?.unref === "function") {
       (handle as { unref(): void }).unref();
     } else if (typeof handle === "number") {
       (globalThis as UnrefTimerHost).Deno?.unrefTimer?.(handle);
