@@ -20,8 +20,9 @@ export interface Clock {
   afterTurn?(callback: () => void): void;
 }
 
-/** Largest delay setTimeout accepts before it overflows and fires at once (2^31 - 1 ms, ~24.8 days). */
-export const MAX_TIMER_DELAY = 2 ** 31 - 1;
+import { MAX_TIMER_DELAY } from "./constants.ts";
+
+export { MAX_TIMER_DELAY };
 
 import { checkKeys, checkObject, fail, fieldError, kind } from "./validate.ts";
 

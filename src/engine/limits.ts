@@ -26,9 +26,10 @@ export interface ResolvedLimits {
   totalAt: number | null;
 }
 
+import { DEFAULT_GRACE_MS } from "./constants.ts";
 import { checkKeys, checkObject, fail, fieldError, kind } from "./validate.ts";
 
-export const DEFAULT_GRACE_MS = 5000;
+export { DEFAULT_GRACE_MS };
 
 const LIMIT_KEYS = ["idle", "minRate", "grace", "total"];
 

@@ -8,7 +8,8 @@
  * a limit tightened) touches the heap, and only then may the one native timer be re-armed.
  */
 
-import { type Clock, MAX_TIMER_DELAY, systemClock } from "./clock.ts";
+import { type Clock, systemClock } from "./clock.ts";
+import { MAX_TIMER_DELAY, SWEEP_BATCH_LIMIT, SWEEP_LOOKAHEAD_MS } from "./constants.ts";
 import { EventLoopTurns } from "./event-loop-turns.ts";
 
 export interface ScheduledEntry {
@@ -22,21 +23,6 @@ export interface ScheduledEntry {
    */
   checkDue(now: number): number;
 }
-
-/**
- * Entries due within this window after a firing are re-checked in the same sweep: entries whose
- * deadline moved later get re-inserted at once instead of each costing a native timer wake-up.
- * It never makes a deadline fire early: an entry fires only when its own check says it is due.
- */
-const SWEEP_LOOKAHEAD_MS = 25;
-
-/**
- * At most this many entries per timer task: when thousands fall due at once, the rest are swept in
- * the next task (the timer re-arms at once), so the event loop keeps serving in between. Firing
- * 9,000 in one pass blocked the loop for a quarter of a second; a cut on Node (the 408 written, the
- * socket closed) costs about 0.1 ms, so 32 keep each task near 3 ms (bench/scale/run-scale.ts).
- */
-const SWEEP_BATCH_LIMIT = 32;
 
 /**
  * Totals over every clock's scheduler, for `deadlineDebugCounters()`: where each request has its own

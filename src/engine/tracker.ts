@@ -17,10 +17,9 @@
  * (up to 4 MiB): the time a client at minRate needs to read what it was just given.
  */
 
-/** A wait on the consumer this long or longer (the socket was full) ends a burst of takes. */
-export const BURST_GAP_MS = 50;
-/** A burst earns credit up to this many bytes (Linux's default maximum send buffer, tcp_wmem). */
-export const OUTBOUND_BURST_CREDIT_MAX = 4 * 1024 * 1024;
+import { BURST_GAP_MS, OUTBOUND_BURST_CREDIT_MAX } from "./constants.ts";
+
+export { BURST_GAP_MS, OUTBOUND_BURST_CREDIT_MAX };
 
 import { type Clock, defaultClock } from "./clock.ts";
 import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./scheduler.ts";
