@@ -24,7 +24,7 @@ export { BURST_GAP_MS, OUTBOUND_BURST_CREDIT_MAX };
 import { type Clock, defaultClock } from "./clock.ts";
 import { type DeadlineScheduler, type ScheduledEntry, schedulerFor } from "./scheduler.ts";
 import { liveCounts } from "./debug-counters.ts";
-import type { EventLoopTurns, Turn } from "./event-loop-turns.ts";
+import type { Turn } from "./event-loop-turns.ts";
 import { type DeadlineLimits, type ResolvedLimits, emptyLimits, parseLimits } from "./limits.ts";
 import { type DeadlineDirection, TimeoutError } from "./timeout-error.ts";
 
@@ -118,7 +118,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   // Private (#) state: a minifier shortens these names, which are most of a tracker's weight.
   #clock: Clock;
   #scheduler: DeadlineScheduler;
-  #turns: EventLoopTurns;
   #limits: ResolvedLimits = emptyLimits();
   #startedAt: number;
   #totalDue = Infinity;
@@ -148,7 +147,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const clock = (this.#clock = options.clock ?? defaultClock());
     this.direction = options.direction;
     this.subject = options.subject;
-    this.#turns = (this.#scheduler = schedulerFor(clock)).turns;
+    this.#scheduler = schedulerFor(clock);
     this.#onTimeout = options.onTimeout;
     this.owner = options.owner;
     const now = clock.now();
@@ -237,7 +236,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   /** The peer is to blame from now on: a read waits on it (inbound) or a chunk waits for it (outbound). */
   startWaiting(): void {
     if (this.#waitTurn !== undefined || this.ended) return;
-    const turn = (this.#waitTurn = this.#turns.turn());
+    const turn = (this.#waitTurn = this.#scheduler.turns.turn());
     this.#creditFrom = -Infinity;
     const { idle, minRate } = this.#limits;
     if (idle === null && minRate === null) return;
@@ -254,7 +253,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
    */
   checkOverdue(): void {
     if (this.#totalDue === Infinity || this.ended) return;
-    const now = this.#turns.turn().start;
+    const now = this.#scheduler.turns.turn().start;
     if (this.#totalDue <= now) this.#fire("total", now);
   }
 
@@ -279,7 +278,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       if (Number.isNaN(began)) this.#waitTurn = undefined;
       else {
         // The wait ends at this turn's start (an ended turn is never renewed: `turn.end` stays).
-        const end = this.#turns.turn().start;
+        const end = this.#scheduler.turns.turn().start;
         if (end - began >= BURST_GAP_MS) this.#burstBytes = 0; // the socket made us wait: a new burst
         if (minRate !== null) this.#credit = this.#creditAt(end);
         this.#endWait(end);
