@@ -8,7 +8,7 @@
  * a limit tightened) touches the heap, and only then may the one native timer be re-armed.
  */
 
-import { type Clock, systemClock } from "./clock.ts";
+import type { Clock } from "./clock.ts";
 import { MAX_TIMER_DELAY, SWEEP_BATCH_LIMIT, SWEEP_LOOKAHEAD_MS } from "./constants.ts";
 import { EventLoopTurns } from "./event-loop-turns.ts";
 
@@ -181,7 +181,7 @@ function reportError(error: unknown): void {
 const schedulers = new WeakMap<Clock, DeadlineScheduler>();
 
 /** The shared scheduler of a clock (one native timer per clock). */
-export function schedulerFor(clock: Clock = systemClock): DeadlineScheduler {
+export function schedulerFor(clock: Clock): DeadlineScheduler {
   let scheduler = schedulers.get(clock);
   if (scheduler === undefined) {
     scheduler = new DeadlineScheduler(clock);
