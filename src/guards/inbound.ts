@@ -102,7 +102,8 @@ class InboundGuard implements GuardedSource {
       tracker.finish("closed");
       this.#controller.close();
       // A byte stream's pending BYOB read ends only when its request is answered (with 0 bytes, done).
-      if (this.type !== undefined) this.#controller.byobRequest?.respond(0);
+      // (A default stream's controller has no byobRequest.)
+      this.#controller.byobRequest?.respond(0);
       return undefined;
     }
     const chunk: unknown = result.value;
