@@ -103,7 +103,7 @@ export function nonByteChunkError(subject: string, chunk: unknown): TypeError {
       chunk === null ? "null" : typeof chunk === "object" ? (chunk as object).constructor?.name : typeof chunk;
     if (typeof name === "string") kind = name;
   } catch {
-    kind = "object"; // a hostile `constructor` getter must not turn the TypeError into its own error
+    // a hostile `constructor` getter must not turn the TypeError into its own error: "object" it stays
   }
   return new TypeError(`${subject}: chunks must be Uint8Array, got ${kind}`);
 }
