@@ -35,7 +35,7 @@ export class DeadlineScheduler {
   /** Per-turn clock readings shared by every deadline of this clock. */
   readonly turns: EventLoopTurns;
   #heap: ScheduledEntry[] = [];
-  #timer: unknown = undefined;
+  #timer: unknown;
   #armedAt = Infinity;
   /** True while a sweep runs: re-inserted entries arm the timer once, at the end. */
   #sweeping = false;

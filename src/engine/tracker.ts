@@ -111,7 +111,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   readonly direction: DeadlineDirection;
   readonly subject: string;
   /** Set by the stream guard once it is attached. */
-  source: GuardedSource | undefined = undefined;
+  source: GuardedSource | undefined;
   /** Told once of a firing and once of the end, however the stream ends. */
   owner: TrackerOwner | undefined;
 
@@ -122,15 +122,15 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   #startedAt: number;
   #totalDue = Infinity;
   #state: GuardState = "active";
-  #error: TimeoutError | undefined = undefined;
-  #abortController: AbortController | undefined = undefined;
+  #error: TimeoutError | undefined;
+  #abortController: AbortController | undefined;
   #onTimeout: ((error: TimeoutError) => void) | undefined;
   #retired = false;
   /**
    * The turn in which the current wait began (it counts from that turn's end, see
    * event-loop-turns.ts); undefined when the peer is not to blame.
    */
-  #waitTurn: Turn | undefined = undefined;
+  #waitTurn: Turn | undefined;
   #waitedBefore = 0;
   #bytes = 0;
   /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
