@@ -4,11 +4,11 @@
  * send, like a quiet SSE stream, never gets its client timed out.
  *
  * To see a chunk "waiting for the consumer", the guard reads ahead exactly one chunk from the
- * source once the consumer has asked for the first one. A chunk over 64 KiB that has waited for the
- * consumer (it was to blame for some time before taking it) is handed out as 64 KiB views (no copy),
+ * source once the consumer has asked for the first one. A chunk over 64 KiB that has waited 50 ms or
+ * more for the consumer (BURST_GAP_MS: the socket was full) is handed out as 64 KiB views (no copy),
  * and so is the rest of it, so one huge chunk cannot hide a slow client behind a single "take"; so is
- * the body's first chunk. A later chunk the consumer was already waiting for (or took the moment it
- * was ready) goes whole: a fast reader, such as a proxy's, pays one take per chunk, not one per 64 KiB.
+ * the body's first chunk. A later chunk the consumer asked for sooner goes whole: a fast reader, such
+ * as a proxy's, pays one take per chunk, not one per 64 KiB.
  *
  * The guard of a byte stream is a byte stream (see isByteStream). A BYOB read takes what fits in
  * its buffer (the guard copies it there and answers the read's byobRequest); the rest stays held,
@@ -16,7 +16,7 @@
  * there the 64 KiB pieces of a larger chunk are copies (the last one goes as a view).
  */
 import type { Clock } from "../engine/clock.ts";
-import type { DeadlineTracker, GuardedSource } from "../engine/tracker.ts";
+import { BURST_GAP_MS, type DeadlineTracker, type GuardedSource } from "../engine/tracker.ts";
 import {
   type BodyReader,
   type GuardController,
@@ -217,13 +217,14 @@ class OutboundGuard implements GuardedSource {
 
   /**
    * Whether `chunk` goes out in 64 KiB pieces: when it is over 64 KiB and either is the first chunk or
-   * the rest of one already going that way, or has kept the consumer to blame for some time (the clock ran).
+   * the rest of one already going that way, or has kept the consumer to blame for BURST_GAP_MS or more
+   * (the engine's sign that the socket was full: a shorter wait is a consumer taking as fast as it is given).
    * Asked before the take (progress ends the wait); only chunks over 64 KiB pay for the question.
    */
   #slices(chunk: Uint8Array): boolean {
     if (chunk.byteLength <= OUTBOUND_SLICE_BYTES) return false;
     const tracker = this.#tracker;
-    return this.#slicing || (tracker.waitingNow && tracker.stats.idleFor > 0);
+    return this.#slicing || (tracker.waitingNow && tracker.stats.idleFor >= BURST_GAP_MS);
   }
 
   /** The consumer asked: give it the chunk or one slice of it, keep any remainder held (and the consumer to blame). */

@@ -61,16 +61,16 @@ export function timelineOf(s: Schedule): TimelineEvent[] {
     events.push({ t: Math.max(readAt, s.endAt), kind: "closed" });
   } else {
     // The guard fetches the next chunk as soon as the previous one was taken; a fetched piece that
-    // the consumer has not asked for yet waits on the consumer. A chunk over 64 KiB that waited for
-    // the consumer (it asked later than the chunk was ready) goes as 64 KiB pieces, and so does its
-    // rest and the first chunk; a later one the consumer was already asking for, or asked for the
-    // instant it was ready, goes whole. BYOB reads of 64 KiB take every chunk 64 KiB at a time.
+    // the consumer has not asked for yet waits on the consumer. A chunk over 64 KiB that waited
+    // BURST_GAP_MS or more for the consumer goes as 64 KiB pieces, and so do its rest and the first
+    // chunk; a later one the consumer asked for sooner goes whole. BYOB reads of 64 KiB take every
+    // chunk 64 KiB at a time.
     let askAt = s.firstReadAt;
     let fetchFrom = s.firstReadAt;
     let piece = 0;
     for (const chunk of s.chunks) {
       let readyAt = Math.max(chunk.at, fetchFrom);
-      const size = s.byob || piece === 0 || askAt > readyAt ? SLICE : chunk.bytes;
+      const size = s.byob || piece === 0 || askAt - readyAt >= BURST_GAP_MS ? SLICE : chunk.bytes;
       for (let left = chunk.bytes; left > 0; left -= size) {
         const n = Math.min(size, left);
         if (askAt > readyAt) events.push({ t: readyAt, kind: "blameStarts" });
