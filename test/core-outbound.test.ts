@@ -117,6 +117,70 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
     expect(controller.state).toBe("closed");
   });
 
+  it("hands a reader that was already asking the producer's 1 MiB chunks whole (one take each)", async () => {
+    const clock = createVirtualClock();
+    const MiB = 1024 * 1024;
+    const src = scriptedSource(clock, [
+      { at: 0, bytes: 100 },
+      { at: 10, bytes: MiB },
+      { at: 20, bytes: MiB },
+    ]);
+    const { readable, controller } = guardOutboundStream(src.stream, { clock, idle: 1000 });
+    const reader = readable.getReader();
+    const sizes: number[] = [];
+    const reading = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        sizes.push(value.byteLength);
+      }
+    })();
+    await clock.advance(100);
+    await reading;
+    expect(sizes).toEqual([100, MiB, MiB]);
+    expect(controller.stats).toMatchObject({ state: "closed", bytes: 100 + 2 * MiB, waited: 0 });
+  });
+
+  it("hands a reader that keeps 1 MiB chunks waiting 64 KiB pieces, and cuts it at idle as before", async () => {
+    const MiB = 1024 * 1024;
+    const run = async (pauseAfter: (piece: number) => number) => {
+      const clock = createVirtualClock();
+      const src = scriptedSource(clock, [
+        { at: 0, bytes: 100 },
+        { at: 0, bytes: MiB },
+        { at: 0, bytes: MiB },
+      ]);
+      let firedAt: number | undefined;
+      const { readable, controller } = guardOutboundStream(src.stream, {
+        clock,
+        idle: 1000,
+        onTimeout: () => (firedAt = clock.now()),
+      });
+      const reader = readable.getReader();
+      const sizes: number[] = [];
+      const reading = (async () => {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) return;
+          sizes.push(value.byteLength);
+          await clock.sleep(pauseAfter(sizes.length - 1));
+        }
+      })().catch(() => {});
+      await clock.advance(100_000);
+      await reading;
+      return { sizes, firedAt, controller };
+    };
+    // 900 ms between takes, under idle: every piece after the first chunk is 64 KiB, and it completes.
+    const patient = await run(() => 900);
+    expect(patient.sizes).toEqual([100, ...Array(32).fill(OUTBOUND_SLICE_BYTES)]);
+    expect(patient.firedAt).toBeUndefined();
+    expect(patient.controller.state).toBe("closed");
+    // Takes at 0, 900, 1800, 2700, 3600, then nothing: cut at 4600, with 4 pieces of 64 KiB counted.
+    const stalled = await run((piece) => (piece < 4 ? 900 : 60_000));
+    expect(stalled.firedAt).toBe(4600);
+    expect(stalled.controller.error).toMatchObject({ limit: "idle", bytes: 100 + 4 * OUTBOUND_SLICE_BYTES });
+  });
+
   it("minRate: a consumer taking 100 B/s of a 1000 B/s minimum fails once it is grace behind", async () => {
     const clock = createVirtualClock();
     const src = scriptedSource(

@@ -4,8 +4,11 @@
  * send, like a quiet SSE stream, never gets its client timed out.
  *
  * To see a chunk "waiting for the consumer", the guard reads ahead exactly one chunk from the
- * source once the consumer has asked for the first one. Chunks over 64 KiB are handed out as
- * 64 KiB views (no copy), so one huge chunk cannot hide a slow client behind a single "take".
+ * source once the consumer has asked for the first one. A chunk over 64 KiB that has waited 50 ms or
+ * more for the consumer (BURST_GAP_MS: the socket was full) is handed out as 64 KiB views (no copy),
+ * and so is the rest of it, so one huge chunk cannot hide a slow client behind a single "take"; so is
+ * the body's first chunk. A later chunk the consumer asked for sooner goes whole: a fast reader, such
+ * as a proxy's, pays one take per chunk, not one per 64 KiB.
  *
  * The guard of a byte stream is a byte stream (see isByteStream). A BYOB read takes what fits in
  * its buffer (the guard copies it there and answers the read's byobRequest); the rest stays held,
@@ -13,7 +16,7 @@
  * there the 64 KiB pieces of a larger chunk are copies (the last one goes as a view).
  */
 import type { Clock } from "../engine/clock.ts";
-import type { DeadlineTracker, GuardedSource } from "../engine/tracker.ts";
+import { BURST_GAP_MS, type DeadlineTracker, type GuardedSource } from "../engine/tracker.ts";
 import {
   type BodyReader,
   type GuardController,
@@ -46,7 +49,7 @@ export interface OutboundHeartbeat {
 const HEARTBEAT_LINE = [0x3a, 0x0a]; // ":\n", an SSE comment
 const LINE_FEED = 0x0a;
 
-/** Largest piece handed to the consumer at once; bigger chunks are split into views. */
+/** Largest piece handed at once to a consumer that kept the chunk waiting; bigger chunks are split into views. */
 export const OUTBOUND_SLICE_BYTES = 64 * 1024;
 
 export function guardOutboundStream(source: ReadableStream<Uint8Array>, options?: GuardOptions): GuardedStream {
@@ -88,6 +91,11 @@ class OutboundGuard implements GuardedSource {
   #tracker: DeadlineTracker;
   /** Read ahead from the source, not yet taken by the consumer: while set, the consumer is to blame. */
   #held: Uint8Array | undefined = undefined;
+  /**
+   * Whether `#held` is the rest of a chunk handed out in 64 KiB pieces (its rest goes the same way),
+   * or nothing was taken yet: a consumer that has taken nothing has shown nothing of its speed.
+   */
+  #slicing = true;
   #reading = false;
   #sourceDone = false;
   /** Resolves the pending pull while the consumer waits on the producer. */
@@ -207,13 +215,25 @@ class OutboundGuard implements GuardedSource {
     wake?.();
   }
 
-  /** The consumer asked: give it one slice, keep any remainder held (and the consumer to blame). */
+  /**
+   * Whether `chunk` goes out in 64 KiB pieces: when it is over 64 KiB and either is the first chunk or
+   * the rest of one already going that way, or has kept the consumer to blame for BURST_GAP_MS or more
+   * (the engine's sign that the socket was full: a shorter wait is a consumer taking as fast as it is given).
+   * Asked before the take (progress ends the wait); only chunks over 64 KiB pay for the question.
+   */
+  #slices(chunk: Uint8Array): boolean {
+    if (chunk.byteLength <= OUTBOUND_SLICE_BYTES) return false;
+    const tracker = this.#tracker;
+    return this.#slicing || (tracker.waitingNow && tracker.stats.idleFor >= BURST_GAP_MS);
+  }
+
+  /** The consumer asked: give it the chunk or one slice of it, keep any remainder held (and the consumer to blame). */
   #deliver(chunk: Uint8Array): void {
     if (this.type !== undefined) {
       this.#deliverBytes(chunk);
       return;
     }
-    if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
+    if ((this.#slicing = this.#slices(chunk))) {
       this.#held = chunk.subarray(OUTBOUND_SLICE_BYTES);
       chunk = chunk.subarray(0, OUTBOUND_SLICE_BYTES);
     } else {
@@ -229,8 +249,8 @@ class OutboundGuard implements GuardedSource {
 
   /**
    * The same for a byte stream: a BYOB read is filled (fillRequest); a default read gets the chunk,
-   * or a 64 KiB copy of it, since enqueue transfers the whole buffer and a view would take the held
-   * rest with it. A buffer that cannot be transferred (shared memory) fails the body.
+   * or a 64 KiB copy of it when it is sliced, since enqueue transfers the whole buffer and a view
+   * would take the held rest with it. A buffer that cannot be transferred (shared memory) fails the body.
    */
   #deliverBytes(chunk: Uint8Array): void {
     const request = this.#controller.byobRequest;
@@ -239,7 +259,7 @@ class OutboundGuard implements GuardedSource {
       return;
     }
     let piece = chunk;
-    if (chunk.byteLength > OUTBOUND_SLICE_BYTES) {
+    if ((this.#slicing = this.#slices(chunk))) {
       this.#held = chunk.subarray(OUTBOUND_SLICE_BYTES);
       piece = chunk.slice(0, OUTBOUND_SLICE_BYTES);
     } else {
@@ -265,6 +285,7 @@ class OutboundGuard implements GuardedSource {
       taken === chunk.byteLength ? chunk : chunk.subarray(0, taken),
     );
     this.#held = taken < chunk.byteLength ? chunk.subarray(taken) : undefined;
+    this.#slicing = this.#held !== undefined; // the rest of a chunk cut by a read goes on in pieces
     this.#tracker.progress(taken);
     if (this.#heartbeat !== undefined) this.#atLineStart = chunk[taken - 1] === LINE_FEED;
     request.respond(taken);

@@ -25,6 +25,8 @@ export interface Schedule {
   pauses: number[];
   /** Limit changes made from outside at these times. */
   changes: { at: number; patch: ModelLimits }[];
+  /** Outbound: the consumer reads BYOB into SLICE-byte buffers (every chunk is taken SLICE bytes at a time). */
+  byob?: boolean;
 }
 
 export type TimelineEvent =
@@ -59,14 +61,18 @@ export function timelineOf(s: Schedule): TimelineEvent[] {
     events.push({ t: Math.max(readAt, s.endAt), kind: "closed" });
   } else {
     // The guard fetches the next chunk as soon as the previous one was taken; a fetched piece that
-    // the consumer has not asked for yet waits on the consumer. Chunks over 64 KiB go as 64 KiB pieces.
+    // the consumer has not asked for yet waits on the consumer. A chunk over 64 KiB that waited
+    // BURST_GAP_MS or more for the consumer goes as 64 KiB pieces, and so do its rest and the first
+    // chunk; a later one the consumer asked for sooner goes whole. BYOB reads of 64 KiB take every
+    // chunk 64 KiB at a time.
     let askAt = s.firstReadAt;
     let fetchFrom = s.firstReadAt;
     let piece = 0;
     for (const chunk of s.chunks) {
       let readyAt = Math.max(chunk.at, fetchFrom);
-      for (let left = chunk.bytes; left > 0; left -= SLICE) {
-        const n = Math.min(SLICE, left);
+      const size = s.byob || piece === 0 || askAt - readyAt >= BURST_GAP_MS ? SLICE : chunk.bytes;
+      for (let left = chunk.bytes; left > 0; left -= size) {
+        const n = Math.min(size, left);
         if (askAt > readyAt) events.push({ t: readyAt, kind: "blameStarts" });
         const takenAt = Math.max(askAt, readyAt);
         events.push({ t: takenAt, kind: "bytes", n });
