@@ -14,7 +14,7 @@
 import { type Clock, isolatedClock } from "../engine/clock.ts";
 import { liveCounts } from "../engine/debug-counters.ts";
 import { type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
-import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
+import { TimeoutError } from "../engine/timeout-error.ts";
 import { type BodyReader, isByteStream } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
@@ -299,15 +299,19 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
   timeoutResponseFor(error: unknown): Response | undefined {
-    if (!isTimeoutError(error) || this.#requestTracker === undefined || error !== this.#requestTracker.error)
-      return undefined;
+    if (!this.#isRequestTimeout(error)) return undefined;
     return (this.#madeTimeoutAnswer = this.#timeoutAnswer(this.#event(error, "request")));
+  }
+
+  /** Whether `error` is this request's request-body timeout (a tracker's error is a TimeoutError, or undefined). */
+  #isRequestTimeout(error: unknown): error is TimeoutError {
+    return error !== undefined && error === this.#requestTracker?.error;
   }
 
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
   #handlerThrew(error: unknown): Response {
     if (this.#phase !== HANDLING) return this.#earlyAnswer!; // answered already: the throw is late
-    if (isTimeoutError(error) && this.#requestTracker !== undefined && error === this.#requestTracker.error) {
+    if (this.#isRequestTimeout(error)) {
       this.#finish("timedOut");
       this.#hooks.answered?.(false);
       return this.#timeoutAnswer(this.#event(error, "request"));

@@ -134,7 +134,6 @@ export function report(onTimeout: ((event: TimeoutEvent) => void) | false, event
  * mistake is reported as an uncaught error, as a throwing onTimeout is.
  */
 export function timeoutAnswer(make: (event: TimeoutEvent) => Response, event: TimeoutEvent): Response {
-  if (make === defaultTimeoutResponse) return make(event);
   let problem: unknown;
   try {
     const response = make(event);
