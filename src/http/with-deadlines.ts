@@ -73,20 +73,12 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     // the enclosing layer's (one report per firing).
     const enclosing = findDeadlines(request) as Partial<ExchangeControls> | undefined;
     if (enclosing?.join !== undefined) {
-      let joined: boolean;
       try {
         const own = policy === undefined ? undefined : policy(request, ...args);
         if (own != null) resolvePolicy(defaults, own); // checked as for a request of its own
-        joined = enclosing.join([explicit, own]);
+        if (enclosing.join([explicit, own])) return Promise.resolve(handler(request, ...args));
       } catch (error) {
-        return Promise.reject(error);
-      }
-      if (joined) {
-        try {
-          return Promise.resolve(handler(request, ...args));
-        } catch (error) {
-          return Promise.reject(error);
-        }
+        return Promise.reject(error); // the policy's, the join's (a limit refused) or the handler's
       }
     }
     let exchange: Exchange;
