@@ -21,13 +21,7 @@ import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./hooks.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
-import {
-  type InMemoryResponse,
-  type RequestPolicy,
-  type ResolvedConfig,
-  type ResolvedPolicy,
-  checkHandlerMs,
-} from "./options.ts";
+import { type RequestPolicy, type ResolvedConfig, type ResolvedPolicy, checkHandlerMs } from "./options.ts";
 import {
   UNGUARDED_DECLARED_LENGTH,
   cancelLateBody,
@@ -51,7 +45,6 @@ const STREAMING = 2;
 const DONE = 3;
 type Phase = typeof HANDLING | typeof ANSWERED | typeof STREAMING | typeof DONE;
 
-const bytesResponse: InMemoryResponse = (body, init) => new Response(body as Uint8Array<ArrayBuffer>, init);
 const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
 
 export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard, HandlerDeadlineOwner {
@@ -381,7 +374,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
           ? own(bytes, init)
           : hooks.inMemoryResponse !== undefined
             ? hooks.inMemoryResponse(bytes, init)
-            : bytesResponse(bytes, init),
+            : new Response(bytes as Uint8Array<ArrayBuffer>, init),
       );
     }
     if (this.#signalSource.signal?.aborted) this.#clientWentAway();
@@ -410,9 +403,13 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     return guarded;
   }
 
-  /** The one place the phase changes: forward only (DONE is final). */
+  /**
+   * The one place the phase changes. Every call moves it forward: ANSWERED only from HANDLING (its
+   * callers check), STREAMING only from ANSWERED (nothing but the peek's own end finishes the exchange
+   * while it peeks), and DONE is final.
+   */
   #moveTo(phase: Phase): void {
-    if (phase > this.#phase) this.#phase = phase;
+    this.#phase = phase;
     this.#handlerDeadline?.stop(); // the handler is done (or late) in every phase but HANDLING
   }
 
