@@ -31,9 +31,9 @@ import {
   isThenable,
   passThroughUntouched,
 } from "./pass-through.ts";
-import { type BodyPeek, concatBytes, peekBodyInMemory, reopenPeekedBody } from "./peek.ts";
+import { type BodyPeek, Peek, concatBytes, reopenPeekedBody } from "./peek.ts";
 import { requestWithBody } from "./request-copy.ts";
-import { type TimeoutEvent, report, timeoutAnswer, timeoutEvent } from "./timeout-answer.ts";
+import { Firing, type TimeoutEvent, report, timeoutAnswer } from "./timeout-answer.ts";
 
 /** The handler runs; no answer is chosen yet. */
 const HANDLING = 0;
@@ -360,7 +360,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     // stream and a Response more per request.
     let peek: BodyPeek;
     try {
-      peek = await peekBodyInMemory(reader, UNGUARDED_DECLARED_LENGTH);
+      peek = await new Peek(reader).run();
     } catch (error) {
       // The body failed at once: the client gets the status and headers, and a failed body, as it
       // would have without the peek; nothing of this request stays behind.
@@ -422,7 +422,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   #event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
     // Once the handler returned, its response's headers are out (or going out): a firing of either
     // body then reaches the client as an aborted body.
-    return timeoutEvent(error, this.handlerRequest, direction, this.#phase !== HANDLING);
+    return new Firing(error, this.handlerRequest, direction, this.#phase !== HANDLING);
   }
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */
