@@ -227,7 +227,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       return Promise.resolve(this.#earlyAnswer!);
     }
     // A synchronous handler: nothing to race.
-    if (!isThenable(pending)) return this.#answerNow(pending, false) as Promise<T | Response>;
+    if (!isThenable(pending)) return this.answerNow(pending, false) as Promise<T | Response>;
     return new Promise<T | Response>((resolve, reject) => {
       this.#settle = resolve;
       Promise.resolve(pending).then(
@@ -251,13 +251,11 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     });
   }
 
-  /** The handler threw synchronously: the same as a rejection, as a promise. */
-  handlerThrewNow(error: unknown): Promise<Response> {
-    return this.#answerNow(error, true) as Promise<Response>;
-  }
-
-  /** The answer to the handler's value (or its error, `threw`), as a promise: rejected with what that throws. */
-  #answerNow(value: unknown, threw: boolean): Promise<unknown> {
+  /**
+   * The answer to the handler's value (or its error, `threw`: a synchronous throw is the same as a
+   * rejection), as a promise: rejected with what that throws.
+   */
+  answerNow(value: unknown, threw: boolean): Promise<unknown> {
     try {
       return Promise.resolve(threw ? this.#handlerThrew(value) : this.#handlerReturned(value));
     } catch (error) {

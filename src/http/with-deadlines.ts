@@ -3,7 +3,7 @@
  * deadlines, and `deadlines(request)` (controls.ts) gives the handler the live controls from anywhere
  * that holds the Request (so frameworks need no new parameter).
  */
-import { checkClock, systemClock } from "../engine/clock.ts";
+import { TIMERS_BELONG_TO_REQUESTS, checkClock, systemClock } from "../engine/clock.ts";
 import { checkFunction, checkOptions, fail, kind, typeOf } from "../engine/validate.ts";
 import type { AdapterHandler, AdapterHooks } from "./hooks.ts";
 import { type ExchangeControls, findDeadlines, keepControls } from "./controls.ts";
@@ -14,7 +14,6 @@ import {
   type ResolvedConfig,
   type WithDeadlinesOptions,
   defaultPolicy,
-  defaultTimerScope,
   resolvePolicy,
 } from "./options.ts";
 import { defaultTimeoutReporter, defaultTimeoutResponse } from "./timeout-answer.ts";
@@ -35,7 +34,8 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     onTimeout = defaultTimeoutReporter,
     timeoutResponse = defaultTimeoutResponse,
     clock = systemClock,
-    timerScope = defaultTimerScope(),
+    // Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere.
+    timerScope = TIMERS_BELONG_TO_REQUESTS ? "request" : "shared",
     inMemoryResponse,
   } = options;
   if (timerScope !== "shared" && timerScope !== "request")
@@ -97,7 +97,7 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     try {
       pending = handler(exchange.handlerRequest, ...handlerArgs);
     } catch (error) {
-      return exchange.handlerThrewNow(error);
+      return exchange.answerNow(error, true) as Promise<Response>;
     }
     return exchange.answer(pending);
   };
