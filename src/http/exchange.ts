@@ -14,20 +14,14 @@
 import { type Clock, isolatedClock } from "../engine/clock.ts";
 import { liveCounts } from "../engine/debug-counters.ts";
 import { type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
-import { TimeoutError, isTimeoutError } from "../engine/timeout-error.ts";
+import { TimeoutError } from "../engine/timeout-error.ts";
 import { type BodyReader, isByteStream } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
 import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./hooks.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
-import {
-  type InMemoryResponse,
-  type RequestPolicy,
-  type ResolvedConfig,
-  type ResolvedPolicy,
-  checkHandlerMs,
-} from "./options.ts";
+import { type RequestPolicy, type ResolvedConfig, type ResolvedPolicy, checkHandlerMs } from "./options.ts";
 import {
   UNGUARDED_DECLARED_LENGTH,
   cancelLateBody,
@@ -37,9 +31,9 @@ import {
   isThenable,
   passThroughUntouched,
 } from "./pass-through.ts";
-import { type BodyPeek, concatBytes, peekBodyInMemory, reopenPeekedBody } from "./peek.ts";
+import { type BodyPeek, Peek, concatBytes, reopenPeekedBody } from "./peek.ts";
 import { requestWithBody } from "./request-copy.ts";
-import { type TimeoutEvent, report, timeoutAnswer, timeoutEvent } from "./timeout-answer.ts";
+import { Firing, type TimeoutEvent, report, timeoutAnswer } from "./timeout-answer.ts";
 
 /** The handler runs; no answer is chosen yet. */
 const HANDLING = 0;
@@ -51,7 +45,6 @@ const STREAMING = 2;
 const DONE = 3;
 type Phase = typeof HANDLING | typeof ANSWERED | typeof STREAMING | typeof DONE;
 
-const bytesResponse: InMemoryResponse = (body, init) => new Response(body as Uint8Array<ArrayBuffer>, init);
 const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
 
 export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard, HandlerDeadlineOwner {
@@ -234,7 +227,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       return Promise.resolve(this.#earlyAnswer!);
     }
     // A synchronous handler: nothing to race.
-    if (!isThenable(pending)) return this.#answerNow(pending, false) as Promise<T | Response>;
+    if (!isThenable(pending)) return this.answerNow(pending, false) as Promise<T | Response>;
     return new Promise<T | Response>((resolve, reject) => {
       this.#settle = resolve;
       Promise.resolve(pending).then(
@@ -258,13 +251,11 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     });
   }
 
-  /** The handler threw synchronously: the same as a rejection, as a promise. */
-  handlerThrewNow(error: unknown): Promise<Response> {
-    return this.#answerNow(error, true) as Promise<Response>;
-  }
-
-  /** The answer to the handler's value (or its error, `threw`), as a promise: rejected with what that throws. */
-  #answerNow(value: unknown, threw: boolean): Promise<unknown> {
+  /**
+   * The answer to the handler's value (or its error, `threw`: a synchronous throw is the same as a
+   * rejection), as a promise: rejected with what that throws.
+   */
+  answerNow(value: unknown, threw: boolean): Promise<unknown> {
     try {
       return Promise.resolve(threw ? this.#handlerThrew(value) : this.#handlerReturned(value));
     } catch (error) {
@@ -299,15 +290,19 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   /** The response for this request's request-body timeout, when `error` is it (see requestTimeoutResponse). */
   timeoutResponseFor(error: unknown): Response | undefined {
-    if (!isTimeoutError(error) || this.#requestTracker === undefined || error !== this.#requestTracker.error)
-      return undefined;
+    if (!this.#isRequestTimeout(error)) return undefined;
     return (this.#madeTimeoutAnswer = this.#timeoutAnswer(this.#event(error, "request")));
+  }
+
+  /** Whether `error` is this request's request-body timeout (a tracker's error is a TimeoutError, or undefined). */
+  #isRequestTimeout(error: unknown): error is TimeoutError {
+    return error !== undefined && error === this.#requestTracker?.error;
   }
 
   /** The handler threw: a request-body timeout it let escape becomes a 408; anything else is rethrown. */
   #handlerThrew(error: unknown): Response {
     if (this.#phase !== HANDLING) return this.#earlyAnswer!; // answered already: the throw is late
-    if (isTimeoutError(error) && this.#requestTracker !== undefined && error === this.#requestTracker.error) {
+    if (this.#isRequestTimeout(error)) {
       this.#finish("timedOut");
       this.#hooks.answered?.(false);
       return this.#timeoutAnswer(this.#event(error, "request"));
@@ -363,7 +358,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     // stream and a Response more per request.
     let peek: BodyPeek;
     try {
-      peek = await peekBodyInMemory(reader, UNGUARDED_DECLARED_LENGTH);
+      peek = await new Peek(reader).run();
     } catch (error) {
       // The body failed at once: the client gets the status and headers, and a failed body, as it
       // would have without the peek; nothing of this request stays behind.
@@ -377,7 +372,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
           ? own(bytes, init)
           : hooks.inMemoryResponse !== undefined
             ? hooks.inMemoryResponse(bytes, init)
-            : bytesResponse(bytes, init),
+            : new Response(bytes as Uint8Array<ArrayBuffer>, init),
       );
     }
     if (this.#signalSource.signal?.aborted) this.#clientWentAway();
@@ -406,9 +401,13 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     return guarded;
   }
 
-  /** The one place the phase changes: forward only (DONE is final). */
+  /**
+   * The one place the phase changes. Every call moves it forward: ANSWERED only from HANDLING (its
+   * callers check), STREAMING only from ANSWERED (nothing but the peek's own end finishes the exchange
+   * while it peeks), and DONE is final.
+   */
   #moveTo(phase: Phase): void {
-    if (phase > this.#phase) this.#phase = phase;
+    this.#phase = phase;
     this.#handlerDeadline?.stop(); // the handler is done (or late) in every phase but HANDLING
   }
 
@@ -421,7 +420,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   #event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
     // Once the handler returned, its response's headers are out (or going out): a firing of either
     // body then reaches the client as an aborted body.
-    return timeoutEvent(error, this.handlerRequest, direction, this.#phase !== HANDLING);
+    return new Firing(error, this.handlerRequest, direction, this.#phase !== HANDLING);
   }
 
   /** A deadline answers while the handler runs: the handler's value, when it comes, is late. */

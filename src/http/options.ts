@@ -2,7 +2,7 @@
  * withDeadlines' options and per-request policy: their types, their defaults, and their validation,
  * done once per instance (the defaults) and once per request that has a policy (its result).
  */
-import { type Clock, MAX_TIMER_DELAY, TIMERS_BELONG_TO_REQUESTS } from "../engine/clock.ts";
+import { type Clock, MAX_TIMER_DELAY } from "../engine/clock.ts";
 import { type DeadlineLimits, type ResolvedLimits, parseLimits } from "../engine/limits.ts";
 import { checkKeys, fail, fieldError } from "../engine/validate.ts";
 import type { TimeoutEvent } from "./timeout-answer.ts";
@@ -214,9 +214,4 @@ export interface ResolvedConfig {
   timerScope: "shared" | "request";
   /** The user's option, when given (it comes before an adapter's). */
   inMemoryResponse: InMemoryResponse | undefined;
-}
-
-/** Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere. */
-export function defaultTimerScope(): "shared" | "request" {
-  return TIMERS_BELONG_TO_REQUESTS ? "request" : "shared";
 }

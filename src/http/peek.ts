@@ -5,11 +5,12 @@
 import { TIMERS_BELONG_TO_REQUESTS } from "../engine/clock.ts";
 import { type BodyReader, isByteStream, withoutStacks } from "../guards/common.ts";
 import type { ReadResult } from "../guards/outbound.ts";
+import { UNGUARDED_DECLARED_LENGTH } from "./pass-through.ts";
 
 export interface BodyPeek {
   /** Chunks read (they still have to go out, first). */
   chunks: Uint8Array[];
-  /** The whole body was read (and is at most `limit` bytes). */
+  /** The whole body was read (and is at most UNGUARDED_DECLARED_LENGTH bytes). */
   done: boolean;
   /** A read that had not resolved yet: the guard's first read ahead. */
   pending: Promise<ReadResult> | undefined;
@@ -25,14 +26,14 @@ const PEEK_HOPS = 12;
 /**
  * Reads what a body already holds, without waiting for more: an in-memory body (string, bytes)
  * resolves its reads within a few microtasks; a streaming one does not, and its pending read is
- * kept for the guard. Stops past `limit` bytes (a large body is guarded, in memory or not).
+ * kept for the guard. Stops past UNGUARDED_DECLARED_LENGTH bytes (a large body is guarded, in memory or not).
  * workerd resolves a read of its native bodies (even one made from a string) only in a later turn
  * of its event loop, never within microtasks: there a zero timer per read bounds the wait (cleared
  * when the read wins; without it no small body on Workers was ever found in memory, and each one
  * paid the whole guard: bench/http/run-cpu-per-request.ts). One object per peek, callbacks made once:
  * no promise race, array or closure per read (the peek runs for every response with a body).
  */
-class Peek {
+export class Peek {
   #chunks: Uint8Array[] = [];
   #size = 0;
   #reads = 0;
@@ -46,13 +47,12 @@ class Peek {
   #reject!: (error: unknown) => void;
 
   #reader: BodyReader;
-  #limit: number;
 
-  constructor(reader: BodyReader, limit: number) {
+  constructor(reader: BodyReader) {
     this.#reader = reader;
-    this.#limit = limit;
   }
 
+  /** Reads what the body holds now: one peek per response with a body. */
   run(): Promise<BodyPeek> {
     return new Promise<BodyPeek>((resolve, reject) => {
       this.#resolve = resolve;
@@ -88,7 +88,7 @@ class Peek {
       return;
     }
     this.#size += chunk.byteLength;
-    if (++this.#reads >= 3 || this.#size > this.#limit) {
+    if (++this.#reads >= 3 || this.#size > UNGUARDED_DECLARED_LENGTH) {
       this.#finish(false, undefined);
       return;
     }
@@ -122,10 +122,6 @@ class Peek {
     if (++this.#hops >= PEEK_HOPS) this.#finish(false, this.#pending);
     else queueMicrotask(this.#tick);
   };
-}
-
-export function peekBodyInMemory(reader: BodyReader, limit: number): Promise<BodyPeek> {
-  return new Peek(reader, limit).run();
 }
 
 export function concatBytes(chunks: Uint8Array[]): Uint8Array {

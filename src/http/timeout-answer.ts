@@ -48,8 +48,8 @@ export interface TimeoutEventJSON {
   error: ReturnType<TimeoutError["toJSON"]>;
 }
 
-/** One firing. A class, so that `toJSON` is one shared method and the fields stay as they were. */
-class Firing implements TimeoutEvent {
+/** The event of one firing. A class, so that `toJSON` is one shared method and the fields stay as they were. */
+export class Firing implements TimeoutEvent {
   readonly method: string;
   readonly path: string;
   readonly limit: TimeoutError["limit"];
@@ -85,16 +85,6 @@ class Firing implements TimeoutEvent {
       error: this.error.toJSON(),
     };
   }
-}
-
-/** The event of one firing. */
-export function timeoutEvent(
-  error: TimeoutError,
-  request: Request,
-  direction: TimeoutEvent["direction"],
-  afterHeaders: boolean,
-): TimeoutEvent {
-  return new Firing(error, request, direction, afterHeaders);
 }
 
 function pathOf(url: string): string {
@@ -134,7 +124,6 @@ export function report(onTimeout: ((event: TimeoutEvent) => void) | false, event
  * mistake is reported as an uncaught error, as a throwing onTimeout is.
  */
 export function timeoutAnswer(make: (event: TimeoutEvent) => Response, event: TimeoutEvent): Response {
-  if (make === defaultTimeoutResponse) return make(event);
   let problem: unknown;
   try {
     const response = make(event);

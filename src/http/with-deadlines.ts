@@ -3,7 +3,7 @@
  * deadlines, and `deadlines(request)` (controls.ts) gives the handler the live controls from anywhere
  * that holds the Request (so frameworks need no new parameter).
  */
-import { checkClock, systemClock } from "../engine/clock.ts";
+import { TIMERS_BELONG_TO_REQUESTS, checkClock, systemClock } from "../engine/clock.ts";
 import { checkFunction, checkOptions, fail, kind, typeOf } from "../engine/validate.ts";
 import type { AdapterHandler, AdapterHooks } from "./hooks.ts";
 import { type ExchangeControls, findDeadlines, keepControls } from "./controls.ts";
@@ -14,7 +14,6 @@ import {
   type ResolvedConfig,
   type WithDeadlinesOptions,
   defaultPolicy,
-  defaultTimerScope,
   resolvePolicy,
 } from "./options.ts";
 import { defaultTimeoutReporter, defaultTimeoutResponse } from "./timeout-answer.ts";
@@ -35,7 +34,8 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     onTimeout = defaultTimeoutReporter,
     timeoutResponse = defaultTimeoutResponse,
     clock = systemClock,
-    timerScope = defaultTimerScope(),
+    // Per request where timers belong to requests (workerd: see clock.ts), shared elsewhere.
+    timerScope = TIMERS_BELONG_TO_REQUESTS ? "request" : "shared",
     inMemoryResponse,
   } = options;
   if (timerScope !== "shared" && timerScope !== "request")
@@ -51,11 +51,11 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
   if (inMemoryResponse !== undefined && typeof inMemoryResponse !== "function")
     fail(where, "inMemoryResponse must be a function");
   const config: ResolvedConfig = { onTimeout, timeoutResponse, clock, timerScope, inMemoryResponse };
-  /** The fields this layer gives explicitly: what it changes in an enclosing layer's exchange it joins. */
-  const explicit: RequestPolicy = {};
-  if (options.request !== undefined) explicit.request = options.request;
-  if (options.response !== undefined) explicit.response = options.response;
-  if (options.handler !== undefined) explicit.handler = options.handler;
+  /**
+   * The fields this layer gives explicitly: what it changes in an enclosing layer's exchange it joins
+   * (a field left undefined is skipped there).
+   */
+  const explicit: RequestPolicy = { request: options.request, response: options.response, handler: options.handler };
 
   return function handleWithDeadlines(request, args, hooks) {
     // Structural and getter-free (`in`), so lazy Request classes (srvx) pay nothing for it.
@@ -73,20 +73,12 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     // the enclosing layer's (one report per firing).
     const enclosing = findDeadlines(request) as Partial<ExchangeControls> | undefined;
     if (enclosing?.join !== undefined) {
-      let joined: boolean;
       try {
         const own = policy === undefined ? undefined : policy(request, ...args);
         if (own != null) resolvePolicy(defaults, own); // checked as for a request of its own
-        joined = enclosing.join([explicit, own]);
+        if (enclosing.join([explicit, own])) return Promise.resolve(handler(request, ...args));
       } catch (error) {
-        return Promise.reject(error);
-      }
-      if (joined) {
-        try {
-          return Promise.resolve(handler(request, ...args));
-        } catch (error) {
-          return Promise.reject(error);
-        }
+        return Promise.reject(error); // the policy's, the join's (a limit refused) or the handler's
       }
     }
     let exchange: Exchange;
@@ -105,7 +97,7 @@ export function createDeadlinesHandler<Args extends unknown[], Result>(
     try {
       pending = handler(exchange.handlerRequest, ...handlerArgs);
     } catch (error) {
-      return exchange.handlerThrewNow(error);
+      return exchange.answerNow(error, true) as Promise<Response>;
     }
     return exchange.answer(pending);
   };
