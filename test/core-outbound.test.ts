@@ -2,6 +2,21 @@ import { describe, expect, it } from "vitest";
 import { createVirtualClock, deadlineDebugCounters, guardOutboundStream, OUTBOUND_SLICE_BYTES } from "../src/index.ts";
 import { scriptedConsumer, scriptedSource } from "./support/scripted-streams.ts";
 
+/** Reads `readable` to its end, pushing each take's size onto `sizes`; `after(piece)` runs after each take. */
+async function readSizes(
+  readable: ReadableStream<Uint8Array>,
+  sizes: number[],
+  after?: (piece: number) => Promise<unknown>,
+): Promise<void> {
+  const reader = readable.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    sizes.push(value.byteLength);
+    await after?.(sizes.length - 1);
+  }
+}
+
 describe("guardOutboundStream: the clock runs only while a chunk waits for the consumer", () => {
   it("a quiet producer (SSE gaps far beyond idle) never gets its client timed out", async () => {
     const clock = createVirtualClock();
@@ -126,15 +141,8 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
       { at: 20, bytes: MiB },
     ]);
     const { readable, controller } = guardOutboundStream(src.stream, { clock, idle: 1000 });
-    const reader = readable.getReader();
     const sizes: number[] = [];
-    const reading = (async () => {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) return;
-        sizes.push(value.byteLength);
-      }
-    })();
+    const reading = readSizes(readable, sizes);
     await clock.advance(100);
     await reading;
     expect(sizes).toEqual([100, MiB, MiB]);
@@ -156,16 +164,8 @@ describe("guardOutboundStream: the clock runs only while a chunk waits for the c
         idle: 1000,
         onTimeout: () => (firedAt = clock.now()),
       });
-      const reader = readable.getReader();
       const sizes: number[] = [];
-      const reading = (async () => {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) return;
-          sizes.push(value.byteLength);
-          await clock.sleep(pauseAfter(sizes.length - 1));
-        }
-      })().catch(() => {});
+      const reading = readSizes(readable, sizes, (piece) => clock.sleep(pauseAfter(piece))).catch(() => {});
       await clock.advance(100_000);
       await reading;
       return { sizes, firedAt, controller };
