@@ -7,6 +7,8 @@ import {
   globalTimersClock,
   guardInboundStream,
   guardOutboundStream,
+  TimeoutError,
+  withDeadlines,
 } from "../src/index.ts";
 import { DeadlineScheduler, type ScheduledEntry } from "../src/engine/scheduler.ts";
 
@@ -216,5 +218,119 @@ describe("the system clock", () => {
     expect(child.stdout.trim()).toBe("armed");
     expect(child.status).toBe(0);
     expect(Date.now() - started).toBeLessThan(20_000); // far below the 60 s limit that was armed
+  });
+});
+
+describe("a stall of our own event loop is not charged to the peer", () => {
+  /** An inbound guard whose source the test feeds by hand, with one read pending. */
+  function pendingRead(limits: { idle?: number; minRate?: number; grace?: number; total?: number }) {
+    const clock = createVirtualClock();
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const source = new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) }, { highWaterMark: 0 });
+    const guard = guardInboundStream(source, { clock, ...limits });
+    const reader = guard.readable.getReader();
+    const read = reader.read().catch((error: unknown) => error);
+    return { clock, feed, guard, reader, read };
+  }
+
+  for (const limits of [{ idle: 1000 }, { minRate: 1000, grace: 1000 }]) {
+    const limit = Object.keys(limits)[0]!;
+    it(`${limit}: bytes that queued during a 3 s stall are read before the deadline is judged`, async () => {
+      const { clock, feed, guard, read } = pendingRead(limits);
+      await clock.advance(500);
+      // The loop blocks from 500 ms to 3.5 s: the timer due at 1 s wakes 2.5 s late.
+      await clock.stall(3000);
+      expect(guard.controller.state).toBe("active");
+      expect(deadlineDebugCounters(clock).stalledMs).toBe(2400); // late by 2.5 s, less the 100 ms tolerance
+      // The I/O that queued during the stall runs before the deferred sweep.
+      feed.enqueue(new Uint8Array(2000));
+      expect(await read).toMatchObject({ done: false });
+      await clock.advance(1);
+      expect(guard.controller.state).toBe("active");
+    });
+
+    it(`${limit}: a peer that stayed silent is still cut, charged the 100 ms tolerance of the stall`, async () => {
+      const { clock, guard, read } = pendingRead(limits);
+      await clock.advance(500);
+      await clock.stall(3000);
+      expect(guard.controller.state).toBe("active"); // the sweep waits one timer task
+      await clock.advance(0);
+      expect(await read).toBeInstanceOf(TimeoutError);
+      // Blamed: 3.5 s of wall time less the 2.4 s forgiven.
+      expect(guard.controller.error).toMatchObject({ limit, waited: 1100, elapsed: 3500 });
+    });
+  }
+
+  it("a stall inside a long idle wait charges the peer at most the heartbeat and the tolerance (1.1 s)", async () => {
+    const { clock, guard } = pendingRead({ idle: 10_000 });
+    await clock.advance(500);
+    await clock.stall(5000); // the heartbeat due at 1 s wakes 4.5 s late
+    await clock.advance(0);
+    expect(deadlineDebugCounters(clock).stalledMs).toBe(4400);
+    expect(guard.controller.stats).toMatchObject({ waiting: true, idleFor: 1100 }); // 500 before + 600 of the stall
+  });
+
+  it("the handler deadline does not count a stall during a read of the upload either (it was no handler time)", async () => {
+    const clock = createVirtualClock();
+    let feed!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) }, { highWaterMark: 0 });
+    const handler = withDeadlines(
+      async (request: Request) => {
+        const text = await request.text();
+        await clock.sleep(100); // the handler's own work, once the upload is in
+        return new Response(text);
+      },
+      {
+        clock,
+        handler: 500,
+        request: { idle: 1000 },
+        onTimeout: false,
+      },
+    );
+    const answer = handler(new Request("http://x/", { method: "POST", body, duplex: "half" } as RequestInit));
+    await clock.advance(100);
+    await clock.stall(2000);
+    feed.enqueue(new TextEncoder().encode("after the stall"));
+    feed.close();
+    await clock.advance(200);
+    const response = (await answer) as Response;
+    expect([response.status, await response.text()]).toEqual([200, "after the stall"]);
+  });
+
+  it("total is wall time: a stall does not move it", async () => {
+    const { clock, guard, read } = pendingRead({ idle: 5000, total: 1000 });
+    await clock.stall(3000);
+    await clock.advance(0);
+    expect(await read).toBeInstanceOf(TimeoutError);
+    expect(guard.controller.error).toMatchObject({ limit: "total", elapsed: 3000 });
+  });
+
+  it("a loop that stays overloaded still fires: the sweep is put off once, not again and again", async () => {
+    const { clock, guard, read } = pendingRead({ idle: 1000 });
+    // Every timer wakes 300 ms late, forever.
+    for (let i = 0; i < 20 && guard.controller.state === "active"; i++) await clock.stall(300);
+    expect(guard.controller.state).toBe("timedOut");
+    expect(await read).toBeInstanceOf(TimeoutError);
+    const { waited, elapsed } = guard.controller.error!;
+    expect(waited).toBeGreaterThanOrEqual(1000);
+    expect(elapsed).toBeLessThanOrEqual(2500);
+  });
+
+  it("the heartbeat runs only while a wait is judged by idle or minRate (a 31-year total alone keeps none)", async () => {
+    const { clock, counted, arms } = countingClock();
+    const { readable } = guardInboundStream(neverEnding(), { clock: counted, total: 1e12 });
+    readable
+      .getReader()
+      .read()
+      .catch(() => {});
+    await clock.advance(60_000);
+    expect(arms()).toBe(1);
+    const judged = guardInboundStream(neverEnding(), { clock: counted, idle: 10_000 });
+    judged.readable
+      .getReader()
+      .read()
+      .catch(() => {});
+    await clock.advance(9_000);
+    expect(arms()).toBe(11); // re-armed every second while the idle wait lasts
   });
 });

@@ -94,6 +94,7 @@ describe("the fixture server of the tests and benches (the demo, observed)", () 
         "disconnectListeners",
         "liveGuards",
         "scheduledDeadlines",
+        "stalledMs",
         "timerArmed",
         "timerWakeups",
       ]);

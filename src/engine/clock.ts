@@ -150,6 +150,12 @@ export interface VirtualClock extends Clock {
   advance(ms: number): Promise<void>;
   /** Advances to an absolute virtual time. */
   advanceTo(time: number): Promise<void>;
+  /**
+   * Moves time forward by `ms` as a blocked event loop does (a long task, a GC pause): no timer runs
+   * meanwhile; then each timer that fell due runs once, late, in order. Timers those set run on a
+   * later `advance`, so a test can deliver what "arrived during the stall" in between.
+   */
+  stall(ms: number): Promise<void>;
   /** Settles pending promise/stream work without moving time. */
   settle(): Promise<void>;
   /** Resolves after `ms` of virtual time (for scripting peers and handlers in tests). */
@@ -240,6 +246,17 @@ export function createVirtualClock(options: { start?: number; wallStart?: number
       return advanceTo(now + ms);
     },
     advanceTo,
+    async stall(ms) {
+      checkMs("virtual clock stall", "ms", ms, SAFE_DURATION);
+      await settle();
+      now += ms;
+      const overdue = [...timers].filter((t) => t.at <= now).sort((a, b) => a.at - b.at || a.seq - b.seq);
+      for (const timer of overdue) {
+        if (!timers.delete(timer)) continue; // cleared by an earlier one
+        timer.callback();
+        await settle();
+      }
+    },
     settle,
     sleep(ms) {
       try {

@@ -29,3 +29,15 @@ export const SWEEP_LOOKAHEAD_MS = 25;
  * socket closed) costs about 0.1 ms, so 32 keep each task near 3 ms (bench/scale/run-scale.ts).
  */
 export const SWEEP_BATCH_LIMIT = 32;
+
+/**
+ * Scheduler: while deadlines are scheduled, its one timer wakes at least this often (a heartbeat, as
+ * Kestrel's), so that a stall of our own event loop shows up as a late wake-up (see STALL_TOLERANCE_MS).
+ */
+export const HEARTBEAT_MS = 1000;
+
+/**
+ * A timer that wakes more than this late means our own event loop was stalled (a long task, a GC
+ * pause, a starved process): what it was late beyond this is not charged to any peer (scheduler.ts).
+ */
+export const STALL_TOLERANCE_MS = 100;

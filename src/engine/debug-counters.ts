@@ -18,6 +18,11 @@ export interface DeadlineDebugCounters {
   /** Native timer wake-ups of the clock's scheduler so far. */
   timerWakeups: number;
   /**
+   * Time the clock's event loop was seen stalled (its timer woke more than 100 ms late), in ms, and
+   * not charged to any peer's idle or minRate clock.
+   */
+  stalledMs: number;
+  /**
    * Deadlines (body deadlines and handler deadlines) waiting in any clock's scheduler. Where each
    * request has its own clock (`timerScope: "request"`, the default on workerd), the figures of one
    * clock say nothing about the others: this one counts them all.
@@ -37,6 +42,7 @@ export function deadlineDebugCounters(clock: Clock = systemClock): DeadlineDebug
     scheduledDeadlines: scheduler.size,
     timerArmed: scheduler.armed,
     timerWakeups: scheduler.wakeups,
+    stalledMs: scheduler.stalled,
     allScheduledDeadlines: schedulerTotals.scheduled,
     allTimersArmed: schedulerTotals.armed,
     disconnectListeners: liveCounts.listeners,

@@ -6,10 +6,24 @@
  * the hot path writes no heap and arms no timer: the entry is re-checked lazily when its old time
  * comes and re-inserted at its real due time. Only a due time moving *earlier* (a read starting,
  * a limit tightened) touches the heap, and only then may the one native timer be re-armed.
+ *
+ * Starvation of our own event loop is not charged to peers (as Kestrel's heartbeat): while anything
+ * waits on a peer (`waiting` > 0), the timer wakes at least every HEARTBEAT_MS, so a stalled loop (a long task, a GC
+ * pause, a starved process) shows up as a late wake-up. Lateness beyond STALL_TOLERANCE_MS is added
+ * to `stalled`, which the trackers take off the wait in progress; and the first sweep after a stall
+ * waits one more timer task, so the I/O that queued during the stall is read before any deadline is
+ * judged. The next sweep runs whatever that task cost: the deferral never repeats, so a loop that
+ * stays overloaded still fires its deadlines, at most one tolerance per wake-up slower.
  */
 
 import type { Clock } from "./clock.ts";
-import { MAX_TIMER_DELAY, SWEEP_BATCH_LIMIT, SWEEP_LOOKAHEAD_MS } from "./constants.ts";
+import {
+  HEARTBEAT_MS,
+  MAX_TIMER_DELAY,
+  STALL_TOLERANCE_MS,
+  SWEEP_BATCH_LIMIT,
+  SWEEP_LOOKAHEAD_MS,
+} from "./constants.ts";
 import { EventLoopTurns } from "./event-loop-turns.ts";
 
 export interface ScheduledEntry {
@@ -41,6 +55,12 @@ export class DeadlineScheduler {
   #sweeping = false;
   /** Native timer wake-ups so far (for benchmarks and leak tests). */
   wakeups = 0;
+  /** Event-loop stall time not charged to peers so far, ms (only grows; see above). */
+  stalled = 0;
+  /** Waits on a peer in progress (trackers count them): the heartbeat runs only while there are some. */
+  waiting = 0;
+  /** Whether the last wake-up was a stall whose sweep was put off by one timer task. */
+  #deferred = false;
 
   constructor(clock: Clock) {
     this.#clock = clock;
@@ -90,11 +110,18 @@ export class DeadlineScheduler {
     if (this.#heap.length === 0 && !this.#sweeping) this.#disarm();
   }
 
+  /** A wait on a peer began at `now`: from the first one on, the timer keeps the heartbeat. */
+  waitBegan(now: number): void {
+    if (this.waiting++ === 0 && this.#armedAt > now + HEARTBEAT_MS && this.#heap.length > 0 && !this.#sweeping)
+      this.#arm(now + HEARTBEAT_MS);
+  }
+
   #arm(at: number): void {
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     else schedulerTotals.armed++;
-    this.#armedAt = at;
-    const delay = Math.min(Math.max(at - this.#clock.now(), 0), MAX_TIMER_DELAY);
+    const now = this.#clock.now();
+    const delay = Math.min(Math.max(at - now, 0), this.waiting > 0 ? HEARTBEAT_MS : MAX_TIMER_DELAY);
+    this.#armedAt = now + delay; // when the timer should wake: how late it woke tells a stall
     this.#timer = this.#clock.setTimer(this.#onTimer, delay);
   }
 
@@ -108,11 +135,21 @@ export class DeadlineScheduler {
   }
 
   #onTimer = (): void => {
+    const now = this.#clock.now();
+    const late = now - this.#armedAt;
     this.#timer = undefined;
     schedulerTotals.armed--;
     this.#armedAt = Infinity;
     this.wakeups++;
-    const now = this.#clock.now();
+    if (late > STALL_TOLERANCE_MS) {
+      this.stalled += late - STALL_TOLERANCE_MS;
+      if (!this.#deferred) {
+        this.#deferred = true;
+        this.#arm(now); // a task from now: the I/O that queued during the stall comes first
+        return;
+      }
+    }
+    this.#deferred = false;
     const horizon = now + SWEEP_LOOKAHEAD_MS;
     const batch: ScheduledEntry[] = [];
     this.#sweeping = true;

@@ -131,6 +131,15 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
    * event-loop-turns.ts); undefined when the peer is not to blame.
    */
   #waitTurn: Turn | undefined;
+  /** The scheduler's `stalled` when the current wait began: a stall of our loop since is taken off it. */
+  #stallMark = 0;
+  /** Stalls of our loop left out of the waits that have ended (see waitedAt). */
+  #stalledBefore = 0;
+  /**
+   * Whether the current wait is in the scheduler's `waiting` count: a wait that began under idle or
+   * minRate (it keeps the scheduler's heartbeat; a limit set during a wait does not change that).
+   */
+  #waitCounted = false;
   #waitedBefore = 0;
   #bytes = 0;
   /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
@@ -139,7 +148,10 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   #burstBytes = 0;
   /** Whether a guard has pulled yet (see failedOnFirstPull). */
   #firstPullSeen = false;
-  /** During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. */
+  /**
+   * During a wait, credit drains from max(wait start, creditFrom): a limit change restarts it. Kept
+   * net of the scheduler's `stalled` (add it back to read it), so a later stall moves it too.
+   */
   #creditFrom = -Infinity;
 
   constructor(options: TrackerOptions) {
@@ -228,18 +240,27 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     return this.#waitTurn !== undefined;
   }
 
-  /** The time the peer has been to blame in total, as of `now` (the clock idle and minRate run on), ms. */
+  /**
+   * The time a wait on the peer lasted in total, as of `now`, ms, stalls of our loop during waits
+   * included (for the handler deadline: the handler did not run during them either). The blamed
+   * time (`stats.waited`, what idle and minRate judge) leaves those stalls out.
+   */
   waitedAt(now: number): number {
-    return this.#waitedBefore + this.#idleFor(now);
+    const stalled = this.#waitTurn === undefined ? 0 : this.#scheduler.stalled - this.#stallMark;
+    return this.#waitedBefore + this.#idleFor(now) + this.#stalledBefore + stalled;
   }
 
   /** The peer is to blame from now on: a read waits on it (inbound) or a chunk waits for it (outbound). */
   startWaiting(): void {
     if (this.#waitTurn !== undefined || this.ended) return;
-    const turn = (this.#waitTurn = this.#scheduler.turns.turn());
+    const scheduler = this.#scheduler;
+    const turn = (this.#waitTurn = scheduler.turns.turn());
+    this.#stallMark = scheduler.stalled;
     this.#creditFrom = -Infinity;
     const { idle, minRate } = this.#limits;
     if (idle === null && minRate === null) return;
+    this.#waitCounted = true;
+    scheduler.waitBegan(turn.start);
     // The wait began no earlier than turn.start: checking from there on is early enough, and the
     // check itself decides on the real figures (lazily; usually the entry is already due later).
     this.#scheduler.schedule(this, this.#nextDue(turn.start));
@@ -275,8 +296,10 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const turn = this.#waitTurn;
     if (turn !== undefined) {
       const began = turn.end; // NaN: the wait began in this very turn and counts as zero
-      if (Number.isNaN(began)) this.#waitTurn = undefined;
-      else {
+      if (Number.isNaN(began)) {
+        this.#waitTurn = undefined;
+        this.#uncountWait();
+      } else {
         // The wait ends at this turn's start (an ended turn is never renewed: `turn.end` stays).
         const end = this.#scheduler.turns.turn().start;
         if (end - began >= BURST_GAP_MS) this.#burstBytes = 0; // the socket made us wait: a new burst
@@ -315,26 +338,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   }
 
   /**
-   * The consumer cancelled the stream: ends it, and returns the reason to cancel the source with
-   * (the owner's, when it knows the cause better than the runtime said).
-   */
-  cancelledByConsumer(reason: unknown): unknown {
-    const owner = this.owner;
-    this.finish("cancelled");
-    return owner?.cancelReason !== undefined ? owner.cancelReason(this, reason) : reason;
-  }
-
-  /**
-   * Fails the stream from outside (the client went away): errors it and cancels the source with
-   * `reason`. No deadline fired, so no TimeoutError and no report.
-   */
-  abort(reason: unknown): void {
-    if (this.ended) return;
-    this.finish("cancelled");
-    this.source?.fail(reason);
-  }
-
-  /**
    * Stops all deadline work but leaves the stream flowing as a plain pass-through: for a request
    * body nobody needs bounded any more (its response has ended). Frees the scheduler entry.
    */
@@ -343,6 +346,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const limits = this.#limits;
     limits.idle = limits.minRate = limits.total = limits.totalAt = null;
     this.#totalDue = Infinity;
+    this.#uncountWait();
     this.#unschedule();
   }
 
@@ -353,10 +357,19 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.#retired = true;
   }
 
+  /** Takes this wait out of the scheduler's count, if it is in it. */
+  #uncountWait(): void {
+    if (this.#waitCounted) this.#scheduler.waiting--;
+    this.#waitCounted = false;
+  }
+
   /** The wait in progress ends at `now` (the stream ended or a deadline fired). */
   #endWait(now: number): void {
+    if (this.#waitTurn === undefined) return;
     this.#waitedBefore += this.#idleFor(now);
+    this.#stalledBefore += this.#scheduler.stalled - this.#stallMark;
     this.#waitTurn = undefined;
+    this.#uncountWait();
   }
 
   /** The stream is over: frees the entry; the owner is told of an end that is not a firing. */
@@ -373,15 +386,23 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     return this.#waitTurn === undefined ? 0 : Math.max(0, now - this.#waitStart(now));
   }
 
-  /** When the current wait counts from, judged at `now` (only during a wait). */
+  /**
+   * When the current wait counts from, judged at `now` (only during a wait): moved later by any stall
+   * of our own loop since it began (see scheduler.ts).
+   */
   #waitStart(now: number): number {
     const began = this.#waitTurn!.end;
-    return Number.isNaN(began) ? now : began; // NaN: begun in the running turn
+    return Number.isNaN(began) ? now : began + this.#scheduler.stalled - this.#stallMark; // NaN: begun in the running turn
+  }
+
+  /** When credit drains from, during a wait. */
+  #drainStart(now: number): number {
+    return Math.max(this.#waitStart(now), this.#creditFrom + this.#scheduler.stalled);
   }
 
   #creditAt(now: number): number {
     if (this.#waitTurn === undefined) return this.#credit;
-    const drained = now - Math.max(this.#waitStart(now), this.#creditFrom);
+    const drained = now - this.#drainStart(now);
     return drained > 0 ? this.#credit - (this.#limits.minRate! * drained) / 1000 : this.#credit;
   }
 
@@ -394,7 +415,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     Object.assign(c, patch); // a patch holds only the fields given (parseLimits leaves out the rest)
     if (rateChanged && c.minRate !== null) {
       this.#credit = (c.minRate * c.grace) / 1000;
-      this.#creditFrom = now;
+      this.#creditFrom = now - this.#scheduler.stalled;
     }
     if (patch.total !== undefined || patch.totalAt !== undefined)
       this.#totalDue =
@@ -413,7 +434,7 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   #rateDue(now: number): number {
     const minRate = this.#limits.minRate;
     if (this.#waitTurn === undefined || minRate === null) return Infinity;
-    return Math.max(this.#waitStart(now), this.#creditFrom) + (this.#credit * 1000) / minRate;
+    return this.#drainStart(now) + (this.#credit * 1000) / minRate;
   }
 
   #nextDue(now: number): number {
@@ -454,4 +475,15 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
       }
     }
   }
+}
+
+/**
+ * Fails a guarded stream from outside (the client went away): errors it and cancels its source with
+ * `reason`. No deadline fired, so no TimeoutError and no report. (A function, not a method: what only
+ * the HTTP layer calls stays out of a bundle that guards streams alone.)
+ */
+export function abortTracker(tracker: DeadlineTracker | undefined, reason: unknown): void {
+  if (tracker === undefined || tracker.ended) return;
+  tracker.finish("cancelled");
+  tracker.source?.fail(reason);
 }

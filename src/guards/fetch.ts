@@ -16,7 +16,7 @@
  * does the same with the abort reason, as fetch() does.
  */
 import { type Clock, checkClock, defaultClock } from "../engine/clock.ts";
-import { type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
+import { abortTracker, type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
 import { type BodyReader, ignore, isByteChunk } from "./common.ts";
 import { attachInboundGuard } from "./inbound.ts";
 import { type ReadResult, attachOutboundGuardToReader } from "./outbound.ts";
@@ -142,9 +142,9 @@ export async function fetchWithDeadlines(
     stopReason = reason;
     detach();
     upstream.abort(reason); // frees the upstream connection, whatever is reading or not
-    exchange.abort(reason);
-    upload?.abort(reason); // our upload's stream errors and our producer is cancelled
-    body?.abort(reason); // a pending read of the response body rejects at once
+    abortTracker(exchange, reason);
+    abortTracker(upload, reason); // our upload's stream errors and our producer is cancelled
+    abortTracker(body, reason); // a pending read of the response body rejects at once
     rejectCall?.(reason);
   };
   const fired = (error: TimeoutError): void => {
@@ -232,7 +232,7 @@ export async function fetchWithDeadlines(
       // fetch() failed on its own (a network error, a refused input): nothing else may fire later.
       detach();
       exchange.finish("errored");
-      upload?.abort(error);
+      abortTracker(upload, error);
     }
     throw stopped ? stopReason : error;
   }

@@ -190,7 +190,12 @@ class OutboundGuard implements GuardedSource {
   cancel(reason: unknown): Promise<void> {
     this.#held = undefined;
     this.#stopHeartbeat();
-    const sourceReason = this.#tracker.cancelledByConsumer(reason);
+    // Ends the tracker; the source is cancelled with the owner's reason when it knows the cause
+    // better than the runtime said.
+    const tracker = this.#tracker;
+    const owner = tracker.owner;
+    tracker.finish("cancelled");
+    const sourceReason = owner?.cancelReason !== undefined ? owner.cancelReason(tracker, reason) : reason;
     this.#resolvePull();
     return this.#reader.cancel(sourceReason);
   }

@@ -13,7 +13,7 @@
  */
 import { type Clock, isolatedClock } from "../engine/clock.ts";
 import { liveCounts } from "../engine/debug-counters.ts";
-import { type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
+import { abortTracker, type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
 import { TimeoutError } from "../engine/timeout-error.ts";
 import { type BodyReader, isByteStream } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
@@ -448,8 +448,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     if (early) this.#answerEarly(event);
     this.#abortAll(error);
     if (early) {
-      this.#requestTracker?.abort(error);
-      this.#ensureResponseTracker().abort(error); // a no-op for the response's own firing (it ended)
+      abortTracker(this.#requestTracker, error);
+      abortTracker(this.#ensureResponseTracker(), error); // a no-op for the response's own firing (it ended)
     }
     this.#hooks.timedOut?.(event);
     report(this.#config.onTimeout, event);
@@ -500,8 +500,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     const why: unknown = this.#signalSource.signal?.reason ?? clientWentAwayError();
     this.#abortAll(why);
     // A pending read of the upload fails at once with the same reason (no deadline fired: no report).
-    this.#requestTracker?.abort(why);
-    this.#ensureResponseTracker().abort(why);
+    abortTracker(this.#requestTracker, why);
+    abortTracker(this.#ensureResponseTracker(), why);
   }
 
   /** The exchange is over: free the disconnect listener and every deadline still scheduled. */
