@@ -564,6 +564,41 @@ export const FAULTS: FaultCase[] = [
     ],
   },
   {
+    id: "loop-stall",
+    title: `the server's event loop is blocked for 1.5 s (2.5 × the ${REQUEST_IDLE} ms request idle) while an upload keeps sending every 100 ms: the stall is not charged to it (200, no timeout)`,
+    async run(run) {
+      const id = run.id("stall");
+      const chunk = 1024;
+      const total = 40 * chunk; // 4 s at one chunk per 100 ms
+      const ex = await startUpload(run, `/upload?id=${id}`, total, chunk);
+      let sent = chunk;
+      const pacing = (async () => {
+        for (; sent < total; sent += chunk) {
+          await sleep(100);
+          ex.write(Buffer.alloc(chunk, 0x61));
+        }
+        if (run.row === "node20-h2c") ex.halfClose(); // HTTP/2: END_STREAM ends the body
+      })();
+      await sleep(800);
+      const blockAt = performance.now();
+      await run.client.get(`/fault/block?ms=1500&id=${id}`, 30_000);
+      const blockedMs = performance.now() - blockAt;
+      await pacing;
+      const outcome = await ex.response;
+      ex.close();
+      return [fact(id, outcome, blockedMs)];
+    },
+    judge: ([f]) => [
+      [
+        f!.ms! >= 2 * REQUEST_IDLE,
+        `the block lasted ${Math.round(f!.ms!)} ms as the client saw it (at least twice the request idle)`,
+      ],
+      statusIs(f!, 200),
+      noTimeout(f!),
+      sawEvent(f!, "loop-unblocked"),
+    ],
+  },
+  {
     id: "limit-while-reading-tighten",
     title: "the request idle limit is cut to 100 ms while a read has waited 200 ms: it fires inside set()",
     async run(run) {
