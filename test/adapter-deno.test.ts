@@ -39,6 +39,17 @@ function app(route: string) {
     info.completed?.then(() => note({ id, route, event: "completed" }));
     const path = url.pathname.replace(/^\\/plain/, "");
     if (path === "/upload") return Response.json({ bytes: (await request.arrayBuffer()).byteLength });
+    if (path === "/upload-byob") {
+      // A parser that reads BYOB, as it may on Deno's own request body.
+      const reader = request.body!.getReader({ mode: "byob" });
+      let bytes = 0;
+      for (;;) {
+        const { done, value } = await reader.read(new Uint8Array(1000));
+        if (done) break;
+        bytes += value.byteLength;
+      }
+      return Response.json({ bytes });
+    }
     if (path === "/wait") {
       await sleep(Number(url.searchParams.get("ms")));
       return new Response("late");
@@ -224,6 +235,22 @@ describe.skipIf(!existsSync(DENO)).each(MODES)("stream-deadlines/deno, $name", (
     await sleep(300);
     expect([res.status, res.body.toString()]).toEqual([200, '{"bytes":3000}']);
     expect(server.events(id)).toEqual(["-:policy", "adapter:completed"]);
+  });
+
+  it("the handler reads its upload BYOB as on Deno's own body: the guarded body is a byte stream", async () => {
+    for (const prefix of ["", "/plain"]) {
+      const id = newId();
+      const socket = await connect(server.port);
+      const ex = exchange(
+        socket,
+        requestHead("POST", `${prefix}/upload-byob?id=${id}`, { "Content-Length": 300_000, Connection: "close" }),
+        5000,
+      );
+      socket.write(Buffer.alloc(300_000, 0x61));
+      const res = await ex.response;
+      socket.destroy();
+      expect([prefix, res.status, res.body.toString()]).toEqual([prefix, 200, '{"bytes":300000}']);
+    }
   });
 
   it("a client that leaves while the body streams gets its producer cancelled and deadlines(request).signal aborted", async () => {

@@ -93,9 +93,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       if (body !== null && !original.bodyUsed && !body.locked) {
         const signal = original.signal as AbortSignal | undefined | null;
         this.#signalSource = { signal };
-        // A byte stream's guard is one too; a body an adapter reads stays a default stream.
+        // A byte stream's guard is one too; a body an adapter reads, unless its reader says its chunks are its own.
         const hooked = hooks.requestBodyReader?.(body);
-        const bytes = hooked === undefined && isByteStream(body);
+        const bytes = hooked === undefined ? isByteStream(body) : hooked.bytes === true;
         this.handlerRequest = requestWithBody(
           original,
           signal,

@@ -50,10 +50,12 @@ export interface AdapterHooks {
   guardRequestBodyInPlace?(request: Request, guard: InboundBodyGuard): boolean;
   /**
    * How the request body is read when the core copies the Request; undefined: `getReader()`. Deno
-   * watches its read errors here (a broken upload aborts the request's signal). A body read through
-   * such a reader is guarded as a default stream (Deno's uploads are default streams).
+   * watches its read errors here (a broken upload aborts the request's signal) and sizes its BYOB
+   * reads. A body read through such a reader is guarded as a default stream, unless the reader says
+   * `bytes: true`: its chunks are its own to give away (fresh buffers it read into), and the guarded
+   * body is a byte stream, as the runtime's was.
    */
-  requestBodyReader?(body: ReadableStream<Uint8Array>): BodyReader | undefined;
+  requestBodyReader?(body: ReadableStream<Uint8Array>): (BodyReader & { readonly bytes?: boolean }) | undefined;
   /**
    * How the response body is read, for the in-memory peek and the guard; undefined: `getReader()`.
    * Workers reads workerd's native bodies with large BYOB reads here; Bun turns string chunks into
