@@ -316,7 +316,7 @@ describe("a stall of our own event loop is not charged to the peer", () => {
     expect(elapsed).toBeLessThanOrEqual(2500);
   });
 
-  it("the heartbeat runs only while a wait is judged by idle or minRate (a 31-year total alone keeps none)", async () => {
+  it("the heartbeat runs only while the next deadline is less than an hour away (a 31-year total alone keeps none)", async () => {
     const { clock, counted, arms } = countingClock();
     const { readable } = guardInboundStream(neverEnding(), { clock: counted, total: 1e12 });
     readable
@@ -331,6 +331,6 @@ describe("a stall of our own event loop is not charged to the peer", () => {
       .read()
       .catch(() => {});
     await clock.advance(9_000);
-    expect(arms()).toBe(11); // re-armed every second while the idle wait lasts
+    expect(arms()).toBe(11); // re-armed every second while the idle deadline is near
   });
 });

@@ -31,10 +31,13 @@ export const SWEEP_LOOKAHEAD_MS = 25;
 export const SWEEP_BATCH_LIMIT = 32;
 
 /**
- * Scheduler: while deadlines are scheduled, its one timer wakes at least this often (a heartbeat, as
- * Kestrel's), so that a stall of our own event loop shows up as a late wake-up (see STALL_TOLERANCE_MS).
+ * Scheduler: while its next deadline is less than HEARTBEAT_HORIZON_MS away, its one timer wakes at
+ * least this often (a heartbeat, as Kestrel's), so that a stall of our own event loop shows up as a
+ * late wake-up (see STALL_TOLERANCE_MS).
  */
 export const HEARTBEAT_MS = 1000;
+/** An hour: a deadline further away than that (a long total) keeps no heartbeat until it is nearer. */
+export const HEARTBEAT_HORIZON_MS = 3_600_000;
 
 /**
  * A timer that wakes more than this late means our own event loop was stalled (a long task, a GC

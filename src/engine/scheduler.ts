@@ -8,7 +8,7 @@
  * a limit tightened) touches the heap, and only then may the one native timer be re-armed.
  *
  * Starvation of our own event loop is not charged to peers (as Kestrel's heartbeat): while anything
- * waits on a peer (`waiting` > 0), the timer wakes at least every HEARTBEAT_MS, so a stalled loop (a long task, a GC
+ * the next deadline is less than HEARTBEAT_HORIZON_MS away, the timer wakes at least every HEARTBEAT_MS, so a stalled loop (a long task, a GC
  * pause, a starved process) shows up as a late wake-up. Lateness beyond STALL_TOLERANCE_MS is added
  * to `stalled`, which the trackers take off the wait in progress; and the first sweep after a stall
  * waits one more timer task, so the I/O that queued during the stall is read before any deadline is
@@ -18,6 +18,7 @@
 
 import type { Clock } from "./clock.ts";
 import {
+  HEARTBEAT_HORIZON_MS,
   HEARTBEAT_MS,
   MAX_TIMER_DELAY,
   STALL_TOLERANCE_MS,
@@ -57,8 +58,6 @@ export class DeadlineScheduler {
   wakeups = 0;
   /** Event-loop stall time not charged to peers so far, ms (only grows; see above). */
   stalled = 0;
-  /** Waits on a peer in progress (trackers count them): the heartbeat runs only while there are some. */
-  waiting = 0;
   /** Whether the last wake-up was a stall whose sweep was put off by one timer task. */
   #deferred = false;
 
@@ -110,17 +109,11 @@ export class DeadlineScheduler {
     if (this.#heap.length === 0 && !this.#sweeping) this.#disarm();
   }
 
-  /** A wait on a peer began at `now`: from the first one on, the timer keeps the heartbeat. */
-  waitBegan(now: number): void {
-    if (this.waiting++ === 0 && this.#armedAt > now + HEARTBEAT_MS && this.#heap.length > 0 && !this.#sweeping)
-      this.#arm(now + HEARTBEAT_MS);
-  }
-
   #arm(at: number): void {
     if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
     else schedulerTotals.armed++;
     const now = this.#clock.now();
-    const delay = Math.min(Math.max(at - now, 0), this.waiting > 0 ? HEARTBEAT_MS : MAX_TIMER_DELAY);
+    const delay = Math.min(Math.max(at - now, 0), at - now < HEARTBEAT_HORIZON_MS ? HEARTBEAT_MS : MAX_TIMER_DELAY);
     this.#armedAt = now + delay; // when the timer should wake: how late it woke tells a stall
     this.#timer = this.#clock.setTimer(this.#onTimer, delay);
   }

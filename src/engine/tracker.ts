@@ -135,11 +135,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
   #stallMark = 0;
   /** Stalls of our loop left out of the waits that have ended (see waitedAt). */
   #stalledBefore = 0;
-  /**
-   * Whether the current wait is in the scheduler's `waiting` count: a wait that began under idle or
-   * minRate (it keeps the scheduler's heartbeat; a limit set during a wait does not change that).
-   */
-  #waitCounted = false;
   #waitedBefore = 0;
   #bytes = 0;
   /** Rate credit in bytes, as of the start of the current wait (or of the last change). */
@@ -259,8 +254,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.#creditFrom = -Infinity;
     const { idle, minRate } = this.#limits;
     if (idle === null && minRate === null) return;
-    this.#waitCounted = true;
-    scheduler.waitBegan(turn.start);
     // The wait began no earlier than turn.start: checking from there on is early enough, and the
     // check itself decides on the real figures (lazily; usually the entry is already due later).
     this.#scheduler.schedule(this, this.#nextDue(turn.start));
@@ -296,10 +289,8 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const turn = this.#waitTurn;
     if (turn !== undefined) {
       const began = turn.end; // NaN: the wait began in this very turn and counts as zero
-      if (Number.isNaN(began)) {
-        this.#waitTurn = undefined;
-        this.#uncountWait();
-      } else {
+      if (Number.isNaN(began)) this.#waitTurn = undefined;
+      else {
         // The wait ends at this turn's start (an ended turn is never renewed: `turn.end` stays).
         const end = this.#scheduler.turns.turn().start;
         if (end - began >= BURST_GAP_MS) this.#burstBytes = 0; // the socket made us wait: a new burst
@@ -346,7 +337,6 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     const limits = this.#limits;
     limits.idle = limits.minRate = limits.total = limits.totalAt = null;
     this.#totalDue = Infinity;
-    this.#uncountWait();
     this.#unschedule();
   }
 
@@ -357,19 +347,12 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.#retired = true;
   }
 
-  /** Takes this wait out of the scheduler's count, if it is in it. */
-  #uncountWait(): void {
-    if (this.#waitCounted) this.#scheduler.waiting--;
-    this.#waitCounted = false;
-  }
-
   /** The wait in progress ends at `now` (the stream ended or a deadline fired). */
   #endWait(now: number): void {
     if (this.#waitTurn === undefined) return;
     this.#waitedBefore += this.#idleFor(now);
     this.#stalledBefore += this.#scheduler.stalled - this.#stallMark;
     this.#waitTurn = undefined;
-    this.#uncountWait();
   }
 
   /** The stream is over: frees the entry; the owner is told of an end that is not a firing. */
