@@ -14,7 +14,7 @@
  * Limits: request and response `{ idle: 2000, minRate: 1024, grace: 2000 }`, handler 5 s, as the attack
  * bench's guarded servers. Only stalled peers should fire: one firing per stalled request, none for the rest.
  *
- * Printed: the server's RSS (its whole process tree) at the start and each minute; the deadlines fired
+ * Printed: the server's RSS (its whole process tree, and by process name) at the start and each minute; the deadlines fired
  * against the stalled requests made (and any on honest ones); honest failures; and, once the traffic has
  * stopped, /debug/counters (live guards, scheduled deadlines, armed timers, disconnect listeners: all 0).
  * `figure soak.<runtime>.…` lines on stdout; progress on stderr. A bench, not a test: it fails no build.
@@ -53,16 +53,23 @@ const load = () =>
     .map((l) => l.toFixed(2))
     .join(" ");
 
-// ---- RSS of the server's process tree (the launcher's process and every descendant), from /proc.
-function rssOfTree(root: number): number {
+// ---- RSS of the server's process tree (the launcher's process and every descendant), from /proc:
+// the total, and by process name (workerd's tree holds miniflare's Node and workerd: which one grows?).
+interface TreeRss {
+  total: number;
+  byName: Map<string, number>;
+}
+function rssOfTree(root: number): TreeRss {
   const parents = new Map<number, number>();
   const rss = new Map<number, number>();
+  const names = new Map<number, string>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       parents.set(Number(entry), Number(fields[1]));
+      names.set(Number(entry), stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")));
       const status = readFileSync(`/proc/${entry}/status`, "utf8");
       const match = /VmRSS:\s+(\d+) kB/.exec(status);
       rss.set(Number(entry), match ? Number(match[1]) * 1024 : 0);
@@ -81,8 +88,14 @@ function rssOfTree(root: number): number {
       }
   }
   let total = 0;
-  for (const pid of inTree) total += rss.get(pid) ?? 0;
-  return total;
+  const byName = new Map<string, number>();
+  for (const pid of inTree) {
+    const bytes = rss.get(pid) ?? 0;
+    total += bytes;
+    const name = names.get(pid) ?? "?";
+    byName.set(name, (byName.get(name) ?? 0) + bytes);
+  }
+  return { total, byName };
 }
 const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
 
@@ -221,7 +234,8 @@ async function runSoak(runtime: Runtime): Promise<void> {
       await upload(port, `warm-${i}`, UPLOAD, UPLOAD_SHA, 0);
       await download(port, `warm-d${i}`, 262144);
     }
-    const rss: number[] = [rssOfTree(server.pid)];
+    const samples: TreeRss[] = [rssOfTree(server.pid)];
+    const rss: number[] = [samples[0]!.total];
     const loads: string[] = [load()];
     log(`${runtime}: listening on ${port}; RSS ${mib(rss[0]!)} MiB; ${MINUTES} min of traffic`);
     const loops = [
@@ -249,7 +263,8 @@ async function runSoak(runtime: Runtime): Promise<void> {
     if (MINUTES % 1 !== 0) marks.push(MINUTES);
     for (const minute of marks) {
       await sleep(Math.max(0, started + minute * 60_000 - performance.now()));
-      rss.push(rssOfTree(server.pid));
+      samples.push(rssOfTree(server.pid));
+      rss.push(samples.at(-1)!.total);
       loads.push(load());
       const fails = done.filter((d) => d.kind !== "stalled" && !d.ok).length;
       log(
@@ -276,7 +291,8 @@ async function runSoak(runtime: Runtime): Promise<void> {
       if (clean || performance.now() - settleStart > 10_000) break;
       await sleep(200);
     }
-    const rssEnd = rssOfTree(server.pid);
+    const treeEnd = rssOfTree(server.pid);
+    const rssEnd = treeEnd.total;
 
     // Firings: the server's own reports (the demo's onTimeout), by request id.
     const fired = new Map<string, number>();
@@ -293,6 +309,13 @@ async function runSoak(runtime: Runtime): Promise<void> {
     figure(runtime, "minutes", MINUTES);
     figure(runtime, "rss_mib_per_minute", rss.map(mib).join(" "));
     figure(runtime, "rss_mib_end", mib(rssEnd));
+    // Per process name (summed over processes of that name), each minute, then after settling.
+    for (const name of new Set(samples.flatMap((s) => [...s.byName.keys()])))
+      figure(
+        runtime,
+        `rss_mib_per_minute.${name.replace(/[^\w-]/g, "_")}`,
+        [...samples, treeEnd].map((s) => mib(s.byName.get(name) ?? 0)).join(" "),
+      );
     figure(runtime, "rss_growth_mib", mib(rss.at(-1)! - rss[0]!));
     figure(runtime, "load_per_minute", loads.map((l) => l.split(" ")[0]).join(" "));
     figure(
