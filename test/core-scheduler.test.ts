@@ -237,11 +237,13 @@ describe("a stall of our own event loop is not charged to the peer", () => {
     const limit = Object.keys(limits)[0]!;
     it(`${limit}: bytes that queued during a 3 s stall are read before the deadline is judged`, async () => {
       const { clock, feed, guard, read } = pendingRead(limits);
+      const allBefore = deadlineDebugCounters().allStalledMs;
       await clock.advance(500);
       // The loop blocks from 500 ms to 3.5 s: the timer due at 1 s wakes 2.5 s late.
       await clock.stall(3000);
       expect(guard.controller.state).toBe("active");
       expect(deadlineDebugCounters(clock).stalledMs).toBe(2400); // late by 2.5 s, less the 100 ms tolerance
+      expect(deadlineDebugCounters().allStalledMs - allBefore).toBe(2400); // over every clock
       // The I/O that queued during the stall runs before the deferred sweep.
       feed.enqueue(new Uint8Array(2000));
       expect(await read).toMatchObject({ done: false });

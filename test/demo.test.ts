@@ -90,6 +90,7 @@ describe("the fixture server of the tests and benches (the demo, observed)", () 
       const counters = await ((await fetch(new Request("http://x/debug/counters"))) as Response).json();
       expect(Object.keys(counters).sort()).toEqual([
         "allScheduledDeadlines",
+        "allStalledMs",
         "allTimersArmed",
         "disconnectListeners",
         "liveGuards",

@@ -144,6 +144,7 @@ function summary(
   r: LoadResult,
   timeouts: Observation[],
   observed: Observation[],
+  stalledMs: number | undefined,
 ): string {
   const counts = new Map<string, number>();
   for (const o of observed) counts.set(o.event, (counts.get(o.event) ?? 0) + 1);
@@ -153,7 +154,7 @@ function summary(
     `  uploads   ${r.uploads.ok}/${r.uploads.count} intact, none cut (${fmtKiB(plan.spec.uploads.bytes)} at ${fmtKiB(plan.spec.uploads.rate)}/s, ${r.uploads.peakInFlight} at once, ${fmtS(r.uploads.elapsedMs)}, median ${fmtS(r.uploads.medianMs)}, client late by ≤ ${r.uploads.maxLagMs} ms)`,
     `  downloads ${r.downloads.ok}/${r.downloads.count} intact, none cut (${[...new Set(d.sizes)].map(fmtKiB).join(" / ")} at ${fmtKiB(d.rate)}/s, ${r.downloads.peakInFlight} at once, ${fmtS(r.downloads.elapsedMs)}, ${fmtKiB(r.downloads.bytes)} checked, client late by ≤ ${r.downloads.maxLagMs} ms)`,
     `  controls  upload at ${CONTROL}×: ${r.controls.upload.status} after ${fmtS(r.controls.upload.ms)} with ${fmtKiB(r.controls.upload.bytes)} sent; download at ${CONTROL}×: ${r.controls.download.ending} after ${fmtKiB(r.controls.download.bytes)} of ${fmtKiB(plan.spec.controls.download.sizes[0]!)}`,
-    `  server    timeouts: ${timeouts.map((o) => `${String(o.direction)} ${String(o.limit)} at ${fmtKiB(Number(o.bytes))}`).join(", ")}; observed: ${[...counts].map(([event, n]) => `${event} ×${n}`).join(", ")}`,
+    `  server    timeouts: ${timeouts.map((o) => `${String(o.direction)} ${String(o.limit)} at ${fmtKiB(Number(o.bytes))}`).join(", ")}; observed: ${[...counts].map(([event, n]) => `${event} ×${n}`).join(", ")}; event-loop stalls left out of waits: ${stalledMs === undefined ? "unknown" : `${Math.round(stalledMs)} ms`} (allStalledMs)`,
     `  client    event-loop delay p99 ${r.loopDelay.p99Ms} ms, max ${r.loopDelay.maxMs} ms; CPU ${fmtS(r.clientCpuMs)}`,
     `  probe     GET / every ${plan.spec.probeEveryMs} ms during the load: ${r.serverProbe.count - r.serverProbe.failed}/${r.serverProbe.count} answered, median ${r.serverProbe.p50Ms} ms, p99 ${r.serverProbe.p99Ms} ms, max ${r.serverProbe.maxMs} ms`,
   ].join("\n");
@@ -176,7 +177,11 @@ for (const row of ROWS) {
       const timeouts = await settled(server, since, (o) => o.event === "timeout", 2, 5_000);
       const completed = await settled(server, since, (o) => o.event === "download-complete", DOWNLOADS, 5_000);
       const observed = server.observations.slice(since);
-      const report = summary(row, plan, result, timeouts, observed);
+      // What the server's schedulers forgave as stalls of its own loop (a trace for a failure's report).
+      const counters = await fetch(`http://127.0.0.1:${server.port}/debug/counters`)
+        .then((r) => r.json() as Promise<{ allStalledMs?: number }>)
+        .catch(() => undefined);
+      const report = summary(row, plan, result, timeouts, observed, counters?.allStalledMs);
       console.log(report);
 
       // 1. The client kept its own schedule: otherwise it was not an honest peer, whatever happened.

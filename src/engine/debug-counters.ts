@@ -30,6 +30,11 @@ export interface DeadlineDebugCounters {
   allScheduledDeadlines: number;
   /** Native timers pending, across all clocks. */
   allTimersArmed: number;
+  /**
+   * `stalledMs` summed over every clock's scheduler (each saw the stalls it was armed across: where
+   * each request has its own clock, one stall can be counted by several).
+   */
+  allStalledMs: number;
   /** withDeadlines' "client went away" listeners on requests' signals not yet removed. */
   disconnectListeners: number;
 }
@@ -45,6 +50,7 @@ export function deadlineDebugCounters(clock: Clock = systemClock): DeadlineDebug
     stalledMs: scheduler.stalled,
     allScheduledDeadlines: schedulerTotals.scheduled,
     allTimersArmed: schedulerTotals.armed,
+    allStalledMs: schedulerTotals.stalled,
     disconnectListeners: liveCounts.listeners,
   };
 }

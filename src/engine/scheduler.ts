@@ -43,7 +43,7 @@ export interface ScheduledEntry {
  * Totals over every clock's scheduler, for `deadlineDebugCounters()`: where each request has its own
  * clock (workerd), one clock's figures say nothing about the others.
  */
-export const schedulerTotals = { scheduled: 0, armed: 0 };
+export const schedulerTotals = { scheduled: 0, armed: 0, stalled: 0 };
 
 export class DeadlineScheduler {
   #clock: Clock;
@@ -136,6 +136,7 @@ export class DeadlineScheduler {
     this.wakeups++;
     if (late > STALL_TOLERANCE_MS) {
       this.stalled += late - STALL_TOLERANCE_MS;
+      schedulerTotals.stalled += late - STALL_TOLERANCE_MS;
       if (!this.#deferred) {
         this.#deferred = true;
         this.#arm(now); // a task from now: the I/O that queued during the stall comes first
