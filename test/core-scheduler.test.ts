@@ -299,6 +299,25 @@ describe("a stall of our own event loop is not charged to the peer", () => {
     expect([response.status, await response.text()]).toEqual([200, "after the stall"]);
   });
 
+  it("outbound too: a chunk left waiting across a stall is taken before the idle deadline is judged", async () => {
+    const clock = createVirtualClock();
+    const source = new ReadableStream<Uint8Array>(
+      { pull: (c) => c.enqueue(new Uint8Array(100)) },
+      { highWaterMark: 0 },
+    );
+    const guard = guardOutboundStream(source, { clock, idle: 1000 });
+    const reader = guard.readable.getReader();
+    await reader.read(); // the guard reads one chunk ahead: from here it waits on the consumer
+    await clock.advance(500);
+    await clock.stall(3000);
+    expect(guard.controller.state).toBe("active");
+    expect(await reader.read()).toMatchObject({ done: false }); // the consumer's read, queued during the stall
+    await clock.advance(1);
+    expect(guard.controller.state).toBe("active");
+    await clock.advance(2000); // and a consumer that then stops reading is still cut
+    expect(guard.controller.error).toMatchObject({ limit: "idle" });
+  });
+
   it("total is wall time: a stall does not move it", async () => {
     const { clock, guard, read } = pendingRead({ idle: 5000, total: 1000 });
     await clock.stall(3000);
