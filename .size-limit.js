@@ -19,12 +19,12 @@
 //     itself, one try for a nested layer's join, fewer
 //     duplicate checks (-63 B); outbound slicing only for
 //     a slow reader (+0 B)
-//   stall forgiveness (a 1 s heartbeat while the next    10,616 B     5,523 B
+//   stall forgiveness (a 1 s heartbeat while the next    10,626 B     5,525 B
 //     deadline is under an hour away; a late wake-up is
 //     not charged to peers, the handler deadline counts
 //     it as client time), less two tracker methods moved
-//     out to their only callers (+112 B, +76 B; limits
-//     10.55 and 5.5 KiB)
+//     out to their only callers, allStalledMs (+122 B,
+//     +78 B; limits 10.55 and 5.5 KiB)
 // What remains is mostly distinct logic that gzip cannot fold: the tracker (about a third of
 // guardInboundStream), TimeoutError's checks and message, the scheduler, the clocks, limit parsing.
 const build = process.env.SIZE_LIMIT_BUILD ?? "dist";

@@ -7,12 +7,12 @@
  * comes and re-inserted at its real due time. Only a due time moving *earlier* (a read starting,
  * a limit tightened) touches the heap, and only then may the one native timer be re-armed.
  *
- * Starvation of our own event loop is not charged to peers (as Kestrel's heartbeat): while anything
- * the next deadline is less than HEARTBEAT_HORIZON_MS away, the timer wakes at least every HEARTBEAT_MS, so a stalled loop (a long task, a GC
- * pause, a starved process) shows up as a late wake-up. Lateness beyond STALL_TOLERANCE_MS is added
- * to `stalled`, which the trackers take off the wait in progress; and the first sweep after a stall
- * waits one more timer task, so the I/O that queued during the stall is read before any deadline is
- * judged. The next sweep runs whatever that task cost: the deferral never repeats, so a loop that
+ * Starvation of our own event loop is not charged to peers (as Kestrel's heartbeat): while the next
+ * deadline is less than HEARTBEAT_HORIZON_MS away, the timer wakes at least every HEARTBEAT_MS, so a
+ * stalled loop (a long task, a GC pause, a starved process) shows up as a late wake-up. Lateness
+ * beyond STALL_TOLERANCE_MS is added to `stalled`, which the trackers take off the wait in progress;
+ * and the first sweep after a stall waits one more timer task, so the I/O that queued during the
+ * stall is read before any deadline is judged. The next sweep runs whatever that task cost: the deferral never repeats, so a loop that
  * stays overloaded still fires its deadlines, at most one tolerance per wake-up slower.
  */
 
