@@ -125,3 +125,52 @@ export function runHonestClient(options: HonestOptions): { stop(): Promise<Hones
     },
   };
 }
+
+/**
+ * The same client in a process of its own, so that its latencies are not those of the bench's own loop (the
+ * connection tracker parses `/proc/net/tcp` every 100 ms in the bench's process, thousands of lines at the
+ * manual's scale). Resolves once the child has started its loops; `stop()` ends them and reads the tally,
+ * with the child's times moved onto this process's `performance.now()`.
+ */
+export async function spawnHonestClient(options: HonestOptions): Promise<{ stop(): Promise<HonestResult> }> {
+  const { spawn } = await import("node:child_process");
+  const { createRequire } = await import("node:module");
+  const { fileURLToPath } = await import("node:url");
+  const tsx = createRequire(import.meta.url).resolve("tsx");
+  const child = spawn(process.execPath, ["--import", tsx, fileURLToPath(import.meta.url), JSON.stringify(options)], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const check = () => (out.includes("ready\n") ? resolve() : undefined);
+    child.stdout!.on("data", check);
+    exited.then((code) => reject(new Error(`the honest client's process exited (${code}) before it was ready`)));
+  });
+  return {
+    async stop() {
+      child.stdin!.end("stop\n");
+      const code = await exited;
+      const line = out.split("\n").find((l) => l.startsWith("{"));
+      if (code !== 0 || !line) throw new Error(`the honest client's process ended with ${code}: ${out.slice(-500)}`);
+      const { result, timeOrigin } = JSON.parse(line) as { result: HonestResult; timeOrigin: number };
+      const shift = timeOrigin - performance.timeOrigin;
+      result.failedAt = result.failedAt.map((t) => t + shift);
+      for (const f of result.failed) f.start += shift;
+      return result;
+    },
+  };
+}
+
+// Run as a process of its own (spawnHonestClient): options as JSON in argv[2]; "stop" on stdin ends it.
+if (process.argv[1] && import.meta.url === (await import("node:url")).pathToFileURL(process.argv[1]).href) {
+  const client = runHonestClient(JSON.parse(process.argv[2]!) as HonestOptions);
+  process.stdout.write("ready\n");
+  process.stdin.resume();
+  process.stdin.once("end", async () => {
+    const result = await client.stop();
+    process.stdout.write(`${JSON.stringify({ result, timeOrigin: performance.timeOrigin })}\n`);
+    process.exit(0);
+  });
+}

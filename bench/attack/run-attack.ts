@@ -8,8 +8,9 @@
  * runtime's adapter with the short limits below), a fresh demo server is started, then:
  *   - a connection tracker samples /proc/net/tcp every 100 ms: which connections the server still
  *     holds (bench/attack/attack-conntrack.ts);
- *   - an honest client (bench/attack/attack-honest.ts) makes small uploads and downloads from 127.0.0.2,
- *     alone for 3 s (its unloaded p99), then throughout the attack;
+ *   - an honest client (bench/attack/attack-honest.ts, in a process of its own, so that the tracker's work
+ *     is not in its latencies) makes small uploads and downloads from 127.0.0.2, alone for 3 s (its unloaded
+ *     p99), then throughout the attack;
  *   - slowhttptest opens the attack's connections from 127.0.0.1 (300 at -r 1000, or with --manual the
  *     manual's examples: 1,000 / 3,000 / 8,000 at -r 200) and keeps them slow; the window lasts its full
  *     length for bare and guarded alike, unless the machine's TCP memory passes TCP_MEM_CAP_MIB.
@@ -26,6 +27,8 @@
  * Method and figures: docs/resilience.md.
  *
  *   npx tsx bench/attack/run-attack.ts [node deno bun workers] [slow-body slow-read slowloris] [--seconds N] [--connections N]
+ *     [--manual] [--settle S (s after the attacker left before RSS is read again; default 3)] [--rounds N (the same
+ *     attack N times on one server: figures per round)]
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
@@ -34,7 +37,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "../shared/paths.ts";
 import { ConnectionTracker } from "./attack-conntrack.ts";
-import { type HonestResult, runHonestClient } from "./attack-honest.ts";
+import { type HonestResult, runHonestClient, spawnHonestClient } from "./attack-honest.ts";
 
 /** Terminal colour codes, stripped from slowhttptest's log before it is quoted. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC is the character to match
@@ -77,7 +80,13 @@ const secondsFor = (mode: Mode) => SECONDS_OPTION ?? (MANUAL ? Math.ceil(connect
 /** How long the honest client runs alone before the attack (its unloaded p99). */
 const UNLOADED_MS = 3_000;
 /** After the attacker has gone, how long the server gets before its RSS is read again. */
-const SETTLE_MS = 3_000;
+const SETTLE_MS = argv.includes("--settle") ? option("--settle", 3) * 1000 : 3_000;
+/**
+ * `--rounds N`: the same attack N times on one server, each after the last one's settle time. An RSS that
+ * keeps what the first attack took, but climbs no higher in later ones, is memory the runtime keeps for reuse,
+ * not memory lost per attack.
+ */
+const ROUNDS = argv.includes("--rounds") ? option("--rounds", 1) : 1;
 const positional = argv.filter((a, i) => !a.startsWith("--") && !argv[i - 1]?.startsWith("--"));
 for (const p of positional)
   if (![...RUNTIMES, ...MODES, "bare", "guarded"].includes(p as never)) throw new TypeError(`unknown argument "${p}"`);
@@ -416,6 +425,8 @@ interface CellResult {
   attackerExitedS: number | null;
   allCutS: number | null;
   connections: number;
+  /** Which of the `--rounds` attacks on the same server (1 when there is one). */
+  round: number;
   cutWithinLimit: number;
   cutByEnd: number;
   /**
@@ -547,7 +558,7 @@ async function attack(
   variant: Variant,
   configFile: string,
   workDir: string,
-): Promise<CellResult> {
+): Promise<CellResult[]> {
   const server = await startServer(runtime, variant, configFile);
   const tracker = new ConnectionTracker(server.port, SAMPLE_MS);
   try {
@@ -559,166 +570,172 @@ async function attack(
       );
 
     // The honest client alone first: its p99 on the unloaded server is what the attack's is compared with.
-    const unloaded = runHonestClient({ ...HONEST, url: server.url });
+    const unloaded = await spawnHonestClient({ ...HONEST, url: server.url });
     await new Promise((resolve) => setTimeout(resolve, UNLOADED_MS));
     const unloadedTally = await unloaded.stop();
     const pid = listenerPid(server.port, server.child.pid!);
-    const rssStart = rssMiB(pid);
-    let rssPeak = rssStart;
-    const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(pid) || 0)), 200);
-    const tcpMemStart = tcpMemMiB();
-    let tcpMemPeak = tcpMemStart;
-    const countersStart = tcpCounters();
-    const tcpMemSeries: number[] = [];
-    const tcpMemTimer = setInterval(() => {
-      const mem = tcpMemMiB();
-      tcpMemSeries.push(Math.round(mem));
-      tcpMemPeak = Math.max(tcpMemPeak, mem);
-    }, 200);
-    tracker.start();
-    const honest = runHonestClient({ ...HONEST, url: server.url });
-    const csvPrefix = join(workDir, `${runtime}-${mode}-${variant}`);
-    const t0 = performance.now();
-    const attacker = startGroup("slowhttptest", slowhttptestArgs(mode, server.url, csvPrefix));
-    let attackerLog = "";
-    attacker.stdout!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
-    attacker.stderr!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
-    // The window lasts secondsFor(mode) whatever happens to the attack, so that bare and guarded are compared over
-    // the same time (an earlier version ended a guarded attack once every connection was cut, which dropped the
-    // cheap honest requests after it and made honest_ok depend on how soon the server cut). It ends early only if
-    // the machine's TCP memory passes TCP_MEM_CAP_MIB: the kernel's TCP memory is shared by every process here.
-    let attackerExitedAt: number | undefined;
-    attacker.once("exit", () => (attackerExitedAt = performance.now()));
-    let allCutAt: number | undefined;
-    let watch: ReturnType<typeof setInterval> | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const ended = await new Promise<"time" | "tcp memory cap">((resolve) => {
-      watch = setInterval(() => {
-        const seen = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
-        if (
-          allCutAt === undefined &&
-          seen.length >= connectionsFor(mode) &&
-          seen.every((c) => c.releasedAt !== undefined)
-        )
-          allCutAt = performance.now();
-        if (tcpMemMiB() > TCP_MEM_CAP_MIB) resolve("tcp memory cap");
-      }, SAMPLE_MS);
-      timer = setTimeout(() => resolve("time"), secondsFor(mode) * 1000);
-    });
-    clearInterval(watch);
-    clearTimeout(timer);
-    // The last look at the server while the attacker still holds every connection it has.
-    tracker.sample();
-    const tEnd = performance.now();
-    const load1 = loadavg()[0]!;
-    // Honest requests already under way finish (or time out) while the attack still stands; none starts after it.
-    const tally = await honest.stop();
-    const attackerLeftAt = attackerExitedAt; // on its own, before it is stopped here
-    await stopGroup(attacker, "SIGINT", 3_000);
-    const rssAtAttackEnd = rssMiB(pid);
-    const countersAtAttackEnd = tcpCounters();
-    // The server's memory once the attacker has gone: after SETTLE_MS with no traffic.
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-    clearInterval(rssTimer);
-    clearInterval(tcpMemTimer);
-    const rssEnd = rssMiB(pid);
-    const tcpMemEnd = tcpMemMiB();
-    if (attackerLeftAt !== undefined && !/No open connections left/.test(attackerLog)) {
-      throw new Error(
-        `${runtime} ${mode} ${variant}: slowhttptest ended early:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
-      );
-    }
-    tracker.stop();
+    const rounds: CellResult[] = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const firedBefore = server.fired;
+      const rssStart = rssMiB(pid);
+      let rssPeak = rssStart;
+      const rssTimer = setInterval(() => (rssPeak = Math.max(rssPeak, rssMiB(pid) || 0)), 200);
+      const tcpMemStart = tcpMemMiB();
+      let tcpMemPeak = tcpMemStart;
+      const countersStart = tcpCounters();
+      const tcpMemSeries: number[] = [];
+      const tcpMemTimer = setInterval(() => {
+        const mem = tcpMemMiB();
+        tcpMemSeries.push(Math.round(mem));
+        tcpMemPeak = Math.max(tcpMemPeak, mem);
+      }, 200);
+      tracker.start();
+      const honest = await spawnHonestClient({ ...HONEST, url: server.url });
+      const csvPrefix = join(workDir, `${runtime}-${mode}-${variant}`);
+      const t0 = performance.now();
+      const attacker = startGroup("slowhttptest", slowhttptestArgs(mode, server.url, csvPrefix));
+      let attackerLog = "";
+      attacker.stdout!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
+      attacker.stderr!.on("data", (d: Buffer) => (attackerLog = (attackerLog + d.toString()).slice(-4000)));
+      // The window lasts secondsFor(mode) whatever happens to the attack, so that bare and guarded are compared over
+      // the same time (an earlier version ended a guarded attack once every connection was cut, which dropped the
+      // cheap honest requests after it and made honest_ok depend on how soon the server cut). It ends early only if
+      // the machine's TCP memory passes TCP_MEM_CAP_MIB: the kernel's TCP memory is shared by every process here.
+      let attackerExitedAt: number | undefined;
+      attacker.once("exit", () => (attackerExitedAt = performance.now()));
+      let allCutAt: number | undefined;
+      let watch: ReturnType<typeof setInterval> | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const ended = await new Promise<"time" | "tcp memory cap">((resolve) => {
+        watch = setInterval(() => {
+          const seen = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
+          if (
+            allCutAt === undefined &&
+            seen.length >= connectionsFor(mode) &&
+            seen.every((c) => c.releasedAt !== undefined)
+          )
+            allCutAt = performance.now();
+          if (tcpMemMiB() > TCP_MEM_CAP_MIB) resolve("tcp memory cap");
+        }, SAMPLE_MS);
+        timer = setTimeout(() => resolve("time"), secondsFor(mode) * 1000);
+      });
+      clearInterval(watch);
+      clearTimeout(timer);
+      // The last look at the server while the attacker still holds every connection it has.
+      tracker.sample();
+      const tEnd = performance.now();
+      const load1 = loadavg()[0]!;
+      // Honest requests already under way finish (or time out) while the attack still stands; none starts after it.
+      const tally = await honest.stop();
+      const attackerLeftAt = attackerExitedAt; // on its own, before it is stopped here
+      await stopGroup(attacker, "SIGINT", 3_000);
+      const rssAtAttackEnd = rssMiB(pid);
+      const countersAtAttackEnd = tcpCounters();
+      // The server's memory once the attacker has gone: after SETTLE_MS with no traffic.
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      clearInterval(rssTimer);
+      clearInterval(tcpMemTimer);
+      const rssEnd = rssMiB(pid);
+      const tcpMemEnd = tcpMemMiB();
+      if (attackerLeftAt !== undefined && !/No open connections left/.test(attackerLog)) {
+        throw new Error(
+          `${runtime} ${mode} ${variant}: slowhttptest ended early:\n${attackerLog.replace(ANSI_ESCAPES, "")}`,
+        );
+      }
+      tracker.stop();
 
-    const attackConnections = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
-    const { limitMs, accuracyMs, note } = limitFor(runtime, mode);
-    // Released at or before the last sample of the attack: the server let go (slowhttptest never
-    // closes a connection of its own accord; it closes one only after the server did).
-    const cut = attackConnections.filter((c) => c.releasedAt !== undefined && c.releasedAt <= tEnd);
-    const held = cut.map((c) => c.releasedAt! - c.firstSeen);
-    const within = held.filter((ms) => ms <= limitMs + accuracyMs).length;
-    const n = attackConnections.length;
-    const connectionsWanted = connectionsFor(mode);
-    if (n < connectionsWanted * 0.9)
-      console.error(
-        `  ${runtime} ${mode} ${variant}: only ${n} of ${connectionsWanted} attack connections reached the server; slowhttptest said:\n` +
-          attackerLog.replace(ANSI_ESCAPES, "").split("\n").slice(-12).join("\n"),
-      );
-    // Slow read: from the last sample at which the server's send queue grew (the stall) to the release.
-    const afterStall = cut.map((c) => c.releasedAt! - c.lastGrowth);
-    const acceptedAtS = attackConnections.map((c) => (c.firstSeen - t0) / 1000).sort((a, b) => a - b);
-    const backlog = tracker.samples
-      .map((at, i) => ({ atS: (at - t0) / 1000, waiting: tracker.backlog[i]! }))
-      .filter((x) => x.atS >= 0);
-    const cutTimes = cut.map((c) => c.releasedAt! - t0).sort((a, b) => a - b);
-    const epoch0 = performance.timeOrigin + t0;
-    const loop = server.probe
-      .filter((x) => x.at >= epoch0 - 2_000 && x.at <= performance.timeOrigin + tEnd + 1_000)
-      .map((x) => ({ ...x, atS: Number(((x.at - epoch0) / 1000).toFixed(1)) }));
-    return {
-      runtime,
-      mode,
-      variant,
-      limitMs,
-      accuracyMs,
-      limitNote: note,
-      attackSeconds: (tEnd - t0) / 1000,
-      ended,
-      connections: n,
-      cutWithinLimit: n ? within / n : Number.NaN,
-      cutByEnd: n ? cut.length / n : Number.NaN,
-      heldMedianMs: held.length ? percentile(held, 50) : null,
-      afterStall: {
-        medianMs: afterStall.length ? percentile(afterStall, 50) : null,
-        maxMs: afterStall.length ? Math.max(...afterStall) : null,
-        within: n ? afterStall.filter((ms) => ms <= limitMs + accuracyMs).length / n : Number.NaN,
-      },
-      heldMaxMs: held.length ? Math.max(...held) : null,
-      clientClosed:
-        attackerLeftAt !== undefined && /No open connections left/.test(attackerLog)
-          ? connectionsWanted
-          : lastCsvClosed(`${csvPrefix}.csv`),
-      firedFraction: n ? server.fired / n : Number.NaN,
-      heldSendQueueBytes: attackConnections
-        .filter((c) => c.releasedAt === undefined || c.releasedAt > tEnd)
-        .reduce((sum, c) => sum + c.sendQueue, 0),
-      load1,
-      connectionsWanted,
-      attackerExitedS: attackerLeftAt === undefined ? null : (attackerLeftAt - t0) / 1000,
-      allCutS: allCutAt === undefined ? null : (allCutAt - t0) / 1000,
-      acceptedS: {
-        first: acceptedAtS[0] ?? null,
-        median: acceptedAtS.length ? percentile(acceptedAtS, 50) : null,
-        last: acceptedAtS.at(-1) ?? null,
-      },
-      acceptQueue: { max: Math.max(0, ...backlog.map((x) => x.waiting)), series100ms: backlog.map((x) => x.waiting) },
-      firstCutS: cutTimes.length ? cutTimes[0]! / 1000 : null,
-      lastCutS: cutTimes.length ? cutTimes.at(-1)! / 1000 : null,
-      rss: { start: rssStart, peak: rssPeak, attackEnd: rssAtAttackEnd, end: rssEnd, settleMs: SETTLE_MS },
-      tcpMem: { start: tcpMemStart, peak: tcpMemPeak, end: tcpMemEnd, series200ms: tcpMemSeries },
-      tcpCounters: counterDelta(countersStart, countersAtAttackEnd),
-      loop,
-      unloaded: {
-        attempts: unloadedTally.attempts,
-        ok: unloadedTally.ok,
-        p50: percentile(unloadedTally.latencies, 50),
-        p99: percentile(unloadedTally.latencies, 99),
-      },
-      honest: {
-        attempts: tally.attempts,
-        ok: tally.ok,
-        okFraction: tally.attempts ? tally.ok / tally.attempts : Number.NaN,
-        p50: percentile(tally.latencies, 50),
-        p99: percentile(tally.latencies, 99),
-        failures: tally.failures,
-        failedAtS: tally.failedAt.map((t) => Number(((t - t0) / 1000).toFixed(1))),
-        failed: tally.failed.map((f) => ({
-          kind: f.kind,
-          startS: Number(((f.start - t0) / 1000).toFixed(2)),
-          endS: Number(((f.start + f.ms - t0) / 1000).toFixed(2)),
-        })),
-      },
-    };
+      const attackConnections = tracker.from(ATTACKER).filter((c) => c.firstSeen >= t0 - SAMPLE_MS);
+      const { limitMs, accuracyMs, note } = limitFor(runtime, mode);
+      // Released at or before the last sample of the attack: the server let go (slowhttptest never
+      // closes a connection of its own accord; it closes one only after the server did).
+      const cut = attackConnections.filter((c) => c.releasedAt !== undefined && c.releasedAt <= tEnd);
+      const held = cut.map((c) => c.releasedAt! - c.firstSeen);
+      const within = held.filter((ms) => ms <= limitMs + accuracyMs).length;
+      const n = attackConnections.length;
+      const connectionsWanted = connectionsFor(mode);
+      if (n < connectionsWanted * 0.9)
+        console.error(
+          `  ${runtime} ${mode} ${variant}: only ${n} of ${connectionsWanted} attack connections reached the server; slowhttptest said:\n` +
+            attackerLog.replace(ANSI_ESCAPES, "").split("\n").slice(-12).join("\n"),
+        );
+      // Slow read: from the last sample at which the server's send queue grew (the stall) to the release.
+      const afterStall = cut.map((c) => c.releasedAt! - c.lastGrowth);
+      const acceptedAtS = attackConnections.map((c) => (c.firstSeen - t0) / 1000).sort((a, b) => a - b);
+      const backlog = tracker.samples
+        .map((at, i) => ({ atS: (at - t0) / 1000, waiting: tracker.backlog[i]! }))
+        .filter((x) => x.atS >= 0);
+      const cutTimes = cut.map((c) => c.releasedAt! - t0).sort((a, b) => a - b);
+      const epoch0 = performance.timeOrigin + t0;
+      const loop = server.probe
+        .filter((x) => x.at >= epoch0 - 2_000 && x.at <= performance.timeOrigin + tEnd + 1_000)
+        .map((x) => ({ ...x, atS: Number(((x.at - epoch0) / 1000).toFixed(1)) }));
+      rounds.push({
+        round,
+        runtime,
+        mode,
+        variant,
+        limitMs,
+        accuracyMs,
+        limitNote: note,
+        attackSeconds: (tEnd - t0) / 1000,
+        ended,
+        connections: n,
+        cutWithinLimit: n ? within / n : Number.NaN,
+        cutByEnd: n ? cut.length / n : Number.NaN,
+        heldMedianMs: held.length ? percentile(held, 50) : null,
+        afterStall: {
+          medianMs: afterStall.length ? percentile(afterStall, 50) : null,
+          maxMs: afterStall.length ? Math.max(...afterStall) : null,
+          within: n ? afterStall.filter((ms) => ms <= limitMs + accuracyMs).length / n : Number.NaN,
+        },
+        heldMaxMs: held.length ? Math.max(...held) : null,
+        clientClosed:
+          attackerLeftAt !== undefined && /No open connections left/.test(attackerLog)
+            ? connectionsWanted
+            : lastCsvClosed(`${csvPrefix}.csv`),
+        firedFraction: n ? (server.fired - firedBefore) / n : Number.NaN,
+        heldSendQueueBytes: attackConnections
+          .filter((c) => c.releasedAt === undefined || c.releasedAt > tEnd)
+          .reduce((sum, c) => sum + c.sendQueue, 0),
+        load1,
+        connectionsWanted,
+        attackerExitedS: attackerLeftAt === undefined ? null : (attackerLeftAt - t0) / 1000,
+        allCutS: allCutAt === undefined ? null : (allCutAt - t0) / 1000,
+        acceptedS: {
+          first: acceptedAtS[0] ?? null,
+          median: acceptedAtS.length ? percentile(acceptedAtS, 50) : null,
+          last: acceptedAtS.at(-1) ?? null,
+        },
+        acceptQueue: { max: Math.max(0, ...backlog.map((x) => x.waiting)), series100ms: backlog.map((x) => x.waiting) },
+        firstCutS: cutTimes.length ? cutTimes[0]! / 1000 : null,
+        lastCutS: cutTimes.length ? cutTimes.at(-1)! / 1000 : null,
+        rss: { start: rssStart, peak: rssPeak, attackEnd: rssAtAttackEnd, end: rssEnd, settleMs: SETTLE_MS },
+        tcpMem: { start: tcpMemStart, peak: tcpMemPeak, end: tcpMemEnd, series200ms: tcpMemSeries },
+        tcpCounters: counterDelta(countersStart, countersAtAttackEnd),
+        loop,
+        unloaded: {
+          attempts: unloadedTally.attempts,
+          ok: unloadedTally.ok,
+          p50: percentile(unloadedTally.latencies, 50),
+          p99: percentile(unloadedTally.latencies, 99),
+        },
+        honest: {
+          attempts: tally.attempts,
+          ok: tally.ok,
+          okFraction: tally.attempts ? tally.ok / tally.attempts : Number.NaN,
+          p50: percentile(tally.latencies, 50),
+          p99: percentile(tally.latencies, 99),
+          failures: tally.failures,
+          failedAtS: tally.failedAt.map((t) => Number(((t - t0) / 1000).toFixed(1))),
+          failed: tally.failed.map((f) => ({
+            kind: f.kind,
+            startS: Number(((f.start - t0) / 1000).toFixed(2)),
+            endS: Number(((f.start + f.ms - t0) / 1000).toFixed(2)),
+          })),
+        },
+      });
+    }
+    return rounds;
   } finally {
     tracker.stop();
     await stopGroup(server.child);
@@ -765,45 +782,50 @@ try {
       for (const variant of order.filter((v) => namedVariants.length === 0 || namedVariants.includes(v))) {
         const name = `attack.${runtime}.${mode}.${variant}`;
         try {
-          const r = await attack(runtime, mode, variant, configFile, workDir);
-          results.push(r);
-          console.log(`figure ${name}.honest_ok ${fmt(r.honest.okFraction, 3)}`);
-          console.log(`figure ${name}.honest_p99 ${fmt(r.honest.p99, 1)} ms`);
-          console.log(`figure ${name}.cut_within_limit ${fmt(r.cutWithinLimit, 3)}`);
-          console.log(`figure ${name}.cut_by_end ${fmt(r.cutByEnd, 3)}`);
-          console.log(`figure ${name}.deadlines_fired ${fmt(r.firedFraction, 3)}`);
-          const failures = Object.entries(r.honest.failures)
-            .map(([k, v]) => `${k}: ${v}`)
-            .join(", ");
-          console.error(
-            `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
-              `all cut at ${r.allCutS?.toFixed(1) ?? "-"} s, slowhttptest left at ${r.attackerExitedS?.toFixed(1) ?? "-"} s; cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
-              `still held at the end: ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(1)} MiB in send queues; ` +
-              `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms (unloaded p99 ${fmt(r.unloaded.p99, 1)} ms)${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
-          );
-          console.error(
-            `    cuts ${r.firstCutS?.toFixed(2) ?? "-"}-${r.lastCutS?.toFixed(2) ?? "-"} s; ` +
-              `after the send queue stopped growing: median ${r.afterStall.medianMs?.toFixed(0) ?? "-"} ms, ` +
-              `max ${r.afterStall.maxMs?.toFixed(0) ?? "-"} ms, ${fmt(r.afterStall.within, 2)} within the limit; ` +
-              `RSS start ${fmt(r.rss.start, 0)} MiB, peak ${fmt(r.rss.peak, 0)}, attack end ${fmt(r.rss.attackEnd, 0)}, ` +
-              `${r.rss.settleMs / 1000} s later ${fmt(r.rss.end, 0)}; kernel TCP memory ${fmt(r.tcpMem.start, 0)} -> peak ${fmt(r.tcpMem.peak, 0)} -> ${fmt(r.tcpMem.end, 0)} MiB`,
-          );
-          console.error(
-            `    accepted ${r.acceptedS.first?.toFixed(2)} / ${r.acceptedS.median?.toFixed(2)} / ${r.acceptedS.last?.toFixed(2)} s (first / median / last); ` +
-              `accept queue max ${r.acceptQueue.max}, per 100 ms: ${r.acceptQueue.series100ms.slice(0, 120).join(" ")}`,
-          );
-          console.error(
-            `    TCP counters: ${JSON.stringify(r.tcpCounters)}; TCP memory (MiB) per 200 ms: ${r.tcpMem.series200ms.join(" ")}`,
-          );
-          if (r.honest.failed.length)
+          for (const r of await attack(runtime, mode, variant, configFile, workDir)) {
+            const name =
+              ROUNDS > 1
+                ? `attack.${runtime}.${mode}.${variant}.round${r.round}`
+                : `attack.${runtime}.${mode}.${variant}`;
+            results.push(r);
+            console.log(`figure ${name}.honest_ok ${fmt(r.honest.okFraction, 3)}`);
+            console.log(`figure ${name}.honest_p99 ${fmt(r.honest.p99, 1)} ms`);
+            console.log(`figure ${name}.cut_within_limit ${fmt(r.cutWithinLimit, 3)}`);
+            console.log(`figure ${name}.cut_by_end ${fmt(r.cutByEnd, 3)}`);
+            console.log(`figure ${name}.deadlines_fired ${fmt(r.firedFraction, 3)}`);
+            const failures = Object.entries(r.honest.failures)
+              .map(([k, v]) => `${k}: ${v}`)
+              .join(", ");
             console.error(
-              `    honest failures (start-end, s): ${r.honest.failed.map((f) => `${f.kind} ${f.startS}-${f.endS}`).join("; ")}`,
+              `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
+                `all cut at ${r.allCutS?.toFixed(1) ?? "-"} s, slowhttptest left at ${r.attackerExitedS?.toFixed(1) ?? "-"} s; cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
+                `still held at the end: ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(1)} MiB in send queues; ` +
+                `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms (unloaded p99 ${fmt(r.unloaded.p99, 1)} ms)${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
             );
-          if (r.loop.length)
             console.error(
-              `    loop delay max (ms) per 200 ms from ${r.loop[0]!.atS} s: ${r.loop.map((x) => x.max.toFixed(0)).join(" ")}\n` +
-                `    server CPU ms per 200 ms: ${r.loop.map((x) => x.cpuMs).join(" ")}`,
+              `    cuts ${r.firstCutS?.toFixed(2) ?? "-"}-${r.lastCutS?.toFixed(2) ?? "-"} s; ` +
+                `after the send queue stopped growing: median ${r.afterStall.medianMs?.toFixed(0) ?? "-"} ms, ` +
+                `max ${r.afterStall.maxMs?.toFixed(0) ?? "-"} ms, ${fmt(r.afterStall.within, 2)} within the limit; ` +
+                `RSS start ${fmt(r.rss.start, 0)} MiB, peak ${fmt(r.rss.peak, 0)}, attack end ${fmt(r.rss.attackEnd, 0)}, ` +
+                `${r.rss.settleMs / 1000} s later ${fmt(r.rss.end, 0)}; kernel TCP memory ${fmt(r.tcpMem.start, 0)} -> peak ${fmt(r.tcpMem.peak, 0)} -> ${fmt(r.tcpMem.end, 0)} MiB`,
             );
+            console.error(
+              `    accepted ${r.acceptedS.first?.toFixed(2)} / ${r.acceptedS.median?.toFixed(2)} / ${r.acceptedS.last?.toFixed(2)} s (first / median / last); ` +
+                `accept queue max ${r.acceptQueue.max}, per 100 ms: ${r.acceptQueue.series100ms.slice(0, 120).join(" ")}`,
+            );
+            console.error(
+              `    TCP counters: ${JSON.stringify(r.tcpCounters)}; TCP memory (MiB) per 200 ms: ${r.tcpMem.series200ms.join(" ")}`,
+            );
+            if (r.honest.failed.length)
+              console.error(
+                `    honest failures (start-end, s): ${r.honest.failed.map((f) => `${f.kind} ${f.startS}-${f.endS}`).join("; ")}`,
+              );
+            if (r.loop.length)
+              console.error(
+                `    loop delay max (ms) per 200 ms from ${r.loop[0]!.atS} s: ${r.loop.map((x) => x.max.toFixed(0)).join(" ")}\n` +
+                  `    server CPU ms per 200 ms: ${r.loop.map((x) => x.cpuMs).join(" ")}`,
+              );
+          }
         } catch (error) {
           console.log(
             `figure ${name}.error "${String(error instanceof Error ? error.message : error).split("\n")[0]}"`,
@@ -826,8 +848,8 @@ console.log(
 console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 const ordered = runtimes.flatMap((runtime) =>
   modes.flatMap((mode) =>
-    (["bare", "guarded"] as const).map((variant) =>
-      results.find((r) => r.runtime === runtime && r.mode === mode && r.variant === variant),
+    (["bare", "guarded"] as const).flatMap((variant) =>
+      results.filter((r) => r.runtime === runtime && r.mode === mode && r.variant === variant),
     ),
   ),
 );
@@ -838,7 +860,7 @@ for (const r of ordered) {
   const held = Math.round(r.connections * (1 - r.cutByEnd));
   console.log(
     `| ${r.runtime} | ${r.mode} | ${r.connections} of ${r.connectionsWanted}${r.ended === "tcp memory cap" ? " (TCP memory cap)" : ""} | ` +
-      `${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant} | ${fmt(r.honest.okFraction, 3)} | ` +
+      `${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant}${ROUNDS > 1 ? ` (round ${r.round})` : ""} | ${fmt(r.honest.okFraction, 3)} | ` +
       `${fmt(r.honest.p99, 0)} ms (${fmt(r.unloaded.p99, 0)} ms) | ${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ` +
       `${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB | ` +
       `${fmt(r.rss.start, 0)} / ${fmt(r.rss.peak, 0)} / ${fmt(r.rss.end, 0)} MiB | ${r.load1.toFixed(1)} |`,
