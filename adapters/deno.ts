@@ -229,7 +229,10 @@ const MAX_READ = 64 * 1024;
  * full (the peer is slower than that: nothing is gained by waiting with a big buffer).
  */
 class UploadWatchReader implements BodyReader {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array> | ReadableStreamBYOBReader;
+  /** Set when the body is a byte stream (Deno's own): BYOB reads into fresh buffers of ours. */
+  private readonly byob: ReadableStreamBYOBReader | undefined;
+  /** Set otherwise (a Request made in JavaScript): default reads. */
+  private readonly plain: ReadableStreamDefaultReader<Uint8Array> | undefined;
   /** BYOB reads: the chunks are fresh buffers of ours, so the guarded body is a byte stream too. */
   readonly bytes: boolean;
   private size = MIN_READ;
@@ -238,22 +241,19 @@ class UploadWatchReader implements BodyReader {
     body: ReadableStream<Uint8Array>,
     private readonly client: ClientSignal,
   ) {
-    let byob: ReadableStreamBYOBReader | undefined;
     try {
-      byob = body.getReader({ mode: "byob" });
+      this.byob = body.getReader({ mode: "byob" });
     } catch {
-      // Not a byte stream (a Request made in JavaScript): default reads.
+      this.plain = body.getReader();
     }
-    this.bytes = byob !== undefined;
-    this.reader = byob ?? body.getReader();
+    this.bytes = this.byob !== undefined;
   }
 
   read(): Promise<ReadableStreamReadResult<Uint8Array>> {
-    if (!this.bytes)
-      return (this.reader as ReadableStreamDefaultReader<Uint8Array>).read().then(undefined, this.readFailed);
-    return (this.reader as ReadableStreamBYOBReader)
-      .read(new Uint8Array(this.size))
-      .then(this.sized, this.readFailed) as Promise<ReadableStreamReadResult<Uint8Array>>;
+    if (this.byob === undefined) return this.plain!.read().then(undefined, this.readFailed);
+    return this.byob.read(new Uint8Array(this.size)).then(this.sized, this.readFailed) as Promise<
+      ReadableStreamReadResult<Uint8Array>
+    >;
   }
 
   /** Sizes the next read by how full this one came back. */
@@ -265,7 +265,7 @@ class UploadWatchReader implements BodyReader {
   };
 
   cancel(reason?: unknown): Promise<void> {
-    return this.reader.cancel(reason);
+    return (this.byob ?? this.plain!).cancel(reason);
   }
 
   /** The handler sees Deno's own error, as without the adapter. */
