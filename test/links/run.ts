@@ -1,5 +1,6 @@
 /**
- * `npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--queue-ms MS] [--response-idle MS]`
+ * `npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--queue-ms MS] [--response-idle MS]
+ *   [--request-grace MS]`
  *
  * Honest and stalled clients over emulated slow links (docs/links.md). It makes two network namespaces joined by one
  * veth pair per link, each shaped by `tc … tbf` (test/links/netns.ts), starts the server of each runtime in one
@@ -27,6 +28,7 @@ const argv = process.argv.slice(2);
 let full = false;
 let runtimes: Runtime[] = ["node", "deno", "bun", "workers"];
 let responseIdleOverride: number | undefined;
+let requestGraceOverride: number | undefined;
 let queueMs = 500;
 for (let i = 0; i < argv.length; i++) {
   const flag = argv[i];
@@ -43,9 +45,13 @@ for (let i = 0; i < argv.length; i++) {
     responseIdleOverride = Number(argv[++i]);
     if (!Number.isInteger(responseIdleOverride) || responseIdleOverride <= 0)
       throw new RangeError("links: --response-idle takes a positive number of ms");
+  } else if (flag === "--request-grace") {
+    requestGraceOverride = Number(argv[++i]);
+    if (!Number.isInteger(requestGraceOverride) || requestGraceOverride <= 0)
+      throw new RangeError("links: --request-grace takes a positive number of ms");
   } else {
     console.error(
-      "usage: npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--queue-ms MS] [--response-idle MS]",
+      "usage: npm run test:links [-- --full] [--runtimes node,deno,bun,workers] [--queue-ms MS] [--response-idle MS] [--request-grace MS]",
     );
     process.exit(2);
   }
@@ -54,7 +60,7 @@ for (let i = 0; i < argv.length; i++) {
 // ---- what is measured ------------------------------------------------------------------------------------------
 /** The demo's default limits (README): stricter in every field than withDeadlines' own defaults. */
 const LIMITS = {
-  request: { idle: 10_000, minRate: 1024, grace: 5_000 },
+  request: { idle: 10_000, minRate: 1024, grace: requestGraceOverride ?? 5_000 },
   response: { idle: responseIdleOverride ?? 30_000, minRate: 1024, grace: 5_000 },
 };
 /** How late a deadline may be seen to fire (docs/resilience.md: timer lateness, sampling, a loaded machine). */
