@@ -11,6 +11,8 @@ export interface HonestResult {
   ok: number;
   /** Latency of every attempt, ms (a failed attempt counts with the time it took to fail). */
   latencies: number[];
+  /** When each attempt started (performance.now(), ms), in the order of `latencies`. */
+  startedAt: number[];
   /** What went wrong, by kind, e.g. { "upload timeout": 3, "download status 503": 1 }. */
   failures: Record<string, number>;
   /** When each failed attempt started (performance.now(), ms). */
@@ -95,7 +97,15 @@ function once(options: HonestOptions, kind: "upload" | "download"): Promise<stri
 
 /** Runs until `stop()`; resolves with the tally once every request in flight has ended. */
 export function runHonestClient(options: HonestOptions): { stop(): Promise<HonestResult> } {
-  const result: HonestResult = { attempts: 0, ok: 0, latencies: [], failures: {}, failedAt: [], failed: [] };
+  const result: HonestResult = {
+    attempts: 0,
+    ok: 0,
+    latencies: [],
+    startedAt: [],
+    failures: {},
+    failedAt: [],
+    failed: [],
+  };
   let running = true;
   const loop = async (index: number) => {
     let n = index;
@@ -106,6 +116,7 @@ export function runHonestClient(options: HonestOptions): { stop(): Promise<Hones
       const ms = performance.now() - started;
       result.attempts++;
       result.latencies.push(ms);
+      result.startedAt.push(started);
       if (failure === undefined) result.ok++;
       else {
         const coarse = `${kind} ${failure.replace(/ \(.*\)$/, "")}`;
@@ -157,6 +168,7 @@ export async function spawnHonestClient(options: HonestOptions): Promise<{ stop(
       const { result, timeOrigin } = JSON.parse(line) as { result: HonestResult; timeOrigin: number };
       const shift = timeOrigin - performance.timeOrigin;
       result.failedAt = result.failedAt.map((t) => t + shift);
+      result.startedAt = result.startedAt.map((t) => t + shift);
       for (const f of result.failed) f.start += shift;
       return result;
     },

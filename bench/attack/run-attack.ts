@@ -18,6 +18,8 @@
  * Prints, per runtime, mode and variant:
  *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_ok <fraction of honest requests that succeeded>
  *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_p99 <ms> (every attempt, failures included)
+ *   figure attack.<runtime>.<mode>.<bare|guarded>.honest_p99_after_drain <ms> (the attempts that started once the
+ *     listening socket's accept queue was empty again after its peak; absent if it never was)
  *   figure attack.<runtime>.<mode>.<bare|guarded>.cut_within_limit <fraction>
  *   figure attack.<runtime>.<mode>.<bare|guarded>.cut_by_end <fraction>
  *   figure attack.<runtime>.<mode>.<bare|guarded>.deadlines_fired <deadlines reported per attack connection>
@@ -471,6 +473,12 @@ interface CellResult {
     okFraction: number;
     p50: number;
     p99: number;
+    /**
+     * The attack's accept queue: when it was empty again after its peak (s after slowhttptest started; null if it
+     * never was), and the honest p99 of the attempts that started from then on (null if none did).
+     */
+    queueDrainedS: number | null;
+    p99AfterDrain: number | null;
     failures: Record<string, number>;
     failedAtS: number[];
     failed: { kind: string; startS: number; endS: number }[];
@@ -665,6 +673,13 @@ async function attack(
         .map((at, i) => ({ atS: (at - t0) / 1000, waiting: tracker.backlog[i]! }))
         .filter((x) => x.atS >= 0);
       const cutTimes = cut.map((c) => c.releasedAt! - t0).sort((a, b) => a - b);
+      // An honest connection waits behind every attack connection queued before it (docs/resilience.md, "Where
+      // honest requests fail"): its latency once the queue has drained tells the server's own from the queue's.
+      const peakAt = backlog.findIndex((x) => x.waiting === Math.max(0, ...backlog.map((y) => y.waiting)));
+      const drained = backlog.find((x, i) => i > peakAt && x.waiting === 0);
+      const afterDrain = drained
+        ? tally.latencies.filter((_, i) => tally.startedAt[i]! >= t0 + drained.atS * 1000)
+        : [];
       const epoch0 = performance.timeOrigin + t0;
       const loop = server.probe
         .filter((x) => x.at >= epoch0 - 2_000 && x.at <= performance.timeOrigin + tEnd + 1_000)
@@ -725,6 +740,8 @@ async function attack(
           okFraction: tally.attempts ? tally.ok / tally.attempts : Number.NaN,
           p50: percentile(tally.latencies, 50),
           p99: percentile(tally.latencies, 99),
+          queueDrainedS: drained?.atS ?? null,
+          p99AfterDrain: afterDrain.length ? percentile(afterDrain, 99) : null,
           failures: tally.failures,
           failedAtS: tally.failedAt.map((t) => Number(((t - t0) / 1000).toFixed(1))),
           failed: tally.failed.map((f) => ({
@@ -790,6 +807,8 @@ try {
             results.push(r);
             console.log(`figure ${name}.honest_ok ${fmt(r.honest.okFraction, 3)}`);
             console.log(`figure ${name}.honest_p99 ${fmt(r.honest.p99, 1)} ms`);
+            if (r.honest.p99AfterDrain !== null)
+              console.log(`figure ${name}.honest_p99_after_drain ${fmt(r.honest.p99AfterDrain, 1)} ms`);
             console.log(`figure ${name}.cut_within_limit ${fmt(r.cutWithinLimit, 3)}`);
             console.log(`figure ${name}.cut_by_end ${fmt(r.cutByEnd, 3)}`);
             console.log(`figure ${name}.deadlines_fired ${fmt(r.firedFraction, 3)}`);
@@ -800,7 +819,7 @@ try {
               `  ${name}: ${r.connections} attack connections, ${r.attackSeconds.toFixed(1)} s (${r.ended}); limit ${r.limitMs} + ${r.accuracyMs} ms (${r.limitNote}); ` +
                 `all cut at ${r.allCutS?.toFixed(1) ?? "-"} s, slowhttptest left at ${r.attackerExitedS?.toFixed(1) ?? "-"} s; cut after median ${r.heldMedianMs?.toFixed(0) ?? "-"} ms, max ${r.heldMaxMs?.toFixed(0) ?? "-"} ms; slowhttptest saw ${r.clientClosed ?? "?"} closed; ` +
                 `still held at the end: ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(1)} MiB in send queues; ` +
-                `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms (unloaded p99 ${fmt(r.unloaded.p99, 1)} ms)${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
+                `honest ${r.honest.ok}/${r.honest.attempts}, p50 ${fmt(r.honest.p50, 1)} ms (unloaded p99 ${fmt(r.unloaded.p99, 1)} ms; accept queue empty at ${r.honest.queueDrainedS?.toFixed(1) ?? "-"} s, p99 after ${r.honest.p99AfterDrain === null ? "-" : fmt(r.honest.p99AfterDrain, 1)} ms)${failures ? ` (${failures})` : ""}; load ${r.load1.toFixed(1)}`,
             );
             console.error(
               `    cuts ${r.firstCutS?.toFixed(2) ?? "-"}-${r.lastCutS?.toFixed(2) ?? "-"} s; ` +
@@ -843,9 +862,9 @@ try {
 // --- table ---------------------------------------------------------------------------------------
 
 console.log(
-  "\n| runtime | mode | connections | limit (+ accuracy) | variant | honest_ok | honest_p99 (unloaded) | cut_within_limit | cut_by_end | cut after (median / max) | held at the end (send queues) | RSS start / peak / end | load |",
+  "\n| runtime | mode | connections | limit (+ accuracy) | variant | honest_ok | honest_p99 (unloaded) | p99 after the accept queue drained (at) | cut_within_limit | cut_by_end | cut after (median / max) | held at the end (send queues) | RSS start / peak / end | load |",
 );
-console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 const ordered = runtimes.flatMap((runtime) =>
   modes.flatMap((mode) =>
     (["bare", "guarded"] as const).flatMap((variant) =>
@@ -861,7 +880,9 @@ for (const r of ordered) {
   console.log(
     `| ${r.runtime} | ${r.mode} | ${r.connections} of ${r.connectionsWanted}${r.ended === "tcp memory cap" ? " (TCP memory cap)" : ""} | ` +
       `${r.limitMs / 1000} s (+ ${r.accuracyMs / 1000} s) | ${r.variant}${ROUNDS > 1 ? ` (round ${r.round})` : ""} | ${fmt(r.honest.okFraction, 3)} | ` +
-      `${fmt(r.honest.p99, 0)} ms (${fmt(r.unloaded.p99, 0)} ms) | ${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ` +
+      `${fmt(r.honest.p99, 0)} ms (${fmt(r.unloaded.p99, 0)} ms) | ` +
+      `${r.honest.p99AfterDrain === null ? "–" : `${fmt(r.honest.p99AfterDrain, 0)} ms (${r.honest.queueDrainedS!.toFixed(1)} s)`} | ` +
+      `${fmt(r.cutWithinLimit, 2)} | ${fmt(r.cutByEnd, 2)} | ${cutAfter} | ` +
       `${held} conns, ${(r.heldSendQueueBytes / 1024 / 1024).toFixed(0)} MiB | ` +
       `${fmt(r.rss.start, 0)} / ${fmt(r.rss.peak, 0)} / ${fmt(r.rss.end, 0)} MiB | ${r.load1.toFixed(1)} |`,
   );
