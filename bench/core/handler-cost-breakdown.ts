@@ -1,4 +1,7 @@
-/** Where a wrapped request spends its time, piece by piece (a diagnostic; prints microseconds per request). */
+/**
+ * Where a wrapped request spends its time, piece by piece (a diagnostic; prints microseconds per request).
+ * Runs on Node (`npx tsx`), Bun and Deno alike: `bun bench/core/handler-cost-breakdown.ts`.
+ */
 import { guardOutboundStream, withDeadlines } from "../../src/index.ts";
 const N = 20000;
 async function time(name: string, f: () => Promise<void>) {
@@ -45,6 +48,18 @@ for (let r = 0; r < 2; r++) {
     const f = () => {};
     ac.signal.addEventListener("abort", f, { once: true });
     ac.signal.removeEventListener("abort", f);
+  });
+  await time("floor: req + read the body + new Response(bytes) + text()", async () => {
+    new Request("http://localhost/hello");
+    const r = bare();
+    const rd = r.body!.getReader();
+    const chunks: Uint8Array[] = [];
+    for (;;) {
+      const x = await rd.read();
+      if (x.done) break;
+      chunks.push(x.value);
+    }
+    await new Response(chunks[0] as Uint8Array<ArrayBuffer>, r).text();
   });
   await time("wrapped full", async () => {
     await ((await wrapped(new Request("http://localhost/hello"))) as Response).text();
