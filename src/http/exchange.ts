@@ -14,25 +14,16 @@
 import { type Clock, isolatedClock } from "../engine/clock.ts";
 import { liveCounts } from "../engine/debug-counters.ts";
 import { abortTracker, type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
-import { TimeoutError } from "../engine/timeout-error.ts";
-import { type BodyReader, isByteStream } from "../guards/common.ts";
+import type { TimeoutError } from "../engine/timeout-error.ts";
+import type { BodyReader } from "../guards/common.ts";
 import { attachInboundGuardToReader } from "../guards/inbound.ts";
-import { attachOutboundGuardToReader } from "../guards/outbound.ts";
 import type { AdapterHooks, ExchangeOutcome, InboundBodyGuard } from "./hooks.ts";
 import { type ExchangeControls, inertController } from "./controls.ts";
-import { HandlerDeadline, type HandlerDeadlineOwner } from "./handler-deadline.ts";
+import { HandlerDeadline, type HandlerDeadlineOwner, handlerTimeoutError } from "./handler-deadline.ts";
 import { type RequestPolicy, type ResolvedConfig, type ResolvedPolicy, checkHandlerMs } from "./options.ts";
-import {
-  UNGUARDED_DECLARED_LENGTH,
-  cancelLateBody,
-  ignore,
-  isEventStream,
-  isResponse,
-  isThenable,
-  passThroughUntouched,
-} from "./pass-through.ts";
-import { type BodyPeek, Peek, concatBytes, reopenPeekedBody } from "./peek.ts";
-import { requestWithBody } from "./request-copy.ts";
+import { cancelLateAnswer, cancelLateBody, ignore, isEventStream, isResponse, isThenable } from "./pass-through.ts";
+import { goesOutUnread, guardedResponse, peekResponseBody } from "./response-body.ts";
+import { guardedRequest } from "./request-copy.ts";
 import { Firing, type TimeoutEvent, report, timeoutAnswer } from "./timeout-answer.ts";
 
 /** The handler runs; no answer is chosen yet. */
@@ -88,44 +79,23 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.#startedAt = config.clock.now(); // an isolated clock reads the same time
     this.handlerRequest = original;
     this.#signalSource = original;
-    if (hooks.guardRequestBodyInPlace?.(original, this) !== true) {
-      const body = original.body;
-      if (body !== null && !original.bodyUsed && !body.locked) {
-        const signal = original.signal as AbortSignal | undefined | null;
-        this.#signalSource = { signal };
-        // A byte stream's guard is one too; a body an adapter reads, unless its reader says its chunks are its own.
-        const hooked = hooks.requestBodyReader?.(body);
-        const bytes = hooked === undefined ? isByteStream(body) : hooked.bytes === true;
-        this.handlerRequest = requestWithBody(
-          original,
-          signal,
-          attachInboundGuardToReader(hooked ?? body.getReader(), this.#newRequestTracker(), bytes),
-        );
-        // A client that leaves fails a pending read of its upload at once (an adapter that guards in
-        // place watches its own connection).
-        this.#listenForDisconnect();
-      }
+    const copy = hooks.guardRequestBodyInPlace?.(original, this) ? undefined : guardedRequest(original, hooks, this);
+    if (copy !== undefined) {
+      this.handlerRequest = copy;
+      this.#signalSource = { signal: original.signal };
+      // A client that leaves fails a pending read of its upload at once (an adapter that guards in
+      // place watches its own connection).
+      this.#listenForDisconnect();
     }
     // A response total runs from the request's arrival, and can fire before the handler returns.
     if (policy.response.total != null || policy.response.totalAt != null) this.#ensureResponseTracker();
     if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
   }
 
-  #newRequestTracker(): DeadlineTracker {
-    return (this.#requestTracker = new DeadlineTracker({
-      direction: "inbound",
-      subject: "request body",
-      parsedLimits: this.#policy.request,
-      clock: this.#clock,
-      owner: this,
-      startedAt: this.#startedAt,
-    }));
-  }
-
-  /** InboundBodyGuard, for an adapter that guards the body inside its own Request. */
+  /** InboundBodyGuard: the request body's deadlines on a reader of it (the core's copy, or an adapter's own Request). */
   guardRequestBody(reader: BodyReader, bytes?: boolean): ReadableStream<Uint8Array> {
     if (this.#requestTracker !== undefined) throw new Error("stream-deadlines: the request body is guarded already");
-    return attachInboundGuardToReader(reader, this.#newRequestTracker(), bytes === true);
+    return attachInboundGuardToReader(reader, (this.#requestTracker = this.#tracker("inbound")), bytes === true);
   }
 
   /** The clock of this request's deadlines: where timers belong to the request that made them (workerd), its own. */
@@ -175,14 +145,20 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   }
 
   #ensureResponseTracker(): DeadlineTracker {
-    return (this.#responseTracker ??= new DeadlineTracker({
-      direction: "outbound",
-      subject: "response body",
-      parsedLimits: this.#policy.response,
+    return (this.#responseTracker ??= this.#tracker("outbound"));
+  }
+
+  /** A body's tracker: the request's (inbound) or the response's, told of its firing and its end. */
+  #tracker(direction: "inbound" | "outbound"): DeadlineTracker {
+    const inbound = direction === "inbound";
+    return new DeadlineTracker({
+      direction,
+      subject: inbound ? "request body" : "response body",
+      parsedLimits: inbound ? this.#policy.request : this.#policy.response,
       clock: this.#clock,
       owner: this,
       startedAt: this.#startedAt,
-    }));
+    });
   }
 
   /** Listens for the client going away (only once something would react to it). */
@@ -221,9 +197,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     if (this.#phase !== HANDLING) {
       // Answered while the handler's synchronous part ran (a `set()` or `setHandlerTimeout()` already
       // past): nothing to wait for; whatever the handler returns is late.
-      const reason = this.#lateReason();
-      if (isThenable(pending)) Promise.resolve(pending).then((value) => cancelLateBody(value, reason), ignore);
-      else cancelLateBody(pending, reason);
+      cancelLateAnswer(pending, this.#lateReason());
       return Promise.resolve(this.#earlyAnswer!);
     }
     // A synchronous handler: nothing to race.
@@ -330,15 +304,9 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       return this.#timeoutAnswer(event);
     }
     this.#moveTo(ANSWERED);
-    if (!isResponse(result)) return this.#passOn(result);
-    // A small body the adapter knows is in memory goes out as the peek would pass it, unread.
-    const inMemory = this.#config.inMemoryResponse === undefined ? this.#hooks.inMemoryBodySize?.(result) : undefined;
-    if (
-      (inMemory !== undefined && inMemory <= UNGUARDED_DECLARED_LENGTH) ||
-      passThroughUntouched(this.handlerRequest, result)
-    )
-      return this.#passOn(result);
-    return this.#guardResponseBody(result);
+    return !isResponse(result) || goesOutUnread(this.handlerRequest, result, this.#config.inMemoryResponse, this.#hooks)
+      ? this.#passOn(result)
+      : this.#guardResponseBody(result);
   }
 
   /** The answer goes out with a body the core does not guard: the exchange is over. */
@@ -348,56 +316,23 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     return response;
   }
 
+  /** The body is looked at (response-body.ts): found in memory or failed at once, it goes out; else its guard does. */
   async #guardResponseBody(result: Response): Promise<Response> {
-    const init = { status: result.status, statusText: result.statusText, headers: result.headers };
-    const hooks = this.#hooks;
-    const body = result.body!; // a getter: read once (the peek and the byte-stream probe use this stream)
-    let reader = hooks.responseBodyReader?.(body) ?? body.getReader();
-    // A body already in memory (a string, bytes) and small needs no guard: it fits the socket's
-    // buffer. Hand it on as bytes, which every runtime sends on its fast path, instead of paying a
-    // stream and a Response more per request.
-    let peek: BodyPeek;
-    try {
-      peek = await new Peek(reader).run();
-    } catch (error) {
-      // The body failed at once: the client gets the status and headers, and a failed body, as it
-      // would have without the peek; nothing of this request stays behind.
-      return this.#passOn(new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), init));
-    }
-    if (peek.done) {
-      const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);
-      const own = this.#config.inMemoryResponse;
-      return this.#passOn(
-        own !== undefined
-          ? own(bytes, init)
-          : hooks.inMemoryResponse !== undefined
-            ? hooks.inMemoryResponse(bytes, init)
-            : new Response(bytes as Uint8Array<ArrayBuffer>, init),
-      );
-    }
+    const streaming = await peekResponseBody(result, this.#config.inMemoryResponse, this.#hooks);
+    if (!("peek" in streaming)) return this.#passOn(streaming); // a Response (maybe an adapter's own class)
     if (this.#signalSource.signal?.aborted) this.#clientWentAway();
     const tracker = this.#ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
-      reader.cancel(this.#abortReason).catch(ignore);
-      return this.#passOn(new Response(null, init));
+      streaming.reader.cancel(this.#abortReason).catch(ignore);
+      return this.#passOn(new Response(null, streaming.head));
     }
     this.#moveTo(STREAMING);
     const every = this.#policy.sseHeartbeat;
     const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.#clock } : undefined;
-    // A byte stream's guard is one too (asked only now: see reopenPeekedBody), except where the runtime
-    // is the body's only reader (responseToRuntime) or an adapter reads it (responseBodyReader: workerd
-    // reads a byte stream in 4 KiB BYOB reads).
-    let pending = peek.pending;
-    let bytes = false;
-    if (hooks.responseToRuntime !== true && hooks.responseBodyReader === undefined)
-      ({ reader, pending, bytes } = reopenPeekedBody(body, reader as ReadableStreamDefaultReader<Uint8Array>, pending));
-    const guarded = new Response(
-      attachOutboundGuardToReader(reader, tracker, peek.chunks, pending, heartbeat, bytes, hooks.quietResponseFailure),
-      init,
-    );
+    const guarded = guardedResponse(streaming, tracker, heartbeat, this.#hooks);
     this.#listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
-    hooks.answered?.(true);
+    this.#hooks.answered?.(true);
     return guarded;
   }
 
@@ -479,18 +414,11 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
 
   handlerDeadlinePassed(now: number, limit: number): void {
     if (this.#phase !== HANDLING) return;
-    const error = new TimeoutError({
-      subject: "handler",
-      direction: null,
-      limit: "handler",
-      limitValue: limit,
-      bytes: this.#requestTracker?.stats.bytes ?? 0,
-      elapsed: now - this.#startedAt,
-      waited: 0,
-      idleFor: 0,
-      rate: 0,
-    });
-    this.handlerError = error;
+    const error = (this.handlerError = handlerTimeoutError(
+      limit,
+      this.#requestTracker?.stats.bytes ?? 0,
+      now - this.#startedAt,
+    ));
     // The answer is decided first, before anything the handler's signal listeners or the report can
     // do: on workerd, the first console.warn of an isolate let the handler's late answer win.
     this.#fired(error, "handler", true);

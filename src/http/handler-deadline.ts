@@ -6,6 +6,7 @@
  */
 import type { Clock } from "../engine/clock.ts";
 import { type ScheduledEntry, schedulerFor } from "../engine/scheduler.ts";
+import { TimeoutError } from "../engine/timeout-error.ts";
 
 /** Told when the handler deadline passes; says how much of the time so far was the client's. */
 export interface HandlerDeadlineOwner {
@@ -91,4 +92,19 @@ export class HandlerDeadline implements ScheduledEntry {
     this.#due = Infinity;
     schedulerFor(this.#clock).unschedule(this);
   }
+}
+
+/** The handler deadline's error: `bytes` of the upload read so far, `elapsed` ms since the request's arrival. */
+export function handlerTimeoutError(limit: number, bytes: number, elapsed: number): TimeoutError {
+  return new TimeoutError({
+    subject: "handler",
+    direction: null,
+    limit: "handler",
+    limitValue: limit,
+    bytes,
+    elapsed,
+    waited: 0,
+    idleFor: 0,
+    rate: 0,
+  });
 }

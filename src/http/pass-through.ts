@@ -67,3 +67,9 @@ export function cancelLateBody(response: unknown, reason: unknown): void {
   if (isResponse(response) && response.body !== null && !response.body.locked)
     response.body.cancel(reason).catch(ignore);
 }
+
+/** A handler's value (or its promise) that comes too late: a Response's body is freed once it is there. */
+export function cancelLateAnswer(pending: unknown, reason: unknown): void {
+  if (isThenable(pending)) Promise.resolve(pending).then((value) => cancelLateBody(value, reason), ignore);
+  else cancelLateBody(pending, reason);
+}
