@@ -253,10 +253,17 @@ export class DeadlineTracker implements ScheduledEntry, DeadlineController {
     this.#stallMark = scheduler.stalled;
     this.#creditFrom = -Infinity;
     const { idle, minRate } = this.#limits;
-    if (idle === null && minRate === null) return;
     // The wait began no earlier than turn.start: checking from there on is early enough, and the
-    // check itself decides on the real figures (lazily; usually the entry is already due later).
-    this.#scheduler.schedule(this, this.#nextDue(turn.start));
+    // check itself decides on the real figures. This is #nextDue(turn.start), written out for the
+    // per-chunk path: a wait that begins now counts, and drains its credit, from turn.start. Usually
+    // the entry is already scheduled sooner (by an earlier wait), and nothing else is done.
+    const start = turn.start;
+    const due = Math.min(
+      this.#totalDue,
+      idle === null ? Infinity : start + idle,
+      minRate === null ? Infinity : start + (this.#credit * 1000) / minRate,
+    );
+    if (due < this.scheduledAt) scheduler.schedule(this, due);
   }
 
   /**
