@@ -22,7 +22,8 @@ import { type ExchangeControls, inertController } from "./controls.ts";
 import { HandlerDeadline, type HandlerDeadlineOwner, handlerTimeoutError } from "./handler-deadline.ts";
 import { type RequestPolicy, type ResolvedConfig, type ResolvedPolicy, checkHandlerMs } from "./options.ts";
 import { cancelLateAnswer, cancelLateBody, ignore, isEventStream, isResponse, isThenable } from "./pass-through.ts";
-import { goesOutUnread, guardedResponse, peekResponseBody } from "./response-body.ts";
+import { type BodyPeek, Peek } from "./peek.ts";
+import { failedBodyAnswer, goesOutUnread, guardedResponse, inMemoryAnswer, openResponseBody } from "./response-body.ts";
 import { guardedRequest } from "./request-copy.ts";
 import { Firing, type TimeoutEvent, report, timeoutAnswer } from "./timeout-answer.ts";
 
@@ -316,21 +317,28 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     return response;
   }
 
-  /** The body is looked at (response-body.ts): found in memory or failed at once, it goes out; else its guard does. */
+  /** The body is peeked at (response-body.ts): found in memory or failed at once, it goes out; else its guard does. */
   async #guardResponseBody(result: Response): Promise<Response> {
-    const streaming = await peekResponseBody(result, this.#config.inMemoryResponse, this.#hooks);
-    if (!("peek" in streaming)) return this.#passOn(streaming); // a Response (maybe an adapter's own class)
+    const opened = openResponseBody(result, this.#hooks);
+    let peek: BodyPeek;
+    try {
+      peek = await new Peek(opened.reader).run();
+    } catch (error) {
+      return this.#passOn(failedBodyAnswer(error, opened.head)); // nothing of this request stays behind
+    }
+    if (peek.done)
+      return this.#passOn(inMemoryAnswer(peek.chunks, opened.head, this.#config.inMemoryResponse, this.#hooks));
     if (this.#signalSource.signal?.aborted) this.#clientWentAway();
     const tracker = this.#ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
-      streaming.reader.cancel(this.#abortReason).catch(ignore);
-      return this.#passOn(new Response(null, streaming.head));
+      opened.reader.cancel(this.#abortReason).catch(ignore);
+      return this.#passOn(new Response(null, opened.head));
     }
     this.#moveTo(STREAMING);
     const every = this.#policy.sseHeartbeat;
     const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.#clock } : undefined;
-    const guarded = guardedResponse(streaming, tracker, heartbeat, this.#hooks);
+    const guarded = guardedResponse(opened, peek, tracker, heartbeat, this.#hooks);
     this.#listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
     this.#hooks.answered?.(true);
     return guarded;

@@ -9,15 +9,14 @@ import { type OutboundHeartbeat, attachOutboundGuardToReader } from "../guards/o
 import type { AdapterHooks } from "./hooks.ts";
 import type { InMemoryResponse } from "./options.ts";
 import { UNGUARDED_DECLARED_LENGTH, passThroughUntouched } from "./pass-through.ts";
-import { type BodyPeek, Peek, concatBytes, reopenPeekedBody } from "./peek.ts";
+import { type BodyPeek, concatBytes, reopenPeekedBody } from "./peek.ts";
 
 type Head = Parameters<InMemoryResponse>[1];
 
-/** A body still streaming after the peek: what the outbound guard takes over. */
-export interface StreamingBody {
+/** A body opened for the peek: its stream, the reader the peek and the guard use, its status and headers. */
+export interface OpenedBody {
   body: ReadableStream<Uint8Array>;
   reader: BodyReader;
-  peek: BodyPeek;
   head: Head;
 }
 
@@ -35,35 +34,36 @@ export function goesOutUnread(
   return (inMemory !== undefined && inMemory <= UNGUARDED_DECLARED_LENGTH) || passThroughUntouched(request, response);
 }
 
-/**
- * Reads what the body already holds. A body already in memory (a string, bytes) and small needs no
- * guard: it fits the socket's buffer, so it comes back as a Response of bytes, which every runtime
- * sends on its fast path, instead of a stream and a Response more per request (`own`: the user's
- * `inMemoryResponse`, before the adapter's). A body that fails at once comes back as a Response
- * with that failure, as the client would have had it without the peek. Any other body comes back
- * as a StreamingBody, for the guard.
- */
-export async function peekResponseBody(
-  response: Response,
-  own: InMemoryResponse | undefined,
-  hooks: AdapterHooks,
-): Promise<Response | StreamingBody> {
+/** Opens the body for the peek (the exchange awaits the peek itself: no promise more per response). */
+export function openResponseBody(response: Response, hooks: AdapterHooks): OpenedBody {
   const head = { status: response.status, statusText: response.statusText, headers: response.headers };
   const body = response.body!; // a getter: read once (the peek and the byte-stream probe use this stream)
-  const reader = hooks.responseBodyReader?.(body) ?? body.getReader();
-  let peek: BodyPeek;
-  try {
-    peek = await new Peek(reader).run();
-  } catch (error) {
-    return new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), head);
-  }
-  if (!peek.done) return { body, reader, peek, head };
-  const bytes = peek.chunks.length === 1 ? peek.chunks[0]! : concatBytes(peek.chunks);
+  return { body, reader: hooks.responseBodyReader?.(body) ?? body.getReader(), head };
+}
+
+/**
+ * A body the peek read whole: small and already in memory (a string, bytes), it needs no guard, as
+ * it fits the socket's buffer. It goes on as a Response of bytes, which every runtime sends on its
+ * fast path, instead of a stream and a Response more per request (`own`: the user's
+ * `inMemoryResponse`, before the adapter's).
+ */
+export function inMemoryAnswer(
+  chunks: Uint8Array[],
+  head: Head,
+  own: InMemoryResponse | undefined,
+  hooks: AdapterHooks,
+): Response {
+  const bytes = chunks.length === 1 ? chunks[0]! : concatBytes(chunks);
   return own !== undefined
     ? own(bytes, head)
     : hooks.inMemoryResponse !== undefined
       ? hooks.inMemoryResponse(bytes, head)
       : new Response(bytes as Uint8Array<ArrayBuffer>, head);
+}
+
+/** A body that failed during the peek: the status and headers with a failed body, as the client would have had it without the peek. */
+export function failedBodyAnswer(error: unknown, head: Head): Response {
+  return new Response(new ReadableStream<Uint8Array>({ start: (c) => c.error(error) }), head);
 }
 
 /**
@@ -72,22 +72,23 @@ export async function peekResponseBody(
  * adapter reads it (responseBodyReader: workerd reads a byte stream in 4 KiB BYOB reads).
  */
 export function guardedResponse(
-  streaming: StreamingBody,
+  opened: OpenedBody,
+  peek: BodyPeek,
   tracker: DeadlineTracker,
   heartbeat: OutboundHeartbeat | undefined,
   hooks: AdapterHooks,
 ): Response {
-  let { reader, peek } = streaming;
+  let reader = opened.reader;
   let pending = peek.pending;
   let bytes = false;
   if (hooks.responseToRuntime !== true && hooks.responseBodyReader === undefined)
     ({ reader, pending, bytes } = reopenPeekedBody(
-      streaming.body,
+      opened.body,
       reader as ReadableStreamDefaultReader<Uint8Array>,
       pending,
     ));
   return new Response(
     attachOutboundGuardToReader(reader, tracker, peek.chunks, pending, heartbeat, bytes, hooks.quietResponseFailure),
-    streaming.head,
+    opened.head,
   );
 }
