@@ -29,18 +29,15 @@
  * checks type this file against it: test/types/tsconfig.bun.json).
  */
 import {
-  type AdapterHooks,
   type BodyReader,
   adapterDeadlines,
   checkFunction,
   checkObject,
   fail,
   findDeadlines,
-  type ExchangeOutcome,
-  type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
 import { bunIdleAfterAnswer, checkIdleTimeout as checkBunIdleTimeout, serverFor } from "./bun-idle.ts";
-import { holdDeadlineChannels, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
+import { ExchangeHooks, holdDeadlineChannels } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -76,10 +73,7 @@ holdDeadlineChannels();
 export { BUN_DEFAULT_IDLE_TIMEOUT } from "./bun-idle.ts";
 
 /** The core's hooks for one exchange. */
-class BunExchange implements AdapterHooks {
-  /** The core guards the body of its answer: the library bounds it until its end. */
-  guardedBody = false;
-
+class BunExchange extends ExchangeHooks {
   /**
    * Bun prints the whole error a response body fails with (after the one line onTimeout wrote): the
    * guarded body fails with `undefined` on a firing, and Bun cuts the transfer without a word.
@@ -87,7 +81,9 @@ class BunExchange implements AdapterHooks {
   readonly quietResponseFailure = true;
 
   /** The Request Bun passed in: the one `server.timeout` and `server.requestIP` know. */
-  constructor(private readonly original: Request) {}
+  constructor(private readonly original: Request) {
+    super();
+  }
 
   /** The handler of a copied Request gets a server whose request-keyed methods accept the copy. */
   handlerArgs(handlerRequest: Request, args: unknown[]): unknown[] {
@@ -97,31 +93,12 @@ class BunExchange implements AdapterHooks {
       : [serverFor(server, handlerRequest, this.original)];
   }
 
-  answered(guarded: boolean): void {
-    this.guardedBody = guarded;
-  }
-
   /**
    * Bun sends string chunks of a response body as UTF-8 (Elysia's streams yield strings): so does the
    * guard. With this hook, the guarded body is a default stream: Bun.serve reads it with default reads.
    */
   responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader {
     return new TextAwareReader(body.getReader()) as unknown as BodyReader; // Bun's reader types overload read()
-  }
-
-  /** Hook: diagnostics_channel, before the handler runs. */
-  started(handlerRequest: Request): void {
-    publishStart(handlerRequest);
-  }
-
-  /** Hook: diagnostics_channel, once per firing. */
-  timedOut(event: TimeoutEvent): void {
-    publishTimeout(event);
-  }
-
-  /** Hook: diagnostics_channel, when the exchange is over. */
-  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
-    publishEnd(handlerRequest, outcome);
   }
 }
 

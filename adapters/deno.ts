@@ -24,7 +24,6 @@
  * checks type this file against it: test/types/tsconfig.deno.json).
  */
 import {
-  type AdapterHooks,
   type BodyReader,
   type GuardState,
   adapterDeadlines,
@@ -32,10 +31,8 @@ import {
   fail,
   fieldError,
   typeOf,
-  type ExchangeOutcome,
-  type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
-import { isReportedFiring, publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
+import { ExchangeHooks, isReportedFiring } from "./diagnostics.ts";
 import { type AdapterOptions, checkAdapterOptions, checkListenOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -113,17 +110,17 @@ type Phase = typeof HANDLER | typeof BODY | typeof DONE;
  * (and its AbortController made) only when somebody asks for `request.signal`, which withDeadlines
  * does for bodies it guards.
  */
-class ClientSignal implements AdapterHooks {
+class ClientSignal extends ExchangeHooks {
   private phase: Phase = HANDLER;
   private controller: AbortController | undefined;
   private runtimeSignal: AbortSignal | undefined;
   private listening = false;
-  /** The core guards the body of the Response it handed back (it then tells its end). */
-  guardedBody = false;
   /** Deno.serve sends the response body with default reads: no byte stream for it. */
   readonly responseToRuntime = true;
 
-  constructor(private readonly request: Request) {}
+  constructor(private readonly request: Request) {
+    super();
+  }
 
   get signal(): AbortSignal {
     if (this.controller !== undefined) return this.controller.signal;
@@ -176,11 +173,6 @@ class ClientSignal implements AdapterHooks {
     return denoInMemoryBodySize(response);
   }
 
-  /** Hook: whether the core guards the body of its answer. */
-  answered(guarded: boolean): void {
-    this.guardedBody = guarded;
-  }
-
   /**
    * Hook: withDeadlines' guard of the response body ended. Deno cancels a body only when the client
    * went away: abort the signal before the producer is cancelled (withDeadlines then cancels the
@@ -189,21 +181,6 @@ class ClientSignal implements AdapterHooks {
   responseBodyEnded(state: GuardState): void {
     if (state === "cancelled") this.clientLeft();
     else this.bodyDone();
-  }
-
-  /** Hook: diagnostics_channel, before the handler runs. */
-  started(handlerRequest: Request): void {
-    publishStart(handlerRequest);
-  }
-
-  /** Hook: diagnostics_channel, once per firing. */
-  timedOut(event: TimeoutEvent): void {
-    publishTimeout(event);
-  }
-
-  /** Hook: diagnostics_channel, when the exchange is over. */
-  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
-    publishEnd(handlerRequest, outcome);
   }
 
   /** Hook: the upload, watched for Deno's read errors. */

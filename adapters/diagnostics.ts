@@ -130,6 +130,36 @@ export function publishEnd(request: Request, outcome: ExchangeOutcome): void {
   if (endChannel!.hasSubscribers) endChannel!.publish({ request, outcome } satisfies RequestEndMessage);
 }
 
+/**
+ * The base of an adapter's hooks for one exchange: the three diagnostics hooks, and `guardedBody`,
+ * which the core sets through `answered` (whether it guards the body of its answer). Methods on the
+ * prototype: one small object per request, no closures.
+ */
+export class ExchangeHooks implements AdapterHooks {
+  /** The core guards the body of the Response it handed back: it tells that body's end. */
+  guardedBody = false;
+
+  /** Hook: whether the core guards the body of its answer. */
+  answered(guarded: boolean): void {
+    this.guardedBody = guarded;
+  }
+
+  /** Hook: diagnostics_channel, before the handler runs. */
+  started(handlerRequest: Request): void {
+    publishStart(handlerRequest);
+  }
+
+  /** Hook: diagnostics_channel, once per firing. */
+  timedOut(event: TimeoutEvent): void {
+    publishTimeout(event);
+  }
+
+  /** Hook: diagnostics_channel, when the exchange is over. */
+  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
+    publishEnd(handlerRequest, outcome);
+  }
+}
+
 /** The three diagnostics hooks, for an adapter that shares one hooks object across requests. */
 export const diagnosticsHooks = {
   started: publishStart,

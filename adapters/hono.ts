@@ -38,7 +38,6 @@ import {
   type WithDeadlinesOptions,
 } from "../src/index.ts";
 import {
-  type AdapterHooks,
   OPTION_KEYS,
   adapterDeadlines,
   checkKeys,
@@ -48,7 +47,7 @@ import {
   requestTimeoutResponse,
 } from "../src/http/adapter-contract.ts";
 import { type BunTimeoutServer, bunIdleAfterAnswer, bunServerOf, checkIdleTimeout, serverFor } from "./bun-idle.ts";
-import { diagnosticsHooks, holdDeadlineChannels, isReportedFiring } from "./diagnostics.ts";
+import { diagnosticsHooks, ExchangeHooks, holdDeadlineChannels, isReportedFiring } from "./diagnostics.ts";
 
 // On Bun, hold the diagnostics channels from import (oven-sh/bun#43086: Bun drops subscribed channels
 // nobody holds), as the Bun adapter does, for the middleware used on Bun without that adapter.
@@ -88,21 +87,15 @@ export interface HonoDeadlinesOptions extends Omit<WithDeadlinesOptions, "policy
 const HONO_OPTION_KEYS = [...OPTION_KEYS, "idleTimeout"];
 
 /** The hooks of one exchange the middleware owns on Bun: the diagnostics ones, and whether the core guards the answer's body. */
-class BunExchangeHooks implements AdapterHooks {
-  guardedBody = false;
+class BunExchangeHooks extends ExchangeHooks {
   /** Bun prints the reason a response body fails with: fail it with `undefined` (the report is the one line). */
   readonly quietResponseFailure = true;
-  readonly started = diagnosticsHooks.started;
-  readonly timedOut = diagnosticsHooks.timedOut;
-  readonly ended = diagnosticsHooks.ended;
 
   constructor(
     private readonly server: BunTimeoutServer,
     private readonly original: Request,
-  ) {}
-
-  answered(guarded: boolean): void {
-    this.guardedBody = guarded;
+  ) {
+    super();
   }
 
   /** The handler's `c.env.requestIP(c.req.raw)`, `timeout` and `upgrade` accept the library's copy of the Request. */

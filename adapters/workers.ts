@@ -25,15 +25,12 @@
  */
 import { UNGUARDED_DECLARED_LENGTH } from "../src/index.ts";
 import {
-  type AdapterHooks,
   type BodyReader,
   adapterDeadlines,
   checkFunction,
   declaredContentLength,
-  type ExchangeOutcome,
-  type TimeoutEvent,
 } from "../src/http/adapter-contract.ts";
-import { publishEnd, publishStart, publishTimeout } from "./diagnostics.ts";
+import { ExchangeHooks } from "./diagnostics.ts";
 import { type AdapterOptions, policyWithClient } from "./adapter-options.ts";
 
 export type { AdapterOptions, ClientInfo } from "./adapter-options.ts";
@@ -245,33 +242,12 @@ function requestWithLargeChunks<R extends Request>(request: R): { request: R; so
  * guards the body of its answer (only such a body is piped). Methods on the prototype: one small
  * object per request, no closures.
  */
-class WorkersExchange implements AdapterHooks {
-  guardedBody = false;
-
+class WorkersExchange extends ExchangeHooks {
   // With a responseBodyReader the core guards response bodies as default streams: workerd's pipe
   // would read a byte stream in 4 KiB BYOB reads.
 
   responseBodyReader(body: ReadableStream<Uint8Array>): BodyReader | undefined {
     return largeChunkReader(body);
-  }
-
-  answered(guarded: boolean): void {
-    this.guardedBody = guarded;
-  }
-
-  /** Hook: diagnostics_channel, before the handler runs. */
-  started(handlerRequest: Request): void {
-    publishStart(handlerRequest);
-  }
-
-  /** Hook: diagnostics_channel, once per firing. */
-  timedOut(event: TimeoutEvent): void {
-    publishTimeout(event);
-  }
-
-  /** Hook: diagnostics_channel, when the exchange is over. */
-  ended(handlerRequest: Request, outcome: ExchangeOutcome): void {
-    publishEnd(handlerRequest, outcome);
   }
 }
 
