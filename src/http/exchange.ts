@@ -12,7 +12,6 @@
  * Response has its body cancelled.
  */
 import { type Clock, isolatedClock } from "../engine/clock.ts";
-import { liveCounts } from "../engine/debug-counters.ts";
 import { abortTracker, type DeadlineController, DeadlineTracker, type TrackerOwner } from "../engine/tracker.ts";
 import type { TimeoutError } from "../engine/timeout-error.ts";
 import type { BodyReader } from "../guards/common.ts";
@@ -23,6 +22,7 @@ import { HandlerDeadline, type HandlerDeadlineOwner, handlerTimeoutError } from 
 import { type RequestPolicy, type ResolvedConfig, type ResolvedPolicy, checkHandlerMs } from "./options.ts";
 import { cancelLateAnswer, cancelLateBody, ignore, isEventStream, isResponse, isThenable } from "./pass-through.ts";
 import { type BodyPeek, Peek } from "./peek.ts";
+import { type ClientWatcher, ExchangeSignal, clientWentAwayError } from "./exchange-signal.ts";
 import { failedBodyAnswer, goesOutUnread, guardedResponse, inMemoryAnswer, openResponseBody } from "./response-body.ts";
 import { guardedRequest } from "./request-copy.ts";
 import { Firing, type TimeoutEvent, report, timeoutAnswer } from "./timeout-answer.ts";
@@ -37,9 +37,7 @@ const STREAMING = 2;
 const DONE = 3;
 type Phase = typeof HANDLING | typeof ANSWERED | typeof STREAMING | typeof DONE;
 
-const clientWentAwayError = () => new DOMException("The client went away", "AbortError");
-
-export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard, HandlerDeadlineOwner {
+export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuard, HandlerDeadlineOwner, ClientWatcher {
   #phase: Phase = HANDLING;
   #startedAt: number;
   /** This request's own clock when timers are per request, made at its first use (most requests never arm a timer). */
@@ -54,20 +52,13 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   #madeTimeoutAnswer: Response | undefined;
   /** Settles the exchange's answer while the handler runs (see answer()). */
   #settle: ((value: Response) => void) | undefined;
-  #abortController: AbortController | undefined;
-  /** Why the exchange's signal aborted; undefined until it does (a reason is never undefined). */
-  #abortReason: unknown;
   #handlerDeadline: HandlerDeadline | undefined;
-  /** The client's signal, while the exchange listens to it for a disconnect. */
-  #listeningTo: AbortSignal | undefined;
   #inertRequest: DeadlineController | undefined;
   /**
-   * Where the client's signal is read: the handler's Request, or, when that is a copy (a guarded
-   * body), the original's signal. The original Request itself is not kept: an adapter's (srvx's)
-   * holds its own URL, headers and context objects, about 1 KB a request that nothing needs once the
-   * copy exists.
+   * The signal the handler gets, and the watch on the client; made at its first use when the handler
+   * has the original Request (a copy's is made at once: the original is not kept).
    */
-  #signalSource: { readonly signal: AbortSignal | undefined | null };
+  #signalOrUndefined: ExchangeSignal | undefined;
 
   #config: ResolvedConfig;
   #policy: ResolvedPolicy;
@@ -78,16 +69,11 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.#policy = policy;
     this.#hooks = hooks;
     this.#startedAt = config.clock.now(); // an isolated clock reads the same time
-    this.handlerRequest = original;
-    this.#signalSource = original;
     const copy = hooks.guardRequestBodyInPlace?.(original, this) ? undefined : guardedRequest(original, hooks, this);
-    if (copy !== undefined) {
-      this.handlerRequest = copy;
-      this.#signalSource = { signal: original.signal };
-      // A client that leaves fails a pending read of its upload at once (an adapter that guards in
-      // place watches its own connection).
-      this.#listenForDisconnect();
-    }
+    this.handlerRequest = copy ?? original;
+    // A client that leaves fails a pending read of its upload at once (an adapter that guards in
+    // place watches its own connection).
+    if (copy !== undefined) (this.#signalOrUndefined = new ExchangeSignal({ signal: original.signal }, this)).watch();
     // A response total runs from the request's arrival, and can fire before the handler returns.
     if (policy.response.total != null || policy.response.totalAt != null) this.#ensureResponseTracker();
     if (policy.handler !== null) this.setHandlerTimeout(policy.handler);
@@ -115,12 +101,11 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   }
 
   get signal(): AbortSignal {
-    if (this.#abortController === undefined) {
-      this.#abortController = new AbortController();
-      if (this.#abortReason !== undefined) this.#abortController.abort(this.#abortReason);
-      else this.#listenForDisconnect();
-    }
-    return this.#abortController.signal;
+    return this.#signal.signal;
+  }
+
+  get #signal(): ExchangeSignal {
+    return (this.#signalOrUndefined ??= new ExchangeSignal(this.handlerRequest, this));
   }
 
   setHandlerTimeout(ms: number | null): void {
@@ -160,33 +145,6 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
       owner: this,
       startedAt: this.#startedAt,
     });
-  }
-
-  /** Listens for the client going away (only once something would react to it). */
-  #listenForDisconnect(): void {
-    if (this.#listeningTo !== undefined || this.#abortReason !== undefined) return;
-    const clientSignal = this.#signalSource.signal;
-    if (clientSignal == null) return;
-    if (clientSignal.aborted) {
-      this.#clientWentAway();
-      return;
-    }
-    this.#listeningTo = clientSignal;
-    liveCounts.listeners++;
-    clientSignal.addEventListener("abort", this, { once: true });
-  }
-
-  #stopListening(): void {
-    if (this.#listeningTo === undefined) return;
-    liveCounts.listeners--;
-    this.#listeningTo.removeEventListener("abort", this);
-    this.#listeningTo = undefined;
-  }
-
-  /** EventListener interface: the client's signal aborted (an object listener needs no closure). */
-  handleEvent(): void {
-    this.#stopListening();
-    this.#clientWentAway();
   }
 
   /**
@@ -328,18 +286,18 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     }
     if (peek.done)
       return this.#passOn(inMemoryAnswer(peek.chunks, opened.head, this.#config.inMemoryResponse, this.#hooks));
-    if (this.#signalSource.signal?.aborted) this.#clientWentAway();
+    // A client gone already is reacted to now; a runtime that never cancels a body (workerd) still frees the producer.
+    this.#signal.watch();
     const tracker = this.#ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
-      opened.reader.cancel(this.#abortReason).catch(ignore);
+      opened.reader.cancel(this.#signalOrUndefined?.reason).catch(ignore);
       return this.#passOn(new Response(null, opened.head));
     }
     this.#moveTo(STREAMING);
     const every = this.#policy.sseHeartbeat;
     const heartbeat = every !== null && isEventStream(result.headers) ? { every, clock: this.#clock } : undefined;
     const guarded = guardedResponse(opened, peek, tracker, heartbeat, this.#hooks);
-    this.#listenForDisconnect(); // a runtime that never cancels a body (workerd) still frees the producer
     this.#hooks.answered?.(true);
     return guarded;
   }
@@ -352,12 +310,6 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   #moveTo(phase: Phase): void {
     this.#phase = phase;
     this.#handlerDeadline?.stop(); // the handler is done (or late) in every phase but HANDLING
-  }
-
-  #abortAll(reason: unknown): void {
-    if (this.#abortReason !== undefined) return;
-    this.#abortReason = reason;
-    this.#abortController?.abort(reason);
   }
 
   #event(error: TimeoutError, direction: TimeoutEvent["direction"]): TimeoutEvent {
@@ -389,7 +341,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   #fired(error: TimeoutError, direction: TimeoutEvent["direction"], early: boolean): void {
     const event = this.#event(error, direction);
     if (early) this.#answerEarly(event);
-    this.#abortAll(error);
+    this.#signal.abort(error);
     if (early) {
       abortTracker(this.#requestTracker, error);
       abortTracker(this.#ensureResponseTracker(), error); // a no-op for the response's own firing (it ended)
@@ -407,7 +359,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     if (tracker !== this.#responseTracker || this.#phase !== STREAMING) return;
     this.#hooks.responseBodyEnded?.(tracker.state);
     // The runtime cancels a response body only when the client went away: say so on the signal.
-    if (tracker.state === "cancelled") this.#abortAll(clientWentAwayError());
+    if (tracker.state === "cancelled") this.#signal.abort(clientWentAwayError());
     this.#finish(tracker.state as ExchangeOutcome);
   }
 
@@ -415,8 +367,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   cancelReason(tracker: DeadlineTracker, reason: unknown): unknown {
     return tracker === this.#responseTracker &&
       this.#hooks.responseBodyEnded !== undefined &&
-      this.#abortReason !== undefined
-      ? this.#abortReason
+      this.#signalOrUndefined?.reason !== undefined
+      ? this.#signalOrUndefined.reason
       : reason;
   }
 
@@ -432,9 +384,8 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     this.#fired(error, "handler", true);
   }
 
-  #clientWentAway(): void {
-    const why: unknown = this.#signalSource.signal?.reason ?? clientWentAwayError();
-    this.#abortAll(why);
+  /** ClientWatcher: the client went away (the signal aborted already, with `why` if first). */
+  clientWentAway(why: unknown): void {
     // A pending read of the upload fails at once with the same reason (no deadline fired: no report).
     abortTracker(this.#requestTracker, why);
     abortTracker(this.#ensureResponseTracker(), why);
@@ -444,7 +395,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
   #finish(outcome: ExchangeOutcome | undefined): void {
     const first = this.#phase !== DONE;
     this.#moveTo(DONE);
-    this.#stopListening();
+    this.#signalOrUndefined?.unwatch();
     this.#requestTracker?.retire();
     this.#responseTracker?.retire();
     if (first && outcome !== undefined) this.#hooks.ended?.(this.handlerRequest, outcome);
