@@ -38,6 +38,17 @@ export const GENERIC_VARIANTS: Record<string, Handler> = {
       init(response),
     );
   },
+  /**
+   * floor-read-bytes with the one zero timer, set and cleared, that bounds the wait where a body's
+   * reads resolve only in a later turn of the event loop (workerd): a wrapper that must not wait on a
+   * streaming body for ever pays it there.
+   */
+  "floor-read-bytes-timer": async (request) => {
+    const timer = setTimeout(() => {}, 0);
+    const response = await GENERIC_VARIANTS["floor-read-bytes"]!(request);
+    clearTimeout(timer);
+    return response;
+  },
   /** `await response.arrayBuffer()` and a new Response of those bytes (the runtime's native read). */
   "floor-arraybuffer": async (request) => {
     const response = await benchHandler(request);
