@@ -49,7 +49,9 @@ const SUBSCRIBED = process.argv.includes("--subscribed");
 type Runtime = "node" | "deno" | "bun" | "workers" | "node-h2";
 const ALL: Runtime[] = ["node", "node-h2", "deno", "bun", "workers"];
 const named = process.argv.slice(2).filter((a, i, all) => !a.startsWith("-") && all[i - 1] !== "--rounds") as Runtime[];
-const runtimes = named.length ? named : ALL;
+// node-h2 measures a download alone: --small-only leaves it out (it has no small measure).
+const runtimes = named.length ? named : smallOnly ? ALL.filter((r) => r !== "node-h2") : ALL;
+if (smallOnly && runtimes.includes("node-h2")) throw new Error("run-http: node-h2 has no small measure (--small-only)");
 
 /**
  * Besides bare and guarded, a third server runs the floors (bench/shared/http-bench-variants.ts "floor"), the
