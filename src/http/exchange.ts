@@ -291,7 +291,7 @@ export class Exchange implements ExchangeControls, TrackerOwner, InboundBodyGuar
     const tracker = this.#ensureResponseTracker();
     if (tracker.ended) {
       // The client went away before the handler returned: free the producer, send no body.
-      opened.reader.cancel(this.#signalOrUndefined?.reason).catch(ignore);
+      opened.reader.cancel(this.#signal.reason).catch(ignore);
       return this.#passOn(new Response(null, opened.head));
     }
     this.#moveTo(STREAMING);
