@@ -6,10 +6,16 @@
  * the library's cost. The ratio printed is guarded / pass-through throughput, so 1.000 means the
  * deadline bookkeeping is free and 0.900 means it costs 10% on top of a wrapper.
  *
- * Run: npx tsx bench/core/run-core.ts [--quick]
+ * Run: npx tsx bench/core/run-core.ts [--quick] [--processes N]
  *      node --expose-gc --import tsx bench/core/run-core.ts   (adds a GC before every timed sample)
  * Output: one `ratio <scenario> <x.xxx>` line per scenario, plus `figure ...` lines.
+ *
+ * One process's ratios move by up to ±0.06 between runs of the same code (each process's JIT makes
+ * its own choices), more than most changes to the per-chunk path. `--processes N` runs the bench in
+ * N fresh processes, one after the other, and prints each one's ratios, then their medians as the
+ * `ratio` lines and their range as `figure <scenario>.ratio_range`.
  */
+import { execFileSync } from "node:child_process";
 import { deadlineDebugCounters, guardInboundStream, guardOutboundStream } from "../../src/index.ts";
 import type { GuardedStream, GuardOptions } from "../../src/index.ts";
 
@@ -198,7 +204,34 @@ async function runScenario(s: Scenario): Promise<void> {
   console.log(`ratio ${s.name} ${(guardMed / passMed).toFixed(3)}`);
 }
 
+/** `--processes N`: the bench in N child processes in turn; the medians of their ratios. */
+function runProcesses(count: number): void {
+  const args = process.argv.slice(2).filter((arg, i, all) => arg !== "--processes" && all[i - 1] !== "--processes");
+  const ratios = new Map<string, number[]>();
+  for (let run = 1; run <= count; run++) {
+    const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, ...args], { encoding: "utf8" });
+    const lines = out.split("\n").filter((line) => line.startsWith("ratio "));
+    console.log(`# process ${run}: ${lines.map((line) => line.slice(6)).join(", ")}`);
+    for (const line of lines) {
+      const [, name, value] = line.split(" ");
+      ratios.set(name!, [...(ratios.get(name!) ?? []), Number(value)]);
+    }
+  }
+  for (const [name, values] of ratios) {
+    console.log(`figure ${name}.ratio_range ${Math.min(...values).toFixed(3)}–${Math.max(...values).toFixed(3)}`);
+    console.log(`ratio ${name} ${median(values).toFixed(3)}`);
+  }
+}
+
 async function main(): Promise<void> {
+  const processesAt = process.argv.indexOf("--processes");
+  if (processesAt !== -1) {
+    const count = Number(process.argv[processesAt + 1]);
+    if (!Number.isInteger(count) || count < 1)
+      throw new Error("--processes needs a whole number of processes, 1 or more");
+    runProcesses(count);
+    return;
+  }
   console.log(
     `# stream-deadlines core bench: node ${process.version} ${process.platform}/${process.arch}` +
       `${quick ? " (--quick: smoke run, bodies /8)" : ""}; method: ~${WARMUP_MS} ms warm-up per scenario, ` +
