@@ -1,7 +1,7 @@
 /**
  * Server CPU time per request for `GET /small`, variant by variant, on one runtime: a measure that
  * does not depend on how busy the rest of the machine is (unlike requests per second on a shared
- * 2-core box). For each variant a server runs (bench/serve-bench-<runtime>.ts --variant NAME); in
+ * 2-core box). For each variant a server runs (bench/servers/serve-bench-<runtime>.ts --variant NAME); in
  * each round every server gets the same fixed number of requests from autocannon (a separate
  * process), and the server process's CPU time (utime + stime of all its threads, /proc/<pid>/stat)
  * is read before and after. Rounds rotate the order of the variants; figures are medians.
