@@ -5,13 +5,15 @@
  * the unpatched copy's. A patch that no longer applies fails the run: the figures are never stale.
  *
  * The bundles are made from the TypeScript sources (esbuild strips the types; a patched copy need not
- * type-check), so the baseline can differ by a few bytes from size-limit's, which bundles the built
- * package; the differences between rows are what this bench is for.
+ * type-check), so the baseline differs by some tens of bytes from size-limit's, which bundles the
+ * built package; the differences between rows are what this bench is for.
  *
- *   npx tsx bench/size/run-size-ablation.ts [name…]
+ *   npx tsx bench/size/run-size-ablation.ts [--modules] [name…]
  *
- * Prints `figure size.<bundle>.<ablation> <gzip bytes> B` and a table of the sizes, with what each
- * ablation saves.
+ * `--modules` adds, for each bundle, its modules' minified bytes (largest first) as a `#` line.
+ *
+ * Prints `figure size.<bundle>.<ablation> <gzip bytes> B` (and `….minified`), then a table of the gzip
+ * sizes with what each ablation saves.
  */
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -29,7 +31,14 @@ const BUNDLES = [
 
 const ablationsDir = join(repoRoot, "bench/size/ablations");
 
-async function measure(root: string, imports: string): Promise<{ gzip: number; minified: number }> {
+interface Size {
+  gzip: number;
+  minified: number;
+  /** Minified bytes of each module in the bundle, largest first. */
+  modules: [string, number][];
+}
+
+async function measure(root: string, imports: string): Promise<Size> {
   const result = await build({
     stdin: { contents: `export { ${imports} } from "./src/index.ts";`, resolveDir: root, loader: "ts" },
     bundle: true,
@@ -37,10 +46,16 @@ async function measure(root: string, imports: string): Promise<{ gzip: number; m
     treeShaking: true,
     format: "esm",
     write: false,
+    metafile: true,
     logLevel: "silent",
   });
   const code = result.outputFiles[0]!.contents;
-  return { gzip: gzipSync(code, { level: 9 }).length, minified: code.length };
+  const inputs = Object.values(result.metafile.outputs)[0]!.inputs;
+  const modules = Object.entries(inputs)
+    .map(([file, input]): [string, number] => [file.replace(/^.*?src\//, ""), input.bytesInOutput])
+    .filter(([, bytes]) => bytes > 0)
+    .sort((a, b) => b[1] - a[1]);
+  return { gzip: gzipSync(code, { level: 9 }).length, minified: code.length, modules };
 }
 
 /** A copy of src/ with `patch` applied (none: the baseline). */
@@ -61,7 +76,8 @@ function patchedCopy(patch: string | undefined): string {
   return dir;
 }
 
-const wanted = process.argv.slice(2);
+const showModules = process.argv.includes("--modules");
+const wanted = process.argv.slice(2).filter((arg) => arg !== "--modules");
 const patches = readdirSync(ablationsDir)
   .filter((file) => file.endsWith(".patch"))
   .filter((file) => wanted.length === 0 || wanted.includes(file.replace(/\.patch$/, "")))
@@ -69,7 +85,7 @@ const patches = readdirSync(ablationsDir)
 if (wanted.length > 0 && patches.length !== wanted.length)
   throw new Error(`unknown ablation in ${wanted.join(", ")}; known: ${readdirSync(ablationsDir).join(", ")}`);
 
-const rows: { name: string; sizes: { gzip: number; minified: number }[] }[] = [];
+const rows: { name: string; sizes: Size[] }[] = [];
 for (const patch of [undefined, ...patches]) {
   const dir = patchedCopy(patch);
   try {
@@ -77,7 +93,10 @@ for (const patch of [undefined, ...patches]) {
     const sizes = [];
     for (const bundle of BUNDLES) {
       const size = await measure(dir, bundle.imports);
-      console.log(`figure size.${bundle.name}.${name.replaceAll("-", "_")} ${size.gzip} B`);
+      const figure = `size.${bundle.name}.${name.replaceAll("-", "_")}`;
+      console.log(`figure ${figure} ${size.gzip} B`);
+      console.log(`figure ${figure}.minified ${size.minified} B`);
+      if (showModules) console.log(`# ${figure} modules: ${size.modules.map(([f, b]) => `${f} ${b}`).join(", ")}`);
       sizes.push(size);
     }
     rows.push({ name, sizes });
